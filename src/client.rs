@@ -1,0 +1,131 @@
+//! `RobustClient`: the exported object. It owns the runtime, the pipeline and the event bus, and each
+//! method converts and delegates in a few lines.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{ClientConfig, Settings};
+use crate::error::ApiError;
+use crate::pipeline::{health, Pipeline};
+use crate::runtime::ClientRuntime;
+use crate::status::{Counters, EventBus, ServiceStatus, StatusListener};
+use crate::types::{ApiRequest, ApiResponse};
+
+/// Where the client keeps its files; a temporary directory is removed with the client.
+enum Storage {
+    Dir(PathBuf),
+    Temp(tempfile::TempDir),
+}
+
+impl Storage {
+    fn open(dir: Option<&str>) -> Result<Self, ApiError> {
+        match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| {
+                    ApiError::invalid_config(format!("storage_dir {d:?} cannot be created: {e}"))
+                })?;
+                Ok(Storage::Dir(PathBuf::from(d)))
+            }
+            None => tempfile::Builder::new()
+                .prefix("robust-api-")
+                .tempdir()
+                .map(Storage::Temp)
+                .map_err(|e| ApiError::Internal { reason: format!("creating a temporary storage dir: {e}") }),
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Storage::Dir(p) => p,
+            Storage::Temp(t) => t.path(),
+        }
+    }
+}
+
+/// A resilient HTTP client over several backends. Create one per app and share it; it is cheap to
+/// call from any thread and any async runtime.
+#[derive(uniffi::Object)]
+pub struct RobustClient {
+    pipeline: Arc<Pipeline>,
+    runtime: ClientRuntime,
+    events: Arc<EventBus>,
+    storage: Storage,
+}
+
+impl std::fmt::Debug for RobustClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RobustClient").field("backends", &self.pipeline.backends).finish_non_exhaustive()
+    }
+}
+
+#[uniffi::export]
+impl RobustClient {
+    /// Validates `config`, starts the client's runtime and the health probes.
+    #[uniffi::constructor]
+    pub fn new(config: ClientConfig) -> Result<Arc<Self>, ApiError> {
+        let settings = Settings::from_config(&config)?;
+        let storage = Storage::open(settings.storage_dir.as_deref())?;
+        let counters = Arc::new(Counters::default());
+        let events = Arc::new(EventBus::new(counters.clone())?);
+        let runtime = ClientRuntime::new(settings.worker_threads)?;
+        let pipeline = Arc::new(Pipeline::new(settings, events.clone(), counters)?);
+        runtime.spawn_background(health::run(pipeline.clone()));
+        Ok(Arc::new(RobustClient { pipeline, runtime, events, storage }))
+    }
+
+    /// Sends `request` to the best backend, failing over, retrying and hedging as configured.
+    pub async fn request(&self, request: ApiRequest) -> Result<ApiResponse, ApiError> {
+        let p = self.pipeline.clone();
+        self.runtime.call(async move { p.execute(request).await }).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: String) -> Result<ApiResponse, ApiError> {
+        self.request(ApiRequest::get(path)).await
+    }
+
+    /// `POST path` with a JSON body (`Content-Type: application/json`). Sent at most once unless you
+    /// use `request` with an idempotency key.
+    pub async fn post_json(&self, path: String, json: String) -> Result<ApiResponse, ApiError> {
+        self.request(ApiRequest::post_json(path, json)).await
+    }
+
+    /// A snapshot of backends, breakers, latency and counters.
+    pub fn service_status(&self) -> ServiceStatus {
+        self.pipeline.status()
+    }
+
+    /// Closes every circuit breaker (e.g. after the user taps "retry").
+    pub fn reset_circuit_breakers(&self) {
+        self.pipeline.backends.reset_all();
+    }
+
+    /// Forward the platform's reachability here. While `false`, calls fail with `Offline` at once and
+    /// no probes are sent; `true` probes every backend right away.
+    pub fn set_network_available(&self, available: bool) {
+        self.pipeline.set_network_available(available);
+    }
+
+    /// Adds a listener for breaker, backend-health and network events (called on a background thread).
+    pub fn add_status_listener(&self, listener: Arc<dyn StatusListener>) {
+        self.events.add(listener);
+    }
+
+    /// The directory holding the client's persistent state.
+    pub fn storage_path(&self) -> String {
+        self.storage.path().to_string_lossy().into_owned()
+    }
+
+    /// Stops probes and background tasks and cancels calls in flight (they fail with `Cancelled`).
+    /// Later calls fail with `Cancelled`. Dropping the client does the same.
+    pub fn shutdown(&self) {
+        self.runtime.shutdown();
+        self.events.close();
+    }
+}
+
+impl Drop for RobustClient {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

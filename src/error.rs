@@ -1,0 +1,88 @@
+//! The one error type every binding sees.
+//!
+//! Each variant says what happened and what a caller can do about it. Field names avoid `message`
+//! (it collides with `Throwable.message` in Kotlin); the human-readable text is the `Display` output.
+
+/// Why a call (or the client's construction) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum ApiError {
+    /// The configuration cannot work (bad URL, zero timeout, …). Fix the config; nothing was sent.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The request itself is malformed (bad path, header, …). Nothing was sent.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The app reported the network as unavailable (`set_network_available(false)`); nothing was sent.
+    #[error("offline: the app reported no network; nothing was sent")]
+    Offline,
+    /// The only attempt (or the last one allowed) got no response in time.
+    #[error("timed out after {timeout_ms} ms waiting for {backend}")]
+    Timeout {
+        /// Base URL of the backend that did not answer.
+        backend: String,
+        /// The per-attempt timeout that expired.
+        timeout_ms: u64,
+    },
+    /// Every backend failed or is fenced off by an open circuit breaker.
+    /// `attempts == 0` means the call failed fast without sending anything.
+    #[error("all backends unavailable after {attempts} attempt(s); last error: {last_error}")]
+    AllBackendsUnavailable {
+        /// How many attempts were sent during this call.
+        attempts: u32,
+        /// The last failure seen (or why nothing was sent).
+        last_error: String,
+    },
+    /// A backend answered with a non-2xx status that the retry policy did not (or could no longer) retry.
+    #[error("HTTP {status} from {backend}")]
+    Http {
+        /// The final HTTP status.
+        status: u16,
+        /// The response body, as received.
+        body: Vec<u8>,
+        /// Base URL of the backend that answered.
+        backend: String,
+    },
+    /// The connection failed or broke (refused, reset, truncated body, TLS, …) and the call could not
+    /// be retried safely.
+    #[error("transport error talking to {backend}: {reason}")]
+    Transport {
+        /// Base URL of the backend involved.
+        backend: String,
+        /// The underlying error.
+        reason: String,
+    },
+    /// The call was cancelled (the client was shut down, or the caller dropped the call).
+    #[error("cancelled: {reason}")]
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+    /// A bug in robust-api. Please report it with this text.
+    #[error("internal error (please report): {reason}")]
+    Internal {
+        /// Details for the bug report.
+        reason: String,
+    },
+}
+
+impl ApiError {
+    pub(crate) fn invalid_config(reason: impl Into<String>) -> Self {
+        ApiError::InvalidConfig { reason: reason.into() }
+    }
+
+    pub(crate) fn invalid_request(reason: impl Into<String>) -> Self {
+        ApiError::InvalidRequest { reason: reason.into() }
+    }
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for ApiError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        ApiError::Internal { reason: format!("a foreign callback failed: {}", e.reason) }
+    }
+}

@@ -1,0 +1,72 @@
+//! Background health probes: `GET <backend><health_path>` on every backend at start and every
+//! `health_check_interval`, and on an OPEN backend as soon as its breaker allows a trial. A probe goes
+//! through the breaker like a request (it may be the HALF_OPEN trial) and feeds the latency EWMA.
+//! Nothing is probed while the app reports it is offline; coming back online probes everything at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use tokio::task::JoinSet;
+
+use super::transport::Outgoing;
+use super::Pipeline;
+use crate::types::HttpMethod;
+
+/// Runs until the task is aborted (client shutdown/drop).
+pub(crate) async fn run(p: Arc<Pipeline>) {
+    let interval = p.settings.health_check_interval;
+    loop {
+        // Registers interest before checking the state, so a change in between is not missed.
+        let woken = p.wake_health.notified();
+        if !p.network_available() {
+            woken.await;
+            continue;
+        }
+        let now = Instant::now();
+        let mut probes = JoinSet::new();
+        for i in 0..p.backends.len() {
+            if p.backends.probe_due_at(i, interval).is_none_or(|due| due <= now) {
+                p.backends.mark_probed(i, now);
+                probes.spawn(probe(p.clone(), i));
+            }
+        }
+        while probes.join_next().await.is_some() {}
+        let next = (0..p.backends.len())
+            .filter_map(|i| p.backends.probe_due_at(i, interval))
+            .min()
+            .unwrap_or_else(|| Instant::now() + interval);
+        // Never spin: at least 10 ms between rounds even if a due time is already past.
+        let next = next.max(Instant::now() + Duration::from_millis(10));
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = woken => {}
+        }
+    }
+}
+
+async fn probe(p: Arc<Pipeline>, i: usize) {
+    if !p.network_available() {
+        return;
+    }
+    // A HALF_OPEN trial already out (a request took it): nothing to do this round.
+    let Some(permit) = p.backends.acquire(i, Instant::now()) else { return };
+    let url = match super::transport::join_url(&permit.backend().url, &p.settings.health_path, &[]) {
+        Ok(u) => u,
+        Err(e) => return permit.failure(e.to_string(), true),
+    };
+    let headers = HeaderMap::new();
+    let started = Instant::now();
+    let out = Outgoing {
+        method: HttpMethod::Get,
+        url,
+        headers: &headers,
+        body: None,
+        timeout: p.settings.request_timeout.min(p.settings.connect_timeout + Duration::from_secs(5)),
+    };
+    match p.transport.send(out).await {
+        Ok(r) if (200..300).contains(&r.status) => permit.success(started.elapsed()),
+        Ok(r) => permit.failure(format!("health probe answered HTTP {}", r.status), true),
+        Err(e) => permit.failure(format!("health probe: {e}"), true),
+    }
+}

@@ -1,0 +1,294 @@
+//! The backends and the choice among them.
+//!
+//! Each backend carries its breaker, a health flag (from probes and real traffic), a latency EWMA and
+//! its last error. [`BackendSet::acquire_best`] picks the best admissible backend — healthy first, then
+//! lowest EWMA (quantised, so near-equal backends don't flap; ties go to configured order) — and returns
+//! a [`Permit`]: the attempt reports its outcome through it, and dropping it unreported (a cancelled
+//! hedge leg) releases a HALF_OPEN trial instead of wedging the breaker.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+
+use super::breaker::{Admission, Breaker, Transition};
+use crate::status::{BackendStatus, BreakerState, EventBus, StatusEvent};
+
+/// Weight of a new latency sample in the EWMA.
+const EWMA_ALPHA: f64 = 0.3;
+
+#[derive(Debug)]
+struct State {
+    breaker: Breaker,
+    healthy: bool,
+    ewma_ms: Option<f64>,
+    last_error: Option<String>,
+    last_checked: Option<Instant>,
+    last_probe: Option<Instant>,
+}
+
+/// One configured backend.
+#[derive(Debug)]
+pub struct Backend {
+    /// Base URL, as parsed.
+    pub url: Url,
+    /// Base URL as shown to callers (no trailing slash).
+    pub name: String,
+    state: Mutex<State>,
+}
+
+/// All backends of a client.
+pub struct BackendSet {
+    backends: Vec<Backend>,
+    events: Arc<EventBus>,
+}
+
+impl std::fmt::Debug for BackendSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendSet").field("backends", &self.backends).finish()
+    }
+}
+
+/// Quantised latency for ranking: equal below 2 ms, then buckets 30 % wide.
+fn latency_bucket(ewma_ms: Option<f64>) -> u32 {
+    match ewma_ms {
+        None => u32::MAX,
+        Some(ms) if ms <= 2.0 => 0,
+        Some(ms) => 1 + ((ms / 2.0).ln() / 1.3f64.ln()).ceil() as u32,
+    }
+}
+
+impl BackendSet {
+    pub(crate) fn new(urls: &[Url], threshold: u32, open_for: Duration, events: Arc<EventBus>) -> Self {
+        let backends = urls
+            .iter()
+            .map(|u| Backend {
+                url: u.clone(),
+                name: u.as_str().trim_end_matches('/').to_string(),
+                state: Mutex::new(State {
+                    breaker: Breaker::new(threshold, open_for),
+                    healthy: true,
+                    ewma_ms: None,
+                    last_error: None,
+                    last_checked: None,
+                    last_probe: None,
+                }),
+            })
+            .collect();
+        BackendSet { backends, events }
+    }
+
+    /// Number of backends.
+    pub fn len(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Never true: a client has at least one backend.
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
+
+    /// Backend `i`.
+    pub fn get(&self, i: usize) -> &Backend {
+        &self.backends[i]
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, State> {
+        self.backends[i].state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Admissible backends not in `exclude`, best first.
+    pub fn ranked(&self, now: Instant, exclude: &[usize]) -> Vec<usize> {
+        let mut keyed: Vec<((bool, u32, usize), usize)> = (0..self.backends.len())
+            .filter(|i| !exclude.contains(i))
+            .filter_map(|i| {
+                let s = self.lock(i);
+                s.breaker.would_admit(now).then(|| ((!s.healthy, latency_bucket(s.ewma_ms), i), i))
+            })
+            .collect();
+        keyed.sort_unstable_by_key(|k| k.0);
+        keyed.into_iter().map(|k| k.1).collect()
+    }
+
+    /// Takes a permit on the best admissible backend not in `exclude`.
+    pub fn acquire_best(self: &Arc<Self>, now: Instant, exclude: &[usize]) -> Option<Permit> {
+        self.ranked(now, exclude).into_iter().find_map(|i| self.acquire(i, now))
+    }
+
+    /// Takes a permit on backend `i`, if its breaker admits a call now.
+    pub fn acquire(self: &Arc<Self>, i: usize, now: Instant) -> Option<Permit> {
+        let (admission, t) = self.lock(i).breaker.try_acquire(now)?;
+        self.announce(i, t, None);
+        Some(Permit { set: self.clone(), index: i, admission, done: false })
+    }
+
+    /// Where the next request would go.
+    pub fn preferred(&self, now: Instant) -> Option<usize> {
+        self.ranked(now, &[]).first().copied()
+    }
+
+    /// Closes every breaker.
+    pub fn reset_all(&self) {
+        for i in 0..self.backends.len() {
+            let (t, h) = {
+                let mut s = self.lock(i);
+                let t = s.breaker.reset();
+                let h = (!s.healthy).then(|| {
+                    s.healthy = true;
+                    true
+                });
+                (t, h)
+            };
+            self.announce(i, t, h);
+        }
+    }
+
+    /// When backend `i` is next due for a probe (`None` = now).
+    pub fn probe_due_at(&self, i: usize, interval: Duration) -> Option<Instant> {
+        let s = self.lock(i);
+        // An OPEN breaker is probed as soon as its trial is allowed, not a whole interval later.
+        match s.breaker.reopens_at() {
+            Some(reopen) => Some(reopen),
+            None => s.last_probe.map(|last| last + interval),
+        }
+    }
+
+    /// Marks a probe as started on backend `i`.
+    pub fn mark_probed(&self, i: usize, now: Instant) {
+        self.lock(i).last_probe = Some(now);
+    }
+
+    /// Forgets probe times so every backend is due now (network came back).
+    pub fn make_all_due(&self) {
+        for i in 0..self.backends.len() {
+            self.lock(i).last_probe = None;
+        }
+    }
+
+    /// Per-backend snapshot.
+    pub fn snapshot(&self, now: Instant) -> Vec<BackendStatus> {
+        (0..self.backends.len())
+            .map(|i| {
+                let s = self.lock(i);
+                let state = s.breaker.state();
+                BackendStatus {
+                    url: self.backends[i].name.clone(),
+                    healthy: s.healthy && state != BreakerState::Open,
+                    breaker_state: state,
+                    consecutive_failures: s.breaker.consecutive_failures(),
+                    latency_ewma_ms: s.ewma_ms,
+                    last_error: s.last_error.clone(),
+                    last_checked_ms_ago: s
+                        .last_checked
+                        .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                }
+            })
+            .collect()
+    }
+
+    fn record(&self, i: usize, admission: Admission, outcome: Outcome, now: Instant) {
+        let (t, h) = {
+            let mut s = self.lock(i);
+            s.last_checked = Some(now);
+            let (t, healthy) = match outcome {
+                Outcome::Success { latency } => {
+                    let ms = latency.as_secs_f64() * 1e3;
+                    s.ewma_ms = Some(s.ewma_ms.map_or(ms, |e| e + EWMA_ALPHA * (ms - e)));
+                    (s.breaker.on_success(admission), Some(true))
+                }
+                Outcome::Failure { error, marks_unhealthy } => {
+                    s.last_error = Some(error);
+                    let t = s.breaker.on_failure(admission, now);
+                    let opened = t.is_some_and(|t| t.to == BreakerState::Open);
+                    (t, (marks_unhealthy || opened).then_some(false))
+                }
+                Outcome::Neutral { error } => {
+                    s.last_error = Some(error);
+                    s.breaker.release(admission);
+                    (None, None)
+                }
+            };
+            let changed = healthy.filter(|h| *h != s.healthy);
+            if let Some(h) = changed {
+                s.healthy = h;
+            }
+            (t, changed)
+        };
+        self.announce(i, t, h);
+    }
+
+    /// Tells listeners, after the lock is released.
+    fn announce(&self, i: usize, t: Option<Transition>, healthy: Option<bool>) {
+        let backend = &self.backends[i].name;
+        if let Some(t) = t {
+            log::info!("robust-api: breaker of {backend}: {:?} -> {:?}", t.from, t.to);
+            self.events.emit(StatusEvent::BreakerChanged { backend: backend.clone(), from: t.from, to: t.to });
+        }
+        if let Some(healthy) = healthy {
+            self.events.emit(StatusEvent::BackendHealthChanged { backend: backend.clone(), healthy });
+        }
+    }
+}
+
+enum Outcome {
+    Success { latency: Duration },
+    Failure { error: String, marks_unhealthy: bool },
+    Neutral { error: String },
+}
+
+/// Leave to send one call to one backend. Report the outcome exactly once; dropping it unreported
+/// releases it without a verdict.
+#[derive(Debug)]
+pub struct Permit {
+    set: Arc<BackendSet>,
+    /// Index of the backend.
+    pub index: usize,
+    admission: Admission,
+    done: bool,
+}
+
+impl Permit {
+    /// The backend this permit is for.
+    pub fn backend(&self) -> &Backend {
+        self.set.get(self.index)
+    }
+
+    /// The call succeeded (or got a definitive answer) in `latency`.
+    pub fn success(mut self, latency: Duration) {
+        self.done = true;
+        self.set.record(self.index, self.admission, Outcome::Success { latency }, Instant::now());
+    }
+
+    /// The call failed in a way that counts against the breaker. Probes pass `marks_unhealthy`.
+    pub fn failure(mut self, error: String, marks_unhealthy: bool) {
+        self.done = true;
+        self.set.record(self.index, self.admission, Outcome::Failure { error, marks_unhealthy }, Instant::now());
+    }
+
+    /// The call failed in a way that says nothing about the backend's health (e.g. 429).
+    pub fn neutral(mut self, error: String) {
+        self.done = true;
+        self.set.record(self.index, self.admission, Outcome::Neutral { error }, Instant::now());
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.set.lock(self.index).breaker.release(self.admission);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_order_and_merge_near_equal_values() {
+        assert_eq!(latency_bucket(Some(0.3)), latency_bucket(Some(1.9)));
+        assert!(latency_bucket(Some(1.0)) < latency_bucket(Some(50.0)));
+        assert!(latency_bucket(Some(50.0)) < latency_bucket(Some(100.0)));
+        assert!(latency_bucket(Some(1e6)) < latency_bucket(None));
+    }
+}

@@ -1,0 +1,152 @@
+//! The request and response records every binding sees.
+
+use std::collections::HashMap;
+
+/// HTTP method of an [`ApiRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum HttpMethod {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+}
+
+impl HttpMethod {
+    /// Idempotent per RFC 9110 §9.2.2: repeating it has the same effect as sending it once.
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, HttpMethod::Post | HttpMethod::Patch)
+    }
+
+    pub(crate) fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Head => reqwest::Method::HEAD,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+            HttpMethod::Options => reqwest::Method::OPTIONS,
+        }
+    }
+}
+
+/// Whether a request may be sent more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, uniffi::Enum)]
+pub enum RetryMode {
+    /// Retry idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) and requests carrying an
+    /// idempotency key; everything else reaches a server at most once.
+    #[default]
+    Default,
+    /// Never send twice (a connect failure may still move to another backend: nothing was sent).
+    Never,
+    /// The caller vouches that repeating this request is harmless, whatever its method.
+    Always,
+}
+
+/// One `name=value` query parameter (order and repeats are kept).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct QueryParam {
+    /// Name (unencoded).
+    pub name: String,
+    /// Value (unencoded).
+    pub value: String,
+}
+
+/// A request, relative to whichever backend the client picks.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ApiRequest {
+    /// HTTP method.
+    pub method: HttpMethod,
+    /// Path relative to the backend's base URL, e.g. `/api/items/7`.
+    pub path: String,
+    /// Query parameters, appended in order.
+    #[uniffi(default)]
+    pub query: Vec<QueryParam>,
+    /// Request headers (override the client's default headers).
+    #[uniffi(default)]
+    pub headers: HashMap<String, String>,
+    /// Request body, if any.
+    #[uniffi(default = None)]
+    pub body: Option<Vec<u8>>,
+    /// Per-attempt timeout override.
+    #[uniffi(default = None)]
+    pub timeout_ms: Option<u64>,
+    /// Sent as `Idempotency-Key` on every attempt; makes a non-idempotent request retryable.
+    #[uniffi(default = None)]
+    pub idempotency_key: Option<String>,
+    /// Retry policy for this request.
+    #[uniffi(default)]
+    pub retry: RetryMode,
+}
+
+impl ApiRequest {
+    /// A request with every optional field empty.
+    pub fn new(method: HttpMethod, path: impl Into<String>) -> Self {
+        ApiRequest {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            headers: HashMap::new(),
+            body: None,
+            timeout_ms: None,
+            idempotency_key: None,
+            retry: RetryMode::Default,
+        }
+    }
+
+    /// `GET path`.
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new(HttpMethod::Get, path)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(path: impl Into<String>, json: impl Into<String>) -> Self {
+        let mut r = Self::new(HttpMethod::Post, path);
+        r.headers.insert("content-type".into(), "application/json".into());
+        r.body = Some(json.into().into_bytes());
+        r
+    }
+
+    /// May this request reach a server more than once?
+    pub(crate) fn may_resend(&self) -> bool {
+        match self.retry {
+            RetryMode::Never => false,
+            RetryMode::Always => true,
+            RetryMode::Default => self.method.is_idempotent() || self.idempotency_key.is_some(),
+        }
+    }
+}
+
+/// A successful (2xx/3xx) response.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers, names lower-cased; repeated headers are joined with `", "`.
+    pub headers: HashMap<String, String>,
+    /// Response body.
+    pub body: Vec<u8>,
+    /// Base URL of the backend that answered.
+    pub backend: String,
+    /// Attempts sent during this call (1 = first try succeeded).
+    pub attempts: u32,
+    /// Wall time of the whole call, retries included.
+    pub elapsed_ms: u64,
+}
+
+impl ApiResponse {
+    /// The body as UTF-8 text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
