@@ -17,10 +17,8 @@ use crate::types::HttpMethod;
 pub(crate) async fn run(p: Arc<Pipeline>) {
     let interval = p.settings.health_check_interval;
     loop {
-        // Registers interest before checking the state, so a change in between is not missed.
-        let woken = p.wake_health.notified();
         if !p.network_available() {
-            woken.await;
+            p.backends.probe_wake.notified().await;
             continue;
         }
         let now = Instant::now();
@@ -40,7 +38,7 @@ pub(crate) async fn run(p: Arc<Pipeline>) {
         let next = next.max(Instant::now() + Duration::from_millis(10));
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
-            _ = woken => {}
+            _ = p.backends.probe_wake.notified() => {}
         }
     }
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName};
 use reqwest::Url;
-use tokio::sync::Notify;
 
 use crate::config::{parse_headers, Settings};
 use crate::error::ApiError;
@@ -32,7 +31,6 @@ pub(crate) struct Pipeline {
     pub transport: Transport,
     pub counters: Arc<Counters>,
     pub events: Arc<EventBus>,
-    pub wake_health: Notify,
     budget: Mutex<RetryBudget>,
     network: AtomicBool,
 }
@@ -87,7 +85,6 @@ impl Pipeline {
             transport,
             counters,
             events,
-            wake_health: Notify::new(),
             budget: Mutex::new(budget),
             network: AtomicBool::new(true),
         })
@@ -105,8 +102,7 @@ impl Pipeline {
         if available {
             self.backends.make_all_due();
         }
-        // notify_one stores a permit if the probe loop is busy, so the change is never missed.
-        self.wake_health.notify_one();
+        self.backends.probe_wake.notify_one();
     }
 
     pub(crate) fn status(&self) -> ServiceStatus {

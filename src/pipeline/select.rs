@@ -41,6 +41,9 @@ pub struct Backend {
 pub struct BackendSet {
     backends: Vec<Backend>,
     events: Arc<EventBus>,
+    /// Wakes the health-probe loop: a breaker opened (its trial time is a new due date) or the
+    /// network came back. `notify_one` keeps a permit if the loop is busy, so no wake-up is lost.
+    pub probe_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for BackendSet {
@@ -49,12 +52,16 @@ impl std::fmt::Debug for BackendSet {
     }
 }
 
-/// Quantised latency for ranking: equal below 2 ms, then buckets 30 % wide.
+/// Below this, latency differences are noise (a cold TCP connect, a GC pause) and do not reorder
+/// backends; mobile round trips are tens to hundreds of milliseconds.
+const LATENCY_TIE_MS: f64 = 10.0;
+
+/// Quantised latency for ranking: all equal below [`LATENCY_TIE_MS`], then buckets 30 % wide.
 fn latency_bucket(ewma_ms: Option<f64>) -> u32 {
     match ewma_ms {
         None => u32::MAX,
-        Some(ms) if ms <= 2.0 => 0,
-        Some(ms) => 1 + ((ms / 2.0).ln() / 1.3f64.ln()).ceil() as u32,
+        Some(ms) if ms <= LATENCY_TIE_MS => 0,
+        Some(ms) => 1 + ((ms / LATENCY_TIE_MS).ln() / 1.3f64.ln()).ceil() as u32,
     }
 }
 
@@ -75,7 +82,7 @@ impl BackendSet {
                 }),
             })
             .collect();
-        BackendSet { backends, events }
+        BackendSet { backends, events, probe_wake: tokio::sync::Notify::new() }
     }
 
     /// Number of backends.
@@ -222,6 +229,9 @@ impl BackendSet {
         let backend = &self.backends[i].name;
         if let Some(t) = t {
             log::info!("robust-api: breaker of {backend}: {:?} -> {:?}", t.from, t.to);
+            if t.to == BreakerState::Open {
+                self.probe_wake.notify_one();
+            }
             self.events.emit(StatusEvent::BreakerChanged { backend: backend.clone(), from: t.from, to: t.to });
         }
         if let Some(healthy) = healthy {
@@ -286,7 +296,8 @@ mod tests {
 
     #[test]
     fn latency_buckets_order_and_merge_near_equal_values() {
-        assert_eq!(latency_bucket(Some(0.3)), latency_bucket(Some(1.9)));
+        assert_eq!(latency_bucket(Some(0.3)), latency_bucket(Some(9.0)));
+        assert_eq!(latency_bucket(Some(100.0)), latency_bucket(Some(105.0)));
         assert!(latency_bucket(Some(1.0)) < latency_bucket(Some(50.0)));
         assert!(latency_bucket(Some(50.0)) < latency_bucket(Some(100.0)));
         assert!(latency_bucket(Some(1e6)) < latency_bucket(None));
