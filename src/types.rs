@@ -84,9 +84,10 @@ pub struct ApiRequest {
     /// Sent as `Idempotency-Key` on every attempt; makes a non-idempotent request retryable.
     #[uniffi(default = None)]
     pub idempotency_key: Option<String>,
-    /// Retry policy for this request.
-    #[uniffi(default)]
-    pub retry: RetryMode,
+    /// Retry policy for this request; `None` = [`RetryMode::Default`]. (An `Option` because UniFFI
+    /// proc-macros cannot give an enum field a default.)
+    #[uniffi(default = None)]
+    pub retry: Option<RetryMode>,
 }
 
 impl ApiRequest {
@@ -100,7 +101,7 @@ impl ApiRequest {
             body: None,
             timeout_ms: None,
             idempotency_key: None,
-            retry: RetryMode::Default,
+            retry: None,
         }
     }
 
@@ -119,7 +120,7 @@ impl ApiRequest {
 
     /// May this request reach a server more than once?
     pub(crate) fn may_resend(&self) -> bool {
-        match self.retry {
+        match self.retry.unwrap_or_default() {
             RetryMode::Never => false,
             RetryMode::Always => true,
             RetryMode::Default => self.method.is_idempotent() || self.idempotency_key.is_some(),

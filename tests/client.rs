@@ -88,7 +88,9 @@ async fn get_returns_status_headers_body_and_backend() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, support::fleet::expected_bytes(1024));
     assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/octet-stream"));
-    assert_eq!(r.backend, fleet.urls()[0]);
+    // The backend field names the server that really answered (its X-Backend header).
+    let index: usize = r.headers["x-backend"].parse().unwrap();
+    assert_eq!(r.backend, fleet.urls()[index]);
     assert_eq!(r.attempts, 1);
 }
 
@@ -199,6 +201,9 @@ async fn post_without_key_is_sent_once_with_key_is_retried_with_the_same_key() {
     fleet.server(1).set_fault(Fault::None).await;
     fleet.server(2).set_fault(Fault::None).await;
     client.reset_circuit_breakers();
+    // A pooled keep-alive connection to the killed server may still look open; a POST written to it
+    // is ambiguous (it may have arrived) and is rightly not re-sent. A GET flushes such a connection.
+    client.get("/flush".into()).await.unwrap();
     let r = client.post_json("/orders2".into(), "{}".into()).await.unwrap();
     assert_ne!(r.backend, fleet.urls()[0]);
     assert_eq!(r.attempts, 2);
