@@ -1,0 +1,129 @@
+//! Standalone test fleet for the Kotlin/Swift/Python tests (and for poking at by hand).
+//!
+//! ```text
+//! cargo run --example test-fleet -- --backends 3
+//! ```
+//!
+//! Starts N backends plus a control server on 127.0.0.1, prints ONE line of JSON to stdout:
+//! `{"backends":["http://127.0.0.1:PORT",...],"control":"http://127.0.0.1:PORT"}`
+//! and runs until its stdin reaches EOF (so a test that spawns it with a pipe and dies never
+//! leaks it). `--ignore-stdin` runs until killed instead (for `&` in a shell).
+//!
+//! Control API (plain-text bodies): `POST /backends/{i}/fault` with `ok`, `down`, `blackhole`,
+//! `status 503`, `retry-after 503 2`, `slow 200`, `truncate` or `reset`; `GET /backends/{i}/hits`
+//! (`?path=/api/health` for one path); `POST /backends/{i}/reset-hits`;
+//! `GET /backends/{i}/idempotency-keys`; see `ControlServer` in `tests/support/fleet.rs` for more.
+
+#[path = "../tests/support/fleet.rs"]
+mod fleet;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: test-fleet [--backends N] [--ignore-stdin]\n\
+    Starts N (default 3, max 64) HTTP test backends and a control server on 127.0.0.1,\n\
+    prints {\"backends\":[...],\"control\":\"...\"} on one line, exits when stdin reaches EOF.";
+
+struct Options {
+    backends: usize,
+    ignore_stdin: bool,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        backends: 3,
+        ignore_stdin: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--backends" | "-n" => {
+                let value = args.next().ok_or("--backends needs a value")?;
+                options.backends = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| format!("bad --backends {value:?}: expected 1..=64"))?;
+            }
+            "--ignore-stdin" => options.ignore_stdin = true,
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("test-fleet: {message}");
+            }
+            eprintln!("{USAGE}");
+            return if message.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+
+    let fleet = match fleet::Fleet::try_start(options.backends).await {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            eprintln!("test-fleet: cannot start backends: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let control = match fleet.start_control().await {
+        Ok(control) => control,
+        Err(e) => {
+            eprintln!("test-fleet: cannot start the control server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // URLs contain no characters that need JSON escaping.
+    let backends: Vec<String> = fleet
+        .urls()
+        .iter()
+        .map(|url| format!("\"{url}\""))
+        .collect();
+    let line = format!(
+        r#"{{"backends":[{}],"control":"{}"}}"#,
+        backends.join(","),
+        control.url()
+    );
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE; // nobody is listening
+    }
+    drop(stdout);
+
+    if options.ignore_stdin {
+        std::future::pending::<()>().await;
+    }
+    // Wait for EOF (or an error) on stdin, on a blocking thread.
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = [0u8; 1024];
+        loop {
+            match stdin.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    drop(control);
+    drop(fleet);
+    // Exit at once: don't let the runtime's shutdown wait on anything.
+    std::process::exit(0)
+}
