@@ -75,8 +75,7 @@ impl RobustClient {
 
     /// Sends `request` to the best backend, failing over, retrying and hedging as configured.
     pub async fn request(&self, request: ApiRequest) -> Result<ApiResponse, ApiError> {
-        let p = self.pipeline.clone();
-        self.runtime.call(async move { p.execute(request).await }).await
+        self.runtime.call(self.pipeline.execute(request)).await
     }
 
     /// `GET path`.

@@ -1,14 +1,24 @@
-//! The client's own small tokio runtime. Every call and background task runs here, so foreign callers
-//! (Kotlin coroutines, Swift tasks, Python asyncio) need no runtime of their own: they await a
-//! [`Call`], which only waits for the spawned task. Dropping a `Call` (the foreign side cancelled)
-//! aborts the task, which drops its in-flight request.
+//! The client's own small tokio runtime. Background work (probes, hedge legs' connections, reqwest's
+//! connection tasks) runs on its worker threads, so foreign callers (Kotlin coroutines, Swift tasks,
+//! Python asyncio) need no runtime of their own.
+//!
+//! A call is not spawned: its future is polled by whoever awaits it (the foreign executor, or a Rust
+//! caller's runtime) with this runtime entered for the duration of each poll ([`InRuntime`]). Timers
+//! and sockets register with this runtime's drivers, whose threads wake the caller directly. That
+//! saves two cross-thread hand-offs per call (spawn, then join) compared with spawning — measured at
+//! tens of microseconds on a small VM (see benches/overhead.rs). Dropping the future (the foreign
+//! side cancelled) drops the in-flight request; shutdown wakes every call with `Cancelled`; a panic
+//! inside a call becomes `ApiError::Internal` instead of unwinding into foreign code.
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use tokio::runtime::{Builder, Handle, Runtime};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
 use crate::error::ApiError;
 
@@ -17,6 +27,7 @@ pub(crate) struct ClientRuntime {
     handle: Handle,
     runtime: Mutex<Option<Runtime>>,
     closed: AtomicBool,
+    shutdown: Notify,
 }
 
 impl ClientRuntime {
@@ -27,7 +38,16 @@ impl ClientRuntime {
             .enable_all()
             .build()
             .map_err(|e| ApiError::Internal { reason: format!("starting the tokio runtime: {e}") })?;
-        Ok(ClientRuntime { handle: runtime.handle().clone(), runtime: Mutex::new(Some(runtime)), closed: AtomicBool::new(false) })
+        Ok(ClientRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            closed: AtomicBool::new(false),
+            shutdown: Notify::new(),
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Spawns a background task (aborted at shutdown with the runtime).
@@ -35,31 +55,36 @@ impl ClientRuntime {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if !self.closed.load(Ordering::SeqCst) {
+        if !self.is_closed() {
             drop(self.handle.spawn(fut));
         }
     }
 
-    /// Runs a call on the runtime; the returned future can be awaited from any executor.
+    /// Runs a call with this runtime as its context; the future can be awaited from any executor.
     pub(crate) async fn call<T, F>(&self, fut: F) -> Result<T, ApiError>
     where
-        T: Send + 'static,
-        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+        F: Future<Output = Result<T, ApiError>>,
     {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(shut_down());
-        }
-        let mut task = AbortOnDrop(self.handle.spawn(fut));
-        match (&mut task.0).await {
-            Ok(result) => result,
-            Err(e) if e.is_cancelled() => Err(shut_down()),
-            Err(e) => Err(ApiError::Internal { reason: format!("request task panicked: {e}") }),
-        }
+        let guarded = async {
+            // Created before the flag is checked: `notify_waiters` reaches it even if not yet polled.
+            let shutdown = self.shutdown.notified();
+            if self.is_closed() {
+                return Err(shut_down());
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown => Err(shut_down()),
+                r = fut => r,
+            }
+        };
+        InRuntime { handle: &self.handle, fut: Box::pin(guarded) }.await
     }
 
-    /// Stops every task. Never blocks (safe to call from inside an async context or a callback).
+    /// Stops every task and cancels calls in flight. Never blocks (safe inside async code and
+    /// callbacks).
     pub(crate) fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.shutdown.notify_waiters();
         if let Some(rt) = self.runtime.lock().unwrap_or_else(PoisonError::into_inner).take() {
             rt.shutdown_background();
         }
@@ -70,10 +95,31 @@ fn shut_down() -> ApiError {
     ApiError::Cancelled { reason: "the client was shut down".into() }
 }
 
-struct AbortOnDrop<T>(JoinHandle<T>);
+/// Polls `fut` with the client's runtime entered, turning a panic into `ApiError::Internal`.
+struct InRuntime<'a, F> {
+    handle: &'a Handle,
+    fut: Pin<Box<F>>,
+}
 
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+impl<T, F> Future for InRuntime<'_, F>
+where
+    F: Future<Output = Result<T, ApiError>>,
+{
+    type Output = Result<T, ApiError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let _entered = self.handle.enter();
+        let fut = self.fut.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(p) => p,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Poll::Ready(Err(ApiError::Internal { reason: format!("a call panicked: {what}") }))
+            }
+        }
     }
 }

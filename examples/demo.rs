@@ -1,0 +1,157 @@
+//! `cargo run --example demo` — three local backends, real traffic, a backend killed and revived,
+//! with the client's status printed as it goes. No set-up and no network beyond 127.0.0.1.
+
+#[path = "../tests/support/fleet.rs"]
+#[allow(dead_code)]
+mod fleet;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleet::{Fault, Fleet};
+use robust_api::{
+    ApiError, ApiRequest, BreakerState, ClientConfig, RobustClient, ServiceStatus, StatusEvent, StatusListener,
+};
+
+struct PrintEvents(Instant);
+
+impl StatusListener for PrintEvents {
+    fn on_event(&self, event: StatusEvent) {
+        let t = self.0.elapsed().as_millis();
+        match event {
+            StatusEvent::BreakerChanged { backend, from, to } => {
+                println!("  [{t:>5} ms] event: breaker of {backend}: {from:?} -> {to:?}")
+            }
+            StatusEvent::BackendHealthChanged { backend, healthy } => {
+                println!("  [{t:>5} ms] event: {backend} is now {}", if healthy { "healthy" } else { "unhealthy" })
+            }
+            StatusEvent::NetworkChanged { available } => {
+                println!("  [{t:>5} ms] event: network {}", if available { "available" } else { "unavailable" })
+            }
+        }
+    }
+}
+
+fn print_status(title: &str, s: &ServiceStatus) {
+    println!("\n== {title}");
+    println!("{:<24} {:>8} {:>10} {:>6} {:>9}  last error", "backend", "healthy", "breaker", "fails", "ewma ms");
+    for b in &s.backends {
+        let breaker = match b.breaker_state {
+            BreakerState::Closed => "CLOSED",
+            BreakerState::Open => "OPEN",
+            BreakerState::HalfOpen => "HALF_OPEN",
+        };
+        let ewma = b.latency_ewma_ms.map_or("-".to_string(), |v| format!("{v:.1}"));
+        let err = b.last_error.as_deref().unwrap_or("-");
+        let err: String = err.chars().take(60).collect();
+        println!("{:<24} {:>8} {:>10} {:>6} {:>9}  {err}", b.url, b.healthy, breaker, b.consecutive_failures, ewma);
+    }
+    let c = &s.counters;
+    println!(
+        "preferred: {}   network: {}   requests {} retries {} failovers {} hedges {} budget-refusals {}",
+        s.preferred_backend.as_deref().unwrap_or("none (all breakers open)"),
+        if s.network_available { "up" } else { "down" },
+        c.requests,
+        c.retries,
+        c.failovers,
+        c.hedges,
+        c.budget_exhausted
+    );
+}
+
+async fn traffic(client: &RobustClient, n: usize, label: &str) {
+    let mut by_backend = std::collections::BTreeMap::<String, usize>::new();
+    let mut errors = 0;
+    let started = Instant::now();
+    for i in 0..n {
+        match client.get(format!("/api/items/{i}")).await {
+            Ok(r) => *by_backend.entry(r.backend).or_default() += 1,
+            Err(e) => {
+                errors += 1;
+                if errors <= 3 {
+                    println!("  error: {e}");
+                }
+            }
+        }
+    }
+    println!(
+        "{label}: {n} GETs in {} ms, {errors} errors, answered by {by_backend:?}",
+        started.elapsed().as_millis()
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), ApiError> {
+    let fleet = Fleet::start(3).await;
+    let mut config = ClientConfig::new(fleet.urls());
+    // Demo-sized timings (defaults are the production ones: 1 s backoff base, 30 s open breakers).
+    config.retry_base_delay_ms = 50;
+    config.retry_max_delay_ms = 400;
+    config.breaker_open_ms = 1_500;
+    config.health_check_interval_ms = 1_000;
+    config.hedge_after_ms = Some(150);
+    let client = RobustClient::new(config)?;
+    client.add_status_listener(Arc::new(PrintEvents(Instant::now())));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    print_status("started: 3 local backends, all healthy", &client.service_status());
+
+    traffic(&client, 50, "normal traffic").await;
+
+    println!("\n>> killing backend 0 ({}): connections refused from now on", fleet.urls()[0]);
+    fleet.server(0).set_fault(Fault::Down).await;
+    traffic(&client, 50, "primary down").await;
+    print_status("after the primary died: failover, its breaker OPEN", &client.service_status());
+
+    println!("\n>> backend 1 turns into a black hole (accepts, never answers): hedging after 150 ms");
+    fleet.server(1).set_fault(Fault::BlackHole).await;
+    let t = Instant::now();
+    let r = client.get("/api/slow-path".into()).await?;
+    println!("GET answered by {} after {} ms ({} attempts)", r.backend, t.elapsed().as_millis(), r.attempts);
+    fleet.server(1).set_fault(Fault::None).await;
+
+    println!("\n>> a POST without an idempotency key against a 503 is sent once, never blindly retried");
+    fleet.server(2).set_fault(Fault::Status(503)).await;
+    fleet.server(1).set_fault(Fault::Status(503)).await;
+    let before = fleet.total_hits();
+    let err = client.post_json("/api/orders".into(), r#"{"sku":42}"#.into()).await.unwrap_err();
+    println!("POST -> {err}; server hits for it: {}", fleet.total_hits() - before);
+    let mut keyed = ApiRequest::post_json("/api/orders", r#"{"sku":42}"#);
+    keyed.idempotency_key = Some("order-42".into());
+    let before = fleet.total_hits();
+    let err = client.request(keyed).await.unwrap_err();
+    println!("POST with Idempotency-Key -> {err}; server hits for it: {}", fleet.total_hits() - before);
+    fleet.server(1).set_fault(Fault::None).await;
+    fleet.server(2).set_fault(Fault::None).await;
+
+    println!("\n>> backend 0 comes back; the health probe finds it when its breaker allows a trial");
+    fleet.server(0).set_fault(Fault::None).await;
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    traffic(&client, 50, "after recovery").await;
+    print_status("backend 0 probed: HALF_OPEN -> CLOSED, preferred again", &client.service_status());
+
+    println!("\n>> the app reports the network gone: calls fail at once, nothing is sent");
+    client.set_network_available(false);
+    match client.get("/api/items/1".into()).await {
+        Err(e) => println!("GET -> {e}"),
+        Ok(_) => println!("GET unexpectedly succeeded"),
+    }
+    client.set_network_available(true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    print_status("network back: every backend probed at once", &client.service_status());
+
+    println!("\n>> every backend fails; once the breakers are open, calls fail fast; then the user taps retry");
+    fleet.set_fault_all(Fault::Status(500)).await;
+    for _ in 0..6 {
+        let _ = client.get("/api/items/1".into()).await;
+    }
+    let t = Instant::now();
+    let err = client.get("/api/items/1".into()).await.unwrap_err();
+    println!("GET -> {err} (in {} us)", t.elapsed().as_micros());
+    fleet.set_fault_all(Fault::None).await;
+    client.reset_circuit_breakers();
+    let r = client.get("/api/items/1".into()).await?;
+    println!("after reset_circuit_breakers(): GET -> HTTP {} from {}", r.status, r.backend);
+    print_status("final", &client.service_status());
+    client.shutdown();
+    Ok(())
+}
