@@ -30,7 +30,9 @@ impl Storage {
                 .prefix("robust-api-")
                 .tempdir()
                 .map(Storage::Temp)
-                .map_err(|e| ApiError::Internal { reason: format!("creating a temporary storage dir: {e}") }),
+                .map_err(|e| ApiError::Internal {
+                    reason: format!("creating a temporary storage dir: {e}"),
+                }),
         }
     }
 
@@ -54,7 +56,9 @@ pub struct RobustClient {
 
 impl std::fmt::Debug for RobustClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RobustClient").field("backends", &self.pipeline.backends).finish_non_exhaustive()
+        f.debug_struct("RobustClient")
+            .field("backends", &self.pipeline.backends)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,7 +74,12 @@ impl RobustClient {
         let runtime = ClientRuntime::new(settings.worker_threads)?;
         let pipeline = Arc::new(Pipeline::new(settings, events.clone(), counters)?);
         runtime.spawn_background(health::run(pipeline.clone()));
-        Ok(Arc::new(RobustClient { pipeline, runtime, events, storage }))
+        Ok(Arc::new(RobustClient {
+            pipeline,
+            runtime,
+            events,
+            storage,
+        }))
     }
 
     /// Sends `request` to the best backend, failing over, retrying and hedging as configured.

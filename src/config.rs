@@ -147,7 +147,9 @@ pub(crate) struct Settings {
 
 fn positive_ms(name: &str, ms: u64) -> Result<Duration, ApiError> {
     if ms == 0 {
-        return Err(ApiError::invalid_config(format!("{name} must be greater than 0 ms")));
+        return Err(ApiError::invalid_config(format!(
+            "{name} must be greater than 0 ms"
+        )));
     }
     Ok(Duration::from_millis(ms))
 }
@@ -163,7 +165,9 @@ pub(crate) fn parse_backend_url(raw: &str) -> Result<Url, ApiError> {
         )));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid_config(format!("backend URL {raw:?} has no host")));
+        return Err(ApiError::invalid_config(format!(
+            "backend URL {raw:?} has no host"
+        )));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ApiError::invalid_config(format!(
@@ -171,7 +175,9 @@ pub(crate) fn parse_backend_url(raw: &str) -> Result<Url, ApiError> {
         )));
     }
     if url.cannot_be_a_base() {
-        return Err(ApiError::invalid_config(format!("backend URL {raw:?} cannot be a base URL")));
+        return Err(ApiError::invalid_config(format!(
+            "backend URL {raw:?} cannot be a base URL"
+        )));
     }
     Ok(url)
 }
@@ -183,10 +189,15 @@ pub(crate) fn parse_headers(
 ) -> Result<HeaderMap, ApiError> {
     let mut map = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| make_err(format!("header name {name:?} is not a valid HTTP header name")))?;
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            make_err(format!(
+                "header name {name:?} is not a valid HTTP header name"
+            ))
+        })?;
         let v = HeaderValue::from_str(value).map_err(|_| {
-            make_err(format!("header {name:?} has a value that is not valid in HTTP (control characters?)"))
+            make_err(format!(
+                "header {name:?} has a value that is not valid in HTTP (control characters?)"
+            ))
         })?;
         map.insert(n, v);
     }
@@ -196,13 +207,17 @@ pub(crate) fn parse_headers(
 impl Settings {
     pub(crate) fn from_config(c: &ClientConfig) -> Result<Settings, ApiError> {
         if c.backends.is_empty() {
-            return Err(ApiError::invalid_config("at least one backend URL is required"));
+            return Err(ApiError::invalid_config(
+                "at least one backend URL is required",
+            ));
         }
         let mut backends = Vec::with_capacity(c.backends.len());
         for raw in &c.backends {
             let url = parse_backend_url(raw)?;
             if backends.contains(&url) {
-                return Err(ApiError::invalid_config(format!("backend URL {raw:?} is listed twice")));
+                return Err(ApiError::invalid_config(format!(
+                    "backend URL {raw:?} is listed twice"
+                )));
             }
             backends.push(url);
         }
@@ -214,10 +229,14 @@ impl Settings {
             ));
         }
         if !(0.0..=1.0).contains(&c.retry_budget_ratio) {
-            return Err(ApiError::invalid_config("retry_budget_ratio must be between 0.0 and 1.0"));
+            return Err(ApiError::invalid_config(
+                "retry_budget_ratio must be between 0.0 and 1.0",
+            ));
         }
         if c.breaker_failure_threshold == 0 {
-            return Err(ApiError::invalid_config("breaker_failure_threshold must be at least 1"));
+            return Err(ApiError::invalid_config(
+                "breaker_failure_threshold must be at least 1",
+            ));
         }
         if !c.health_path.starts_with('/') {
             return Err(ApiError::invalid_config(format!(
@@ -226,11 +245,18 @@ impl Settings {
             )));
         }
         if !(1..=8).contains(&c.worker_threads) {
-            return Err(ApiError::invalid_config("worker_threads must be between 1 and 8"));
+            return Err(ApiError::invalid_config(
+                "worker_threads must be between 1 and 8",
+            ));
         }
-        let slow_call_threshold =
-            c.slow_call_threshold_ms.map(|ms| positive_ms("slow_call_threshold_ms", ms)).transpose()?;
-        let hedge_after = c.hedge_after_ms.map(|ms| positive_ms("hedge_after_ms", ms)).transpose()?;
+        let slow_call_threshold = c
+            .slow_call_threshold_ms
+            .map(|ms| positive_ms("slow_call_threshold_ms", ms))
+            .transpose()?;
+        let hedge_after = c
+            .hedge_after_ms
+            .map(|ms| positive_ms("hedge_after_ms", ms))
+            .transpose()?;
         Ok(Settings {
             backends,
             storage_dir: c.storage_dir.clone(),
@@ -245,7 +271,10 @@ impl Settings {
             breaker_open: positive_ms("breaker_open_ms", c.breaker_open_ms)?,
             slow_call_threshold,
             health_path: c.health_path.clone(),
-            health_check_interval: positive_ms("health_check_interval_ms", c.health_check_interval_ms)?,
+            health_check_interval: positive_ms(
+                "health_check_interval_ms",
+                c.health_check_interval_ms,
+            )?,
             hedge_after,
             default_headers: parse_headers(&c.default_headers, |r| {
                 ApiError::invalid_config(format!("default_headers: {r}"))
@@ -269,8 +298,14 @@ mod tests {
         assert_eq!(c.connect_timeout_ms, 10_000);
         assert_eq!(c.request_timeout_ms, 30_000);
         assert_eq!(c.max_retries, 3);
-        assert_eq!((c.retry_base_delay_ms, c.retry_max_delay_ms), (1_000, 8_000));
-        assert_eq!((c.breaker_failure_threshold, c.breaker_open_ms), (5, 30_000));
+        assert_eq!(
+            (c.retry_base_delay_ms, c.retry_max_delay_ms),
+            (1_000, 8_000)
+        );
+        assert_eq!(
+            (c.breaker_failure_threshold, c.breaker_open_ms),
+            (5, 30_000)
+        );
         assert_eq!(c.health_path, "/api/health");
         assert_eq!(c.health_check_interval_ms, 60_000);
         assert_eq!((c.hedge_after_ms, c.slow_call_threshold_ms), (None, None));
@@ -279,11 +314,23 @@ mod tests {
 
     #[test]
     fn bad_urls_are_invalid_config() {
-        for bad in ["not a url", "ftp://x", "http://", "http://a?q=1", "mailto:x@y"] {
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "http://",
+            "http://a?q=1",
+            "mailto:x@y",
+        ] {
             let err = Settings::from_config(&cfg(&[bad])).unwrap_err();
-            assert!(matches!(err, ApiError::InvalidConfig { .. }), "{bad}: {err:?}");
+            assert!(
+                matches!(err, ApiError::InvalidConfig { .. }),
+                "{bad}: {err:?}"
+            );
         }
-        assert!(matches!(Settings::from_config(&cfg(&[])), Err(ApiError::InvalidConfig { .. })));
+        assert!(matches!(
+            Settings::from_config(&cfg(&[])),
+            Err(ApiError::InvalidConfig { .. })
+        ));
         assert!(matches!(
             Settings::from_config(&cfg(&["http://a", "http://a/"])),
             Err(ApiError::InvalidConfig { .. })

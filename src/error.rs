@@ -73,16 +73,22 @@ pub enum ApiError {
 
 impl ApiError {
     pub(crate) fn invalid_config(reason: impl Into<String>) -> Self {
-        ApiError::InvalidConfig { reason: reason.into() }
+        ApiError::InvalidConfig {
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn invalid_request(reason: impl Into<String>) -> Self {
-        ApiError::InvalidRequest { reason: reason.into() }
+        ApiError::InvalidRequest {
+            reason: reason.into(),
+        }
     }
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for ApiError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        ApiError::Internal { reason: format!("a foreign callback failed: {}", e.reason) }
+        ApiError::Internal {
+            reason: format!("a foreign callback failed: {}", e.reason),
+        }
     }
 }

@@ -37,7 +37,9 @@ impl ClientRuntime {
             .thread_name("robust-api")
             .enable_all()
             .build()
-            .map_err(|e| ApiError::Internal { reason: format!("starting the tokio runtime: {e}") })?;
+            .map_err(|e| ApiError::Internal {
+                reason: format!("starting the tokio runtime: {e}"),
+            })?;
         Ok(ClientRuntime {
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
@@ -77,7 +79,11 @@ impl ClientRuntime {
                 r = fut => r,
             }
         };
-        InRuntime { handle: &self.handle, fut: Box::pin(guarded) }.await
+        InRuntime {
+            handle: &self.handle,
+            fut: Box::pin(guarded),
+        }
+        .await
     }
 
     /// Stops every task and cancels calls in flight. Never blocks (safe inside async code and
@@ -85,14 +91,21 @@ impl ClientRuntime {
     pub(crate) fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.shutdown.notify_waiters();
-        if let Some(rt) = self.runtime.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(rt) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             rt.shutdown_background();
         }
     }
 }
 
 fn shut_down() -> ApiError {
-    ApiError::Cancelled { reason: "the client was shut down".into() }
+    ApiError::Cancelled {
+        reason: "the client was shut down".into(),
+    }
 }
 
 /// Polls `fut` with the client's runtime entered, turning a panic into `ApiError::Internal`.
@@ -118,7 +131,9 @@ where
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                Poll::Ready(Err(ApiError::Internal { reason: format!("a call panicked: {what}") }))
+                Poll::Ready(Err(ApiError::Internal {
+                    reason: format!("a call panicked: {what}"),
+                }))
             }
         }
     }

@@ -159,12 +159,21 @@ impl EventBus {
                     }
                 }
             })
-            .map_err(|e| crate::ApiError::Internal { reason: format!("starting event thread: {e}") })?;
-        Ok(EventBus { tx: Mutex::new(Some(tx)), listeners, counters })
+            .map_err(|e| crate::ApiError::Internal {
+                reason: format!("starting event thread: {e}"),
+            })?;
+        Ok(EventBus {
+            tx: Mutex::new(Some(tx)),
+            listeners,
+            counters,
+        })
     }
 
     pub(crate) fn add(&self, listener: Arc<dyn StatusListener>) {
-        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).push(listener);
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(listener);
     }
 
     pub(crate) fn emit(&self, ev: StatusEvent) {
@@ -179,6 +188,9 @@ impl EventBus {
 
     /// Stops delivery: the thread ends after the queued events.
     pub(crate) fn close(&self) {
-        self.tx.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }

@@ -113,7 +113,8 @@ impl ApiRequest {
     /// `POST path` with a JSON body.
     pub fn post_json(path: impl Into<String>, json: impl Into<String>) -> Self {
         let mut r = Self::new(HttpMethod::Post, path);
-        r.headers.insert("content-type".into(), "application/json".into());
+        r.headers
+            .insert("content-type".into(), "application/json".into());
         r.body = Some(json.into().into_bytes());
         r
     }

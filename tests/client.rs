@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use robust_api::{
-    ApiError, ApiRequest, BreakerState, ClientConfig, HttpMethod, RobustClient, StatusEvent, StatusListener,
+    ApiError, ApiRequest, BreakerState, ClientConfig, HttpMethod, RobustClient, StatusEvent,
+    StatusListener,
 };
 use support::fleet::{Fault, Fleet};
 
@@ -64,7 +65,10 @@ async fn client_preferring_first(fleet: &Fleet, cfg: ClientConfig) -> Arc<Robust
     for s in &fleet.servers()[1..] {
         s.set_fault(Fault::None).await;
     }
-    assert_eq!(client.service_status().preferred_backend, Some(fleet.urls()[0].clone()));
+    assert_eq!(
+        client.service_status().preferred_backend,
+        Some(fleet.urls()[0].clone())
+    );
     client
 }
 
@@ -75,7 +79,11 @@ fn breaker(client: &RobustClient, i: usize) -> BreakerState {
 /// Waits until every backend has a latency sample (the start-up probes are done).
 async fn probed(client: &RobustClient) {
     wait_until("start-up probes", Duration::from_secs(5), || {
-        client.service_status().backends.iter().all(|b| b.latency_ewma_ms.is_some())
+        client
+            .service_status()
+            .backends
+            .iter()
+            .all(|b| b.latency_ewma_ms.is_some())
     })
     .await;
 }
@@ -87,7 +95,10 @@ async fn get_returns_status_headers_body_and_backend() {
     let r = client.get("/bytes/1024".into()).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, support::fleet::expected_bytes(1024));
-    assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/octet-stream"));
+    assert_eq!(
+        r.headers.get("content-type").map(String::as_str),
+        Some("application/octet-stream")
+    );
     // The backend field names the server that really answered (its X-Backend header).
     let index: usize = r.headers["x-backend"].parse().unwrap();
     assert_eq!(r.backend, fleet.urls()[index]);
@@ -104,25 +115,41 @@ async fn primary_killed_traffic_fails_over_breaker_opens_then_recovers() {
 
     fleet.server(0).set_fault(Fault::Down).await;
     for i in 0..100 {
-        let r = client.get(format!("/item/{i}")).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        let r = client
+            .get(format!("/item/{i}"))
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
         assert_ne!(r.backend, urls[0]);
     }
     let status = client.service_status();
-    assert_eq!(status.backends[0].breaker_state, BreakerState::Open, "{status:?}");
+    assert_eq!(
+        status.backends[0].breaker_state,
+        BreakerState::Open,
+        "{status:?}"
+    );
     assert!(!status.backends[0].healthy);
     assert_ne!(status.preferred_backend.as_deref(), Some(urls[0].as_str()));
     // Five failures open the breaker; afterwards the primary is only re-tried once per open period.
-    assert!(status.counters.failovers <= 6, "failovers {}", status.counters.failovers);
+    assert!(
+        status.counters.failovers <= 6,
+        "failovers {}",
+        status.counters.failovers
+    );
 
     // The primary comes back: probed when the open period ends, HALF_OPEN -> CLOSED, used again.
     fleet.server(0).set_fault(Fault::None).await;
-    wait_until("primary closed again", Duration::from_secs(3), || breaker(&client, 0) == BreakerState::Closed)
-        .await;
+    wait_until("primary closed again", Duration::from_secs(3), || {
+        breaker(&client, 0) == BreakerState::Closed
+    })
+    .await;
     let r = client.get("/after".into()).await.unwrap();
     assert_eq!(r.backend, urls[0]);
     let moves = events.breaker_moves(&urls[0]);
     assert_eq!(moves.first(), Some(&BreakerState::Open));
-    assert!(moves.ends_with(&[BreakerState::HalfOpen, BreakerState::Closed]), "{moves:?}");
+    assert!(
+        moves.ends_with(&[BreakerState::HalfOpen, BreakerState::Closed]),
+        "{moves:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,10 +160,17 @@ async fn an_open_breaker_gets_no_traffic() {
     let client = client_preferring_first(&fleet, cfg).await;
     fleet.server(0).set_fault(Fault::Status(500)).await;
     for _ in 0..50 {
-        assert_eq!(client.get("/x".into()).await.unwrap().backend, fleet.urls()[1]);
+        assert_eq!(
+            client.get("/x".into()).await.unwrap().backend,
+            fleet.urls()[1]
+        );
     }
     assert_eq!(breaker(&client, 0), BreakerState::Open);
-    assert_eq!(fleet.server(0).hits_for("/x"), 5, "exactly the threshold, then nothing");
+    assert_eq!(
+        fleet.server(0).hits_for("/x"),
+        5,
+        "exactly the threshold, then nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,20 +186,39 @@ async fn all_backends_down_fail_fast_with_bounded_server_load() {
         last = Some(client.get("/x".into()).await.unwrap_err());
     }
     let hits: u64 = (0..3).map(|i| fleet.server(i).hits_for("/x")).sum();
-    assert!(hits <= 15, "breakers cap the load at 3 x 5 attempts, saw {hits}");
-    assert!(matches!(last, Some(ApiError::AllBackendsUnavailable { attempts: 0, .. })), "{last:?}");
+    assert!(
+        hits <= 15,
+        "breakers cap the load at 3 x 5 attempts, saw {hits}"
+    );
+    assert!(
+        matches!(
+            last,
+            Some(ApiError::AllBackendsUnavailable { attempts: 0, .. })
+        ),
+        "{last:?}"
+    );
     let t = Instant::now();
     let err = client.get("/x".into()).await.unwrap_err();
     assert!(t.elapsed() < Duration::from_millis(50), "fails fast");
-    assert!(matches!(err, ApiError::AllBackendsUnavailable { attempts: 0, .. }));
-    assert_eq!((0..3).map(|i| fleet.server(i).hits_for("/x")).sum::<u64>(), hits, "nothing sent");
+    assert!(matches!(
+        err,
+        ApiError::AllBackendsUnavailable { attempts: 0, .. }
+    ));
+    assert_eq!(
+        (0..3).map(|i| fleet.server(i).hits_for("/x")).sum::<u64>(),
+        hits,
+        "nothing sent"
+    );
 
     // Connection refused everywhere: same story, and the message says why.
     fleet.set_fault_all(Fault::Down).await;
     client.reset_circuit_breakers();
     let err = client.get("/x".into()).await.unwrap_err();
     match err {
-        ApiError::AllBackendsUnavailable { attempts, last_error } => {
+        ApiError::AllBackendsUnavailable {
+            attempts,
+            last_error,
+        } => {
             assert!(attempts >= 3, "tried every backend");
             assert!(last_error.contains("connect"), "{last_error}");
         }
@@ -179,15 +232,24 @@ async fn post_without_key_is_sent_once_with_key_is_retried_with_the_same_key() {
     let client = client_preferring_first(&fleet, fast_config(&fleet)).await;
     fleet.set_fault_all(Fault::Status(503)).await;
 
-    let err = client.post_json("/orders".into(), r#"{"sku":1}"#.into()).await.unwrap_err();
+    let err = client
+        .post_json("/orders".into(), r#"{"sku":1}"#.into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ApiError::Http { status: 503, .. }), "{err:?}");
     let hits: u64 = (0..3).map(|i| fleet.server(i).hits_for("/orders")).sum();
-    assert_eq!(hits, 1, "a POST without an idempotency key reaches a server at most once");
+    assert_eq!(
+        hits, 1,
+        "a POST without an idempotency key reaches a server at most once"
+    );
 
     let mut req = ApiRequest::post_json("/payments", r#"{"amount":5}"#);
     req.idempotency_key = Some("key-123".into());
     let err = client.request(req).await.unwrap_err();
-    assert!(matches!(err, ApiError::Http { status: 503, .. } | ApiError::AllBackendsUnavailable { .. }));
+    assert!(matches!(
+        err,
+        ApiError::Http { status: 503, .. } | ApiError::AllBackendsUnavailable { .. }
+    ));
     let keys: Vec<String> = (0..3)
         .flat_map(|i| fleet.server(i).requests())
         .filter(|r| r.path == "/payments")
@@ -204,7 +266,10 @@ async fn post_without_key_is_sent_once_with_key_is_retried_with_the_same_key() {
     // A pooled keep-alive connection to the killed server may still look open; a POST written to it
     // is ambiguous (it may have arrived) and is rightly not re-sent. A GET flushes such a connection.
     client.get("/flush".into()).await.unwrap();
-    let r = client.post_json("/orders2".into(), "{}".into()).await.unwrap();
+    let r = client
+        .post_json("/orders2".into(), "{}".into())
+        .await
+        .unwrap();
     assert_ne!(r.backend, fleet.urls()[0]);
     assert_eq!(r.attempts, 2);
 }
@@ -219,9 +284,19 @@ async fn broken_responses_fail_over_for_get_but_not_for_unkeyed_post() {
         let r = client.get("/data".into()).await.unwrap();
         assert_eq!(r.backend, fleet.urls()[1], "{fault:?}");
         fleet.server(1).reset_hits();
-        let err = client.post_json("/data".into(), "{}".into()).await.unwrap_err();
-        assert!(matches!(err, ApiError::Transport { .. }), "{fault:?}: {err:?}");
-        assert_eq!(fleet.server(1).hits_for("/data"), 0, "{fault:?}: not re-sent");
+        let err = client
+            .post_json("/data".into(), "{}".into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ApiError::Transport { .. }),
+            "{fault:?}: {err:?}"
+        );
+        assert_eq!(
+            fleet.server(1).hits_for("/data"),
+            0,
+            "{fault:?}: not re-sent"
+        );
     }
 }
 
@@ -232,17 +307,37 @@ async fn retry_after_is_honoured_and_too_long_a_wait_is_not() {
     cfg.max_retries = 1;
     let client = RobustClient::new(cfg).unwrap();
     probed(&client).await;
-    fleet.server(0).set_fault(Fault::RetryAfter { status: 503, secs: 1 }).await;
+    fleet
+        .server(0)
+        .set_fault(Fault::RetryAfter {
+            status: 503,
+            secs: 1,
+        })
+        .await;
     let err = client.get("/slowdown".into()).await.unwrap_err();
     assert!(matches!(err, ApiError::Http { status: 503, .. }), "{err:?}");
-    let times: Vec<Instant> =
-        fleet.server(0).requests().iter().filter(|r| r.path == "/slowdown").map(|r| r.received_at).collect();
+    let times: Vec<Instant> = fleet
+        .server(0)
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/slowdown")
+        .map(|r| r.received_at)
+        .collect();
     assert_eq!(times.len(), 2);
     let gap = times[1] - times[0];
-    assert!(gap >= Duration::from_millis(990), "waited {gap:?}, server asked for 1 s");
+    assert!(
+        gap >= Duration::from_millis(990),
+        "waited {gap:?}, server asked for 1 s"
+    );
 
     // Retry-After longer than the request timeout: the call stops instead of waiting.
-    fleet.server(0).set_fault(Fault::RetryAfter { status: 429, secs: 5 }).await;
+    fleet
+        .server(0)
+        .set_fault(Fault::RetryAfter {
+            status: 429,
+            secs: 5,
+        })
+        .await;
     let t = Instant::now();
     let err = client.get("/later".into()).await.unwrap_err();
     assert!(matches!(err, ApiError::Http { status: 429, .. }), "{err:?}");
@@ -265,8 +360,13 @@ async fn backoff_delays_grow_and_are_jittered() {
     for call in 0..12 {
         let path = format!("/b{call}");
         client.get(path.clone()).await.unwrap_err();
-        let t: Vec<Instant> =
-            fleet.server(0).requests().iter().filter(|r| r.path == path).map(|r| r.received_at).collect();
+        let t: Vec<Instant> = fleet
+            .server(0)
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.received_at)
+            .collect();
         assert_eq!(t.len(), 5, "1 try + 4 retries");
         for round in 0..4 {
             gaps[round].push((t[round + 1] - t[round]).as_secs_f64() * 1e3);
@@ -274,7 +374,10 @@ async fn backoff_delays_grow_and_are_jittered() {
     }
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
     let (m0, m3) = (mean(&gaps[0]), mean(&gaps[3]));
-    assert!(m3 > 2.0 * m0, "delays grow: round 0 mean {m0:.1} ms, round 3 mean {m3:.1} ms");
+    assert!(
+        m3 > 2.0 * m0,
+        "delays grow: round 0 mean {m0:.1} ms, round 3 mean {m3:.1} ms"
+    );
     for (round, g) in gaps.iter().enumerate() {
         let cap = 20.0 * f64::from(1u32 << round);
         // Full jitter: uniform in [0, cap], so the median sits near cap / 2 (robust to a stray
@@ -282,8 +385,12 @@ async fn backoff_delays_grow_and_are_jittered() {
         let mut sorted = g.clone();
         sorted.sort_by(f64::total_cmp);
         let median = sorted[sorted.len() / 2];
-        assert!(median <= cap, "round {round}: median {median:.1} ms over its cap {cap} ms: {g:?}");
-        let spread = g.iter().cloned().fold(f64::MIN, f64::max) - g.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(
+            median <= cap,
+            "round {round}: median {median:.1} ms over its cap {cap} ms: {g:?}"
+        );
+        let spread =
+            g.iter().cloned().fold(f64::MIN, f64::max) - g.iter().cloned().fold(f64::MAX, f64::min);
         assert!(spread > cap * 0.2, "round {round} is jittered: {g:?}");
     }
     assert_eq!(client.service_status().counters.retries, 48);
@@ -292,7 +399,10 @@ async fn backoff_delays_grow_and_are_jittered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_faster_of_two_healthy_backends_gets_the_traffic() {
     let fleet = Fleet::start(2).await;
-    fleet.server(0).set_fault(Fault::Slow(Duration::from_millis(60))).await;
+    fleet
+        .server(0)
+        .set_fault(Fault::Slow(Duration::from_millis(60)))
+        .await;
     let client = RobustClient::new(fast_config(&fleet)).unwrap();
     probed(&client).await;
     let mut on_fast = 0;
@@ -303,7 +413,10 @@ async fn the_faster_of_two_healthy_backends_gets_the_traffic() {
     }
     assert_eq!(on_fast, 20);
     let s = client.service_status();
-    assert_eq!(s.preferred_backend.as_deref(), Some(fleet.urls()[1].as_str()));
+    assert_eq!(
+        s.preferred_backend.as_deref(),
+        Some(fleet.urls()[1].as_str())
+    );
     assert!(s.backends[0].latency_ewma_ms.unwrap() > 50.0);
     assert!(s.backends[1].latency_ewma_ms.unwrap() < 20.0);
 }
@@ -322,7 +435,10 @@ async fn hedged_get_against_a_black_holed_primary_returns_quickly() {
     let took = t.elapsed();
     assert_eq!(r.backend, fleet.urls()[1]);
     assert_eq!(r.attempts, 2);
-    assert!(took >= Duration::from_millis(100) && took < Duration::from_millis(600), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(100) && took < Duration::from_millis(600),
+        "{took:?}"
+    );
     assert_eq!(fleet.server(0).hits_for("/hedged"), 1);
     assert_eq!(client.service_status().counters.hedges, 1);
 
@@ -330,7 +446,16 @@ async fn hedged_get_against_a_black_holed_primary_returns_quickly() {
     let mut post = ApiRequest::post_json("/no-hedge", "{}");
     post.timeout_ms = Some(300);
     let err = client.request(post).await.unwrap_err();
-    assert!(matches!(err, ApiError::Timeout { timeout_ms: 300, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ApiError::Timeout {
+                timeout_ms: 300,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(fleet.server(1).hits_for("/no-hedge"), 0);
 }
 
@@ -347,24 +472,42 @@ async fn status_reset_and_events() {
     fleet.set_fault_all(Fault::Down).await;
     let _ = client.get("/x".into()).await;
     let s = client.service_status();
-    assert!(s.backends.iter().all(|b| b.breaker_state == BreakerState::Open && !b.healthy), "{s:?}");
+    assert!(
+        s.backends
+            .iter()
+            .all(|b| b.breaker_state == BreakerState::Open && !b.healthy),
+        "{s:?}"
+    );
     assert_eq!(s.preferred_backend, None);
-    assert!(s.backends.iter().all(|b| b.last_error.as_deref().is_some_and(|e| e.contains("connect"))));
+    assert!(s.backends.iter().all(|b| b
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("connect"))));
     assert_eq!(s.counters.requests, 1);
 
     fleet.set_fault_all(Fault::None).await;
     client.reset_circuit_breakers();
     let s = client.service_status();
-    assert!(s.backends.iter().all(|b| b.breaker_state == BreakerState::Closed && b.consecutive_failures == 0));
+    assert!(s
+        .backends
+        .iter()
+        .all(|b| b.breaker_state == BreakerState::Closed && b.consecutive_failures == 0));
     assert!(client.get("/x".into()).await.is_ok());
 
     client.set_network_available(false);
     wait_until("events delivered", Duration::from_secs(2), || {
-        events.0.lock().unwrap().contains(&StatusEvent::NetworkChanged { available: false })
+        events
+            .0
+            .lock()
+            .unwrap()
+            .contains(&StatusEvent::NetworkChanged { available: false })
     })
     .await;
     for url in fleet.urls() {
-        assert_eq!(events.breaker_moves(&url), vec![BreakerState::Open, BreakerState::Closed]);
+        assert_eq!(
+            events.breaker_moves(&url),
+            vec![BreakerState::Open, BreakerState::Closed]
+        );
     }
 }
 
@@ -378,23 +521,38 @@ async fn offline_sends_nothing_and_online_probes_at_once() {
     client.set_network_available(false);
     tokio::time::sleep(Duration::from_millis(30)).await; // a probe round already in flight ends
     let before = fleet.total_hits();
-    assert_eq!(client.get("/x".into()).await.unwrap_err(), ApiError::Offline);
+    assert_eq!(
+        client.get("/x".into()).await.unwrap_err(),
+        ApiError::Offline
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(fleet.total_hits(), before, "no probes and no requests while offline");
+    assert_eq!(
+        fleet.total_hits(),
+        before,
+        "no probes and no requests while offline"
+    );
     assert!(!client.service_status().network_available);
 
     client.set_network_available(true);
-    wait_until("probes resume", Duration::from_secs(1), || fleet.server(0).hits_for("/api/health") > 0
-        && fleet.total_hits() > before)
+    wait_until("probes resume", Duration::from_secs(1), || {
+        fleet.server(0).hits_for("/api/health") > 0 && fleet.total_hits() > before
+    })
     .await;
     assert!(client.get("/x".into()).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_config_and_invalid_requests_are_typed_errors() {
-    for bad in [vec![], vec!["not a url".to_string()], vec!["ftp://x".to_string()]] {
+    for bad in [
+        vec![],
+        vec!["not a url".to_string()],
+        vec!["ftp://x".to_string()],
+    ] {
         let err = RobustClient::new(ClientConfig::new(bad.clone())).unwrap_err();
-        assert!(matches!(err, ApiError::InvalidConfig { .. }), "{bad:?}: {err:?}");
+        assert!(
+            matches!(err, ApiError::InvalidConfig { .. }),
+            "{bad:?}: {err:?}"
+        );
     }
     let fleet = Fleet::start(1).await;
     let client = RobustClient::new(fast_config(&fleet)).unwrap();
@@ -402,7 +560,10 @@ async fn invalid_config_and_invalid_requests_are_typed_errors() {
     assert!(matches!(err, ApiError::InvalidRequest { .. }));
     let mut req = ApiRequest::new(HttpMethod::Get, "/x");
     req.headers.insert("bad name".into(), "v".into());
-    assert!(matches!(client.request(req).await, Err(ApiError::InvalidRequest { .. })));
+    assert!(matches!(
+        client.request(req).await,
+        Err(ApiError::InvalidRequest { .. })
+    ));
     assert_eq!(fleet.server(0).hits_for("/x"), 0);
 }
 
@@ -413,12 +574,21 @@ async fn shutdown_cancels_calls_in_flight_and_later_calls() {
     fleet.server(0).set_fault(Fault::BlackHole).await;
     let c = client.clone();
     let call = tokio::spawn(async move { c.get("/hang".into()).await });
-    wait_until("request reached the server", Duration::from_secs(2), || fleet.server(0).hits_for("/hang") == 1)
-        .await;
+    wait_until("request reached the server", Duration::from_secs(2), || {
+        fleet.server(0).hits_for("/hang") == 1
+    })
+    .await;
     client.shutdown();
-    let err = tokio::time::timeout(Duration::from_secs(1), call).await.unwrap().unwrap().unwrap_err();
+    let err = tokio::time::timeout(Duration::from_secs(1), call)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, ApiError::Cancelled { .. }), "{err:?}");
-    assert!(matches!(client.get("/x".into()).await, Err(ApiError::Cancelled { .. })));
+    assert!(matches!(
+        client.get("/x".into()).await,
+        Err(ApiError::Cancelled { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,4 +601,65 @@ async fn dropping_a_call_cancels_its_request() {
     // The abandoned request's connection is closed, so the fleet sees no open black-holed request.
     fleet.server(0).set_fault(Fault::None).await;
     assert!(client.get("/ok".into()).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_keeps_a_total_outage_from_multiplying_load() {
+    let fleet = Fleet::start(3).await;
+    let mut cfg = fast_config(&fleet);
+    cfg.breaker_failure_threshold = 1_000; // only the budget limits re-sends here
+    cfg.retry_budget_ratio = 0.2;
+    cfg.retry_budget_min_per_sec = 1; // floor: 10 re-sends per 10 s window
+    cfg.retry_base_delay_ms = 1;
+    cfg.retry_max_delay_ms = 2;
+    let client = RobustClient::new(cfg).unwrap();
+    probed(&client).await;
+    fleet.set_fault_all(Fault::Status(503)).await;
+    for i in 0..20 {
+        client.get(format!("/o{i}")).await.unwrap_err();
+    }
+    let sent: u64 = fleet
+        .servers()
+        .iter()
+        .map(|s| {
+            s.requests()
+                .iter()
+                .filter(|r| r.path.starts_with("/o"))
+                .count() as u64
+        })
+        .sum();
+    // Without a budget: 20 calls x (3 backends x 4 rounds) = 240 requests.
+    assert!(
+        sent <= 20 + 10 + 4,
+        "20 first attempts + at most 14 re-sends, saw {sent}"
+    );
+    assert!(client.service_status().counters.budget_exhausted > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_successes_count_against_the_breaker_when_configured() {
+    let fleet = Fleet::start(1).await;
+    let mut cfg = fast_config(&fleet);
+    cfg.slow_call_threshold_ms = Some(30);
+    cfg.breaker_failure_threshold = 2;
+    cfg.breaker_open_ms = 60_000;
+    let client = RobustClient::new(cfg).unwrap();
+    probed(&client).await;
+    fleet
+        .server(0)
+        .set_fault(Fault::Slow(Duration::from_millis(60)))
+        .await;
+    for _ in 0..2 {
+        assert_eq!(
+            client.get("/slow".into()).await.unwrap().status,
+            200,
+            "slow but successful"
+        );
+    }
+    assert_eq!(breaker(&client, 0), BreakerState::Open);
+    let err = client.get("/slow".into()).await.unwrap_err();
+    assert!(
+        matches!(err, ApiError::AllBackendsUnavailable { attempts: 0, .. }),
+        "{err:?}"
+    );
 }

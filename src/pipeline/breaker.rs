@@ -117,7 +117,9 @@ impl Breaker {
                 self.trial_in_flight = false;
                 self.open(now)
             }
-            (Admission::Normal, BreakerState::Closed) if self.consecutive_failures >= self.threshold => {
+            (Admission::Normal, BreakerState::Closed)
+                if self.consecutive_failures >= self.threshold =>
+            {
                 self.open(now)
             }
             _ => None,
@@ -172,7 +174,13 @@ mod tests {
         assert_eq!(fail_n(&mut b, 4, now), None);
         assert_eq!(b.state(), BreakerState::Closed);
         let t = fail_n(&mut b, 1, now);
-        assert_eq!(t, Some(Transition { from: BreakerState::Closed, to: BreakerState::Open }));
+        assert_eq!(
+            t,
+            Some(Transition {
+                from: BreakerState::Closed,
+                to: BreakerState::Open
+            })
+        );
         assert!(b.try_acquire(now + Duration::from_secs(29)).is_none());
     }
 
@@ -208,7 +216,10 @@ mod tests {
         fail_n(&mut b, 1, now);
         let later = now + OPEN;
         let (adm, _) = b.try_acquire(later).unwrap();
-        assert_eq!(b.on_failure(adm, later).map(|t| t.to), Some(BreakerState::Open));
+        assert_eq!(
+            b.on_failure(adm, later).map(|t| t.to),
+            Some(BreakerState::Open)
+        );
         assert!(b.try_acquire(later + OPEN / 2).is_none());
         assert!(b.try_acquire(later + OPEN).is_some());
     }

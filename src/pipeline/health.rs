@@ -24,7 +24,10 @@ pub(crate) async fn run(p: Arc<Pipeline>) {
         let now = Instant::now();
         let mut probes = JoinSet::new();
         for i in 0..p.backends.len() {
-            if p.backends.probe_due_at(i, interval).is_none_or(|due| due <= now) {
+            if p.backends
+                .probe_due_at(i, interval)
+                .is_none_or(|due| due <= now)
+            {
                 p.backends.mark_probed(i, now);
                 probes.spawn(probe(p.clone(), i));
             }
@@ -48,8 +51,11 @@ async fn probe(p: Arc<Pipeline>, i: usize) {
         return;
     }
     // A HALF_OPEN trial already out (a request took it): nothing to do this round.
-    let Some(permit) = p.backends.acquire(i, Instant::now()) else { return };
-    let url = match super::transport::join_url(&permit.backend().url, &p.settings.health_path, &[]) {
+    let Some(permit) = p.backends.acquire(i, Instant::now()) else {
+        return;
+    };
+    let url = match super::transport::join_url(&permit.backend().url, &p.settings.health_path, &[])
+    {
         Ok(u) => u,
         Err(e) => return permit.failure(e.to_string(), true),
     };
@@ -60,7 +66,10 @@ async fn probe(p: Arc<Pipeline>, i: usize) {
         url,
         headers: &headers,
         body: None,
-        timeout: p.settings.request_timeout.min(p.settings.connect_timeout + Duration::from_secs(5)),
+        timeout: p
+            .settings
+            .request_timeout
+            .min(p.settings.connect_timeout + Duration::from_secs(5)),
     };
     match p.transport.send(out).await {
         Ok(r) if (200..300).contains(&r.status) => permit.success(started.elapsed()),

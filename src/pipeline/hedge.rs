@@ -35,6 +35,10 @@ where
         return vec![first];
     }
     // The first to finish failed: the other leg is the call's remaining hope.
-    let second = if primary_done { hedge.await } else { primary.await };
+    let second = if primary_done {
+        hedge.await
+    } else {
+        primary.await
+    };
     vec![first, second]
 }

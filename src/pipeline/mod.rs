@@ -70,7 +70,11 @@ struct Failures {
 }
 
 impl Pipeline {
-    pub(crate) fn new(settings: Settings, events: Arc<EventBus>, counters: Arc<Counters>) -> Result<Self, ApiError> {
+    pub(crate) fn new(
+        settings: Settings,
+        events: Arc<EventBus>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, ApiError> {
         let backends = Arc::new(BackendSet::new(
             &settings.backends,
             settings.breaker_failure_threshold,
@@ -78,7 +82,11 @@ impl Pipeline {
             events.clone(),
         ));
         let transport = Transport::new(settings.connect_timeout)?;
-        let budget = RetryBudget::new(settings.retry_budget_ratio, settings.retry_budget_min_per_sec, Instant::now());
+        let budget = RetryBudget::new(
+            settings.retry_budget_ratio,
+            settings.retry_budget_min_per_sec,
+            Instant::now(),
+        );
         Ok(Pipeline {
             settings,
             backends,
@@ -109,14 +117,21 @@ impl Pipeline {
         let now = Instant::now();
         ServiceStatus {
             backends: self.backends.snapshot(now),
-            preferred_backend: self.backends.preferred(now).map(|i| self.backends.get(i).name.clone()),
+            preferred_backend: self
+                .backends
+                .preferred(now)
+                .map(|i| self.backends.get(i).name.clone()),
             network_available: self.network_available(),
             counters: self.counters.snapshot(),
         }
     }
 
     fn withdraw_budget(&self) -> bool {
-        let ok = self.budget.lock().unwrap_or_else(PoisonError::into_inner).try_withdraw(Instant::now());
+        let ok = self
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_withdraw(Instant::now());
         if !ok {
             Counters::bump(&self.counters.budget_exhausted);
         }
@@ -134,10 +149,17 @@ impl Pipeline {
             }
         }
         if let Some(key) = &req.idempotency_key {
-            headers.insert(HeaderName::from_static("idempotency-key"), transport::idempotency_header(key)?);
+            headers.insert(
+                HeaderName::from_static("idempotency-key"),
+                transport::idempotency_header(key)?,
+            );
         }
         let timeout = match req.timeout_ms {
-            Some(0) => return Err(ApiError::invalid_request("timeout_ms must be greater than 0")),
+            Some(0) => {
+                return Err(ApiError::invalid_request(
+                    "timeout_ms must be greater than 0",
+                ))
+            }
             Some(ms) => Duration::from_millis(ms),
             None => self.settings.request_timeout,
         };
@@ -172,16 +194,30 @@ impl Pipeline {
                 }
                 _ => permit.success(latency),
             },
-            (Verdict::Retryable { breaker_failure: true, .. }, Ok(r)) => {
-                permit.failure(format!("HTTP {}", r.status), false)
-            }
-            (Verdict::Retryable { breaker_failure: true, .. }, Err(e)) => permit.failure(e.to_string(), false),
+            (
+                Verdict::Retryable {
+                    breaker_failure: true,
+                    ..
+                },
+                Ok(r),
+            ) => permit.failure(format!("HTTP {}", r.status), false),
+            (
+                Verdict::Retryable {
+                    breaker_failure: true,
+                    ..
+                },
+                Err(e),
+            ) => permit.failure(e.to_string(), false),
             (Verdict::Retryable { .. }, r) => permit.neutral(match r {
                 Ok(r) => format!("HTTP {}", r.status),
                 Err(e) => e.to_string(),
             }),
         }
-        Attempt { index, result, verdict }
+        Attempt {
+            index,
+            result,
+            verdict,
+        }
     }
 
     /// Runs one call through selection, breakers, retries and hedging.
@@ -192,8 +228,14 @@ impl Pipeline {
         if !self.network_available() {
             return Err(ApiError::Offline);
         }
-        self.budget.lock().unwrap_or_else(PoisonError::into_inner).deposit(started);
-        let mut f = Failures { only_timeouts: true, ..Failures::default() };
+        self.budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .deposit(started);
+        let mut f = Failures {
+            only_timeouts: true,
+            ..Failures::default()
+        };
         let mut round = 0u32;
         loop {
             let mut tried: Vec<usize> = Vec::new();
@@ -235,18 +277,36 @@ impl Pipeline {
                         Err(e) if e.kind == AttemptErrorKind::Timeout => f.any_sent = true,
                         _ => (f.any_sent, f.only_timeouts) = (true, false),
                     }
-                    let Attempt { index, result, verdict } = a;
+                    let Attempt {
+                        index,
+                        result,
+                        verdict,
+                    } = a;
                     match (verdict, result) {
-                        (Verdict::Success, Ok(r)) => return Ok(self.response(index, r, f.attempts, started)),
+                        (Verdict::Success, Ok(r)) => {
+                            return Ok(self.response(index, r, f.attempts, started))
+                        }
                         (Verdict::Final, result) => {
-                            let last = Some(Attempt { index, result, verdict: Verdict::Final });
+                            let last = Some(Attempt {
+                                index,
+                                result,
+                                verdict: Verdict::Final,
+                            });
                             return Err(self.final_error(Failures { last, ..f }, p.timeout));
                         }
                         (verdict, result) => {
-                            if let Verdict::Retryable { retry_after: Some(ra), .. } = verdict {
+                            if let Verdict::Retryable {
+                                retry_after: Some(ra),
+                                ..
+                            } = verdict
+                            {
                                 retry_after = retry_after.max(Some(ra));
                             }
-                            f.last = Some(Attempt { index, result, verdict });
+                            f.last = Some(Attempt {
+                                index,
+                                result,
+                                verdict,
+                            });
                         }
                     }
                 }
@@ -278,7 +338,13 @@ impl Pipeline {
         }
     }
 
-    fn response(&self, index: usize, r: RawResponse, attempts: u32, started: Instant) -> ApiResponse {
+    fn response(
+        &self,
+        index: usize,
+        r: RawResponse,
+        attempts: u32,
+        started: Instant,
+    ) -> ApiResponse {
         ApiResponse {
             status: r.status,
             headers: r.headers,
@@ -292,16 +358,26 @@ impl Pipeline {
     /// The error a failed call reports: the last answer, or what kind of failure it was.
     fn final_error(&self, f: Failures, timeout: Duration) -> ApiError {
         let Some(last) = f.last else {
-            return ApiError::AllBackendsUnavailable { attempts: f.attempts, last_error: "no attempt made".into() };
+            return ApiError::AllBackendsUnavailable {
+                attempts: f.attempts,
+                last_error: "no attempt made".into(),
+            };
         };
         let backend = self.backends.get(last.index).name.clone();
         match last.result {
-            Ok(r) => ApiError::Http { status: r.status, body: r.body, backend },
+            Ok(r) => ApiError::Http {
+                status: r.status,
+                body: r.body,
+                backend,
+            },
             Err(e) if f.only_timeouts && e.kind == AttemptErrorKind::Timeout => ApiError::Timeout {
                 backend,
                 timeout_ms: timeout.as_millis() as u64,
             },
-            Err(e) if f.attempts == 1 => ApiError::Transport { backend, reason: e.to_string() },
+            Err(e) if f.attempts == 1 => ApiError::Transport {
+                backend,
+                reason: e.to_string(),
+            },
             Err(e) => ApiError::AllBackendsUnavailable {
                 attempts: f.attempts,
                 last_error: format!("{backend}: {e}"),

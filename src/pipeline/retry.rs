@@ -50,7 +50,11 @@ pub fn classify(result: &Result<RawResponse, AttemptError>) -> Verdict {
 pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Verdict {
     match status {
         200..=399 => Verdict::Success,
-        408 | 429 => Verdict::Retryable { breaker_failure: false, unsent: false, retry_after },
+        408 | 429 => Verdict::Retryable {
+            breaker_failure: false,
+            unsent: false,
+            retry_after,
+        },
         500..=599 => Verdict::Retryable {
             breaker_failure: true,
             unsent: false,
@@ -77,17 +81,26 @@ fn httpdate_parse(s: &str) -> Option<std::time::SystemTime> {
         return None;
     }
     let day: u64 = parts[1].parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == parts[2])? as u64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as u64
         + 1;
     let year: u64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4].split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let hms: Vec<u64> = parts[4]
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     if hms.len() != 3 || !(1..=31).contains(&day) || year < 1970 {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;
@@ -106,7 +119,11 @@ pub fn backoff_delay(round: u32, base: Duration, cap: Duration, unit: f64) -> Du
 
 /// The delay before the next backoff round: the jittered backoff, stretched to a server's
 /// `Retry-After`. `None` = the server asked for longer than `cap` (the request timeout): stop.
-pub fn next_delay(backoff: Duration, retry_after: Option<Duration>, cap: Duration) -> Option<Duration> {
+pub fn next_delay(
+    backoff: Duration,
+    retry_after: Option<Duration>,
+    cap: Duration,
+) -> Option<Duration> {
     match retry_after {
         Some(ra) if ra > cap => None,
         Some(ra) => Some(backoff.max(ra)),
@@ -141,7 +158,11 @@ impl RetryBudget {
 
     fn bucket(&mut self, now: Instant) -> &mut (u64, u64, u64) {
         let sec = now.saturating_duration_since(self.origin).as_secs();
-        while self.buckets.front().is_some_and(|b| b.0 + BUDGET_WINDOW_SECS <= sec) {
+        while self
+            .buckets
+            .front()
+            .is_some_and(|b| b.0 + BUDGET_WINDOW_SECS <= sec)
+        {
             self.buckets.pop_front();
         }
         if self.buckets.back().is_none_or(|b| b.0 != sec) {
@@ -160,7 +181,10 @@ impl RetryBudget {
     /// Asks to re-send once; `false` = budget exhausted, don't.
     pub fn try_withdraw(&mut self, now: Instant) -> bool {
         self.bucket(now);
-        let (reqs, resends) = self.buckets.iter().fold((0, 0), |(r, s), b| (r + b.1, s + b.2));
+        let (reqs, resends) = self
+            .buckets
+            .iter()
+            .fold((0, 0), |(r, s), b| (r + b.1, s + b.2));
         if (resends as f64) < self.floor + self.ratio * reqs as f64 {
             self.bucket(now).2 += 1;
             true
@@ -183,15 +207,27 @@ mod tests {
         let ra = Some(Duration::from_secs(2));
         assert_eq!(
             classify_status(429, ra),
-            Verdict::Retryable { breaker_failure: false, unsent: false, retry_after: ra }
+            Verdict::Retryable {
+                breaker_failure: false,
+                unsent: false,
+                retry_after: ra
+            }
         );
         assert_eq!(
             classify_status(503, ra),
-            Verdict::Retryable { breaker_failure: true, unsent: false, retry_after: ra }
+            Verdict::Retryable {
+                breaker_failure: true,
+                unsent: false,
+                retry_after: ra
+            }
         );
         assert_eq!(
             classify_status(500, ra),
-            Verdict::Retryable { breaker_failure: true, unsent: false, retry_after: None }
+            Verdict::Retryable {
+                breaker_failure: true,
+                unsent: false,
+                retry_after: None
+            }
         );
     }
 
@@ -199,11 +235,18 @@ mod tests {
     fn backoff_grows_to_the_cap_and_is_jittered() {
         let (b, c) = (Duration::from_secs(1), Duration::from_secs(8));
         let full: Vec<_> = (0..6).map(|r| backoff_delay(r, b, c, 0.999_999)).collect();
-        let secs: Vec<u64> = full.iter().map(|d| d.as_secs_f64().round() as u64).collect();
+        let secs: Vec<u64> = full
+            .iter()
+            .map(|d| d.as_secs_f64().round() as u64)
+            .collect();
         assert_eq!(secs, vec![1, 2, 4, 8, 8, 8]);
         assert_eq!(backoff_delay(2, b, c, 0.0), Duration::ZERO);
         assert_eq!(backoff_delay(2, b, c, 0.5), Duration::from_secs(2));
-        assert_eq!(backoff_delay(400, b, c, 0.5), Duration::from_secs(4), "no overflow");
+        assert_eq!(
+            backoff_delay(400, b, c, 0.5),
+            Duration::from_secs(4),
+            "no overflow"
+        );
     }
 
     #[test]
@@ -219,12 +262,18 @@ mod tests {
     #[test]
     fn retry_after_parses_seconds_and_http_dates() {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
             Some(Duration::from_secs(120))
         );
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -237,7 +286,7 @@ mod tests {
         }
         let allowed = (0..1000).filter(|_| b.try_withdraw(t0)).count();
         assert_eq!(allowed, 30); // 10 + 0.2 * 100
-        // The window slides: 10 s later the old spending is forgotten.
+                                 // The window slides: 10 s later the old spending is forgotten.
         let later = t0 + Duration::from_secs(11);
         assert!(b.try_withdraw(later));
     }

@@ -48,7 +48,9 @@ pub struct BackendSet {
 
 impl std::fmt::Debug for BackendSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendSet").field("backends", &self.backends).finish()
+        f.debug_struct("BackendSet")
+            .field("backends", &self.backends)
+            .finish()
     }
 }
 
@@ -66,7 +68,12 @@ fn latency_bucket(ewma_ms: Option<f64>) -> u32 {
 }
 
 impl BackendSet {
-    pub(crate) fn new(urls: &[Url], threshold: u32, open_for: Duration, events: Arc<EventBus>) -> Self {
+    pub(crate) fn new(
+        urls: &[Url],
+        threshold: u32,
+        open_for: Duration,
+        events: Arc<EventBus>,
+    ) -> Self {
         let backends = urls
             .iter()
             .map(|u| Backend {
@@ -82,7 +89,11 @@ impl BackendSet {
                 }),
             })
             .collect();
-        BackendSet { backends, events, probe_wake: tokio::sync::Notify::new() }
+        BackendSet {
+            backends,
+            events,
+            probe_wake: tokio::sync::Notify::new(),
+        }
     }
 
     /// Number of backends.
@@ -101,7 +112,10 @@ impl BackendSet {
     }
 
     fn lock(&self, i: usize) -> MutexGuard<'_, State> {
-        self.backends[i].state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.backends[i]
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Admissible backends not in `exclude`, best first.
@@ -110,7 +124,9 @@ impl BackendSet {
             .filter(|i| !exclude.contains(i))
             .filter_map(|i| {
                 let s = self.lock(i);
-                s.breaker.would_admit(now).then(|| ((!s.healthy, latency_bucket(s.ewma_ms), i), i))
+                s.breaker
+                    .would_admit(now)
+                    .then(|| ((!s.healthy, latency_bucket(s.ewma_ms), i), i))
             })
             .collect();
         keyed.sort_unstable_by_key(|k| k.0);
@@ -119,14 +135,21 @@ impl BackendSet {
 
     /// Takes a permit on the best admissible backend not in `exclude`.
     pub fn acquire_best(self: &Arc<Self>, now: Instant, exclude: &[usize]) -> Option<Permit> {
-        self.ranked(now, exclude).into_iter().find_map(|i| self.acquire(i, now))
+        self.ranked(now, exclude)
+            .into_iter()
+            .find_map(|i| self.acquire(i, now))
     }
 
     /// Takes a permit on backend `i`, if its breaker admits a call now.
     pub fn acquire(self: &Arc<Self>, i: usize, now: Instant) -> Option<Permit> {
         let (admission, t) = self.lock(i).breaker.try_acquire(now)?;
         self.announce(i, t, None);
-        Some(Permit { set: self.clone(), index: i, admission, done: false })
+        Some(Permit {
+            set: self.clone(),
+            index: i,
+            admission,
+            done: false,
+        })
     }
 
     /// Where the next request would go.
@@ -203,7 +226,10 @@ impl BackendSet {
                     s.ewma_ms = Some(s.ewma_ms.map_or(ms, |e| e + EWMA_ALPHA * (ms - e)));
                     (s.breaker.on_success(admission), Some(true))
                 }
-                Outcome::Failure { error, marks_unhealthy } => {
+                Outcome::Failure {
+                    error,
+                    marks_unhealthy,
+                } => {
                     s.last_error = Some(error);
                     let t = s.breaker.on_failure(admission, now);
                     let opened = t.is_some_and(|t| t.to == BreakerState::Open);
@@ -228,22 +254,40 @@ impl BackendSet {
     fn announce(&self, i: usize, t: Option<Transition>, healthy: Option<bool>) {
         let backend = &self.backends[i].name;
         if let Some(t) = t {
-            log::info!("robust-api: breaker of {backend}: {:?} -> {:?}", t.from, t.to);
+            log::info!(
+                "robust-api: breaker of {backend}: {:?} -> {:?}",
+                t.from,
+                t.to
+            );
             if t.to == BreakerState::Open {
                 self.probe_wake.notify_one();
             }
-            self.events.emit(StatusEvent::BreakerChanged { backend: backend.clone(), from: t.from, to: t.to });
+            self.events.emit(StatusEvent::BreakerChanged {
+                backend: backend.clone(),
+                from: t.from,
+                to: t.to,
+            });
         }
         if let Some(healthy) = healthy {
-            self.events.emit(StatusEvent::BackendHealthChanged { backend: backend.clone(), healthy });
+            self.events.emit(StatusEvent::BackendHealthChanged {
+                backend: backend.clone(),
+                healthy,
+            });
         }
     }
 }
 
 enum Outcome {
-    Success { latency: Duration },
-    Failure { error: String, marks_unhealthy: bool },
-    Neutral { error: String },
+    Success {
+        latency: Duration,
+    },
+    Failure {
+        error: String,
+        marks_unhealthy: bool,
+    },
+    Neutral {
+        error: String,
+    },
 }
 
 /// Leave to send one call to one backend. Report the outcome exactly once; dropping it unreported
@@ -266,19 +310,37 @@ impl Permit {
     /// The call succeeded (or got a definitive answer) in `latency`.
     pub fn success(mut self, latency: Duration) {
         self.done = true;
-        self.set.record(self.index, self.admission, Outcome::Success { latency }, Instant::now());
+        self.set.record(
+            self.index,
+            self.admission,
+            Outcome::Success { latency },
+            Instant::now(),
+        );
     }
 
     /// The call failed in a way that counts against the breaker. Probes pass `marks_unhealthy`.
     pub fn failure(mut self, error: String, marks_unhealthy: bool) {
         self.done = true;
-        self.set.record(self.index, self.admission, Outcome::Failure { error, marks_unhealthy }, Instant::now());
+        self.set.record(
+            self.index,
+            self.admission,
+            Outcome::Failure {
+                error,
+                marks_unhealthy,
+            },
+            Instant::now(),
+        );
     }
 
     /// The call failed in a way that says nothing about the backend's health (e.g. 429).
     pub fn neutral(mut self, error: String) {
         self.done = true;
-        self.set.record(self.index, self.admission, Outcome::Neutral { error }, Instant::now());
+        self.set.record(
+            self.index,
+            self.admission,
+            Outcome::Neutral { error },
+            Instant::now(),
+        );
     }
 }
 

@@ -94,7 +94,9 @@ impl Transport {
             .pool_max_idle_per_host(8)
             .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ApiError::Internal { reason: format!("building the HTTP client: {e}") })?;
+            .map_err(|e| ApiError::Internal {
+                reason: format!("building the HTTP client: {e}"),
+            })?;
         Ok(Transport { client })
     }
 
@@ -117,7 +119,12 @@ impl Transport {
             .and_then(|v| super::retry::parse_retry_after(v, SystemTime::now()));
         let headers = flatten_headers(resp.headers());
         let body = resp.bytes().await.map_err(attempt_error)?.to_vec();
-        Ok(RawResponse { status, headers, body, retry_after })
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+            retry_after,
+        })
     }
 }
 
@@ -156,21 +163,29 @@ pub fn flatten_headers(h: &HeaderMap) -> HashMap<String, String> {
 }
 
 /// Joins a backend base URL, a request path and query parameters.
-pub fn join_url(base: &Url, path: &str, query: &[crate::types::QueryParam]) -> Result<Url, ApiError> {
+pub fn join_url(
+    base: &Url,
+    path: &str,
+    query: &[crate::types::QueryParam],
+) -> Result<Url, ApiError> {
     if path.contains("://") || path.starts_with("//") {
         return Err(ApiError::invalid_request(format!(
             "path {path:?} must be relative to the backend (e.g. \"/api/items\"), not a full URL"
         )));
     }
-    if path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
+    if path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
         return Err(ApiError::invalid_request(format!(
             "path {path:?} contains whitespace, control characters or '#'"
         )));
     }
     let base_str = base.as_str().trim_end_matches('/');
     let sep = if path.starts_with('/') { "" } else { "/" };
-    let mut url = Url::parse(&format!("{base_str}{sep}{path}"))
-        .map_err(|e| ApiError::invalid_request(format!("path {path:?} does not form a valid URL: {e}")))?;
+    let mut url = Url::parse(&format!("{base_str}{sep}{path}")).map_err(|e| {
+        ApiError::invalid_request(format!("path {path:?} does not form a valid URL: {e}"))
+    })?;
     if !query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for q in query {
@@ -183,7 +198,9 @@ pub fn join_url(base: &Url, path: &str, query: &[crate::types::QueryParam]) -> R
 /// The `Idempotency-Key` header value, validated.
 pub fn idempotency_header(key: &str) -> Result<HeaderValue, ApiError> {
     if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::invalid_request("idempotency_key must be 1 to 255 characters"));
+        return Err(ApiError::invalid_request(
+            "idempotency_key must be 1 to 255 characters",
+        ));
     }
     HeaderValue::from_str(key)
         .map_err(|_| ApiError::invalid_request("idempotency_key must be printable ASCII"))
@@ -197,7 +214,10 @@ mod tests {
     #[test]
     fn joins_base_path_and_query() {
         let base = Url::parse("http://h:1/prefix/").unwrap();
-        let q = [QueryParam { name: "a b".into(), value: "1&2".into() }];
+        let q = [QueryParam {
+            name: "a b".into(),
+            value: "1&2".into(),
+        }];
         let u = join_url(&base, "/items/7", &q).unwrap();
         assert_eq!(u.as_str(), "http://h:1/prefix/items/7?a+b=1%262");
         let u = join_url(&base, "items", &[]).unwrap();
@@ -208,7 +228,13 @@ mod tests {
     fn rejects_absolute_and_malformed_paths() {
         let base = Url::parse("http://h:1").unwrap();
         for bad in ["http://evil/x", "//evil/x", "/a b", "/a#frag", "/a\n"] {
-            assert!(matches!(join_url(&base, bad, &[]), Err(ApiError::InvalidRequest { .. })), "{bad}");
+            assert!(
+                matches!(
+                    join_url(&base, bad, &[]),
+                    Err(ApiError::InvalidRequest { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 }
