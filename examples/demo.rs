@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use fleet::{Fault, Fleet};
 use robust_api::{
-    ApiError, ApiRequest, BreakerState, ClientConfig, RobustClient, ServiceStatus, StatusEvent, StatusListener,
+    ApiError, ApiRequest, BreakerState, ClientConfig, RobustClient, ServiceStatus, StatusEvent,
+    StatusListener,
 };
 
 struct PrintEvents(Instant);
@@ -23,10 +24,23 @@ impl StatusListener for PrintEvents {
                 println!("  [{t:>5} ms] event: breaker of {backend}: {from:?} -> {to:?}")
             }
             StatusEvent::BackendHealthChanged { backend, healthy } => {
-                println!("  [{t:>5} ms] event: {backend} is now {}", if healthy { "healthy" } else { "unhealthy" })
+                println!(
+                    "  [{t:>5} ms] event: {backend} is now {}",
+                    if healthy { "healthy" } else { "unhealthy" }
+                )
             }
             StatusEvent::NetworkChanged { available } => {
-                println!("  [{t:>5} ms] event: network {}", if available { "available" } else { "unavailable" })
+                println!(
+                    "  [{t:>5} ms] event: network {}",
+                    if available {
+                        "available"
+                    } else {
+                        "unavailable"
+                    }
+                )
+            }
+            StatusEvent::StorageRecovered { moved_to, reason } => {
+                println!("  [{t:>5} ms] event: damaged database moved to {moved_to} ({reason})")
             }
         }
     }
@@ -34,17 +48,25 @@ impl StatusListener for PrintEvents {
 
 fn print_status(title: &str, s: &ServiceStatus) {
     println!("\n== {title}");
-    println!("{:<24} {:>8} {:>10} {:>6} {:>9}  last error", "backend", "healthy", "breaker", "fails", "ewma ms");
+    println!(
+        "{:<24} {:>8} {:>10} {:>6} {:>9}  last error",
+        "backend", "healthy", "breaker", "fails", "ewma ms"
+    );
     for b in &s.backends {
         let breaker = match b.breaker_state {
             BreakerState::Closed => "CLOSED",
             BreakerState::Open => "OPEN",
             BreakerState::HalfOpen => "HALF_OPEN",
         };
-        let ewma = b.latency_ewma_ms.map_or("-".to_string(), |v| format!("{v:.1}"));
+        let ewma = b
+            .latency_ewma_ms
+            .map_or("-".to_string(), |v| format!("{v:.1}"));
         let err = b.last_error.as_deref().unwrap_or("-");
         let err: String = err.chars().take(60).collect();
-        println!("{:<24} {:>8} {:>10} {:>6} {:>9}  {err}", b.url, b.healthy, breaker, b.consecutive_failures, ewma);
+        println!(
+            "{:<24} {:>8} {:>10} {:>6} {:>9}  {err}",
+            b.url, b.healthy, breaker, b.consecutive_failures, ewma
+        );
     }
     let c = &s.counters;
     println!(
@@ -93,41 +115,73 @@ async fn main() -> Result<(), ApiError> {
     let client = RobustClient::new(config)?;
     client.add_status_listener(Arc::new(PrintEvents(Instant::now())));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    print_status("started: 3 local backends, all healthy", &client.service_status());
+    print_status(
+        "started: 3 local backends, all healthy",
+        &client.service_status(),
+    );
 
     traffic(&client, 50, "normal traffic").await;
 
-    println!("\n>> killing backend 0 ({}): connections refused from now on", fleet.urls()[0]);
+    println!(
+        "\n>> killing backend 0 ({}): connections refused from now on",
+        fleet.urls()[0]
+    );
     fleet.server(0).set_fault(Fault::Down).await;
     traffic(&client, 50, "primary down").await;
-    print_status("after the primary died: failover, its breaker OPEN", &client.service_status());
+    print_status(
+        "after the primary died: failover, its breaker OPEN",
+        &client.service_status(),
+    );
 
-    println!("\n>> backend 1 turns into a black hole (accepts, never answers): hedging after 150 ms");
+    println!(
+        "\n>> backend 1 turns into a black hole (accepts, never answers): hedging after 150 ms"
+    );
     fleet.server(1).set_fault(Fault::BlackHole).await;
     let t = Instant::now();
     let r = client.get("/api/slow-path".into()).await?;
-    println!("GET answered by {} after {} ms ({} attempts)", r.backend, t.elapsed().as_millis(), r.attempts);
+    println!(
+        "GET answered by {} after {} ms ({} attempts)",
+        r.backend,
+        t.elapsed().as_millis(),
+        r.attempts
+    );
     fleet.server(1).set_fault(Fault::None).await;
 
-    println!("\n>> a POST without an idempotency key against a 503 is sent once, never blindly retried");
+    println!(
+        "\n>> a POST without an idempotency key against a 503 is sent once, never blindly retried"
+    );
     fleet.server(2).set_fault(Fault::Status(503)).await;
     fleet.server(1).set_fault(Fault::Status(503)).await;
     let before = fleet.total_hits();
-    let err = client.post_json("/api/orders".into(), r#"{"sku":42}"#.into()).await.unwrap_err();
-    println!("POST -> {err}; server hits for it: {}", fleet.total_hits() - before);
+    let err = client
+        .post_json("/api/orders".into(), r#"{"sku":42}"#.into())
+        .await
+        .unwrap_err();
+    println!(
+        "POST -> {err}; server hits for it: {}",
+        fleet.total_hits() - before
+    );
     let mut keyed = ApiRequest::post_json("/api/orders", r#"{"sku":42}"#);
     keyed.idempotency_key = Some("order-42".into());
     let before = fleet.total_hits();
     let err = client.request(keyed).await.unwrap_err();
-    println!("POST with Idempotency-Key -> {err}; server hits for it: {}", fleet.total_hits() - before);
+    println!(
+        "POST with Idempotency-Key -> {err}; server hits for it: {}",
+        fleet.total_hits() - before
+    );
     fleet.server(1).set_fault(Fault::None).await;
     fleet.server(2).set_fault(Fault::None).await;
 
-    println!("\n>> backend 0 comes back; the health probe finds it when its breaker allows a trial");
+    println!(
+        "\n>> backend 0 comes back; the health probe finds it when its breaker allows a trial"
+    );
     fleet.server(0).set_fault(Fault::None).await;
     tokio::time::sleep(Duration::from_millis(1_700)).await;
     traffic(&client, 50, "after recovery").await;
-    print_status("backend 0 probed: HALF_OPEN -> CLOSED, preferred again", &client.service_status());
+    print_status(
+        "backend 0 probed: HALF_OPEN -> CLOSED, preferred again",
+        &client.service_status(),
+    );
 
     println!("\n>> the app reports the network gone: calls fail at once, nothing is sent");
     client.set_network_available(false);
@@ -137,7 +191,10 @@ async fn main() -> Result<(), ApiError> {
     }
     client.set_network_available(true);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    print_status("network back: every backend probed at once", &client.service_status());
+    print_status(
+        "network back: every backend probed at once",
+        &client.service_status(),
+    );
 
     println!("\n>> every backend fails; once the breakers are open, calls fail fast; then the user taps retry");
     fleet.set_fault_all(Fault::Status(500)).await;
@@ -150,7 +207,10 @@ async fn main() -> Result<(), ApiError> {
     fleet.set_fault_all(Fault::None).await;
     client.reset_circuit_breakers();
     let r = client.get("/api/items/1".into()).await?;
-    println!("after reset_circuit_breakers(): GET -> HTTP {} from {}", r.status, r.backend);
+    println!(
+        "after reset_circuit_breakers(): GET -> HTTP {} from {}",
+        r.status, r.backend
+    );
     print_status("final", &client.service_status());
     client.shutdown();
     Ok(())

@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cache::{flow, HttpCache};
 use crate::config::{ClientConfig, Settings};
 use crate::error::ApiError;
 use crate::pipeline::{health, Pipeline};
 use crate::runtime::ClientRuntime;
-use crate::status::{Counters, EventBus, ServiceStatus, StatusListener};
+use crate::status::{self, Counters, EventBus, ServiceStatus, StatusEvent, StatusListener};
+use crate::store::Store;
 use crate::types::{ApiRequest, ApiResponse};
 
 /// Where the client keeps its files; a temporary directory is removed with the client.
@@ -49,6 +51,7 @@ impl Storage {
 #[derive(uniffi::Object)]
 pub struct RobustClient {
     pipeline: Arc<Pipeline>,
+    cache: Arc<HttpCache>,
     runtime: ClientRuntime,
     events: Arc<EventBus>,
     storage: Storage,
@@ -71,11 +74,34 @@ impl RobustClient {
         let storage = Storage::open(settings.storage_dir.as_deref())?;
         let counters = Arc::new(Counters::default());
         let events = Arc::new(EventBus::new(counters.clone())?);
+        let (store, recovered) =
+            Store::open(storage.path()).map_err(|reason| ApiError::Internal { reason })?;
+        if let Some(r) = recovered {
+            events.emit(StatusEvent::StorageRecovered {
+                moved_to: r.moved_to,
+                reason: r.reason,
+            });
+        }
+        let cache = Arc::new(HttpCache::new(
+            Arc::new(store),
+            settings.cache.clone(),
+            settings.default_header_pairs.clone(),
+            events.clone(),
+        ));
+        let cleanup_every = settings.cache_cleanup_interval;
         let runtime = ClientRuntime::new(settings.worker_threads)?;
         let pipeline = Arc::new(Pipeline::new(settings, events.clone(), counters)?);
         runtime.spawn_background(health::run(pipeline.clone()));
+        let c = cache.clone();
+        runtime.spawn_background(async move {
+            loop {
+                tokio::time::sleep(cleanup_every).await;
+                c.cleanup();
+            }
+        });
         Ok(Arc::new(RobustClient {
             pipeline,
+            cache,
             runtime,
             events,
             storage,
@@ -84,7 +110,13 @@ impl RobustClient {
 
     /// Sends `request` to the best backend, failing over, retrying and hedging as configured.
     pub async fn request(&self, request: ApiRequest) -> Result<ApiResponse, ApiError> {
-        self.runtime.call(self.pipeline.execute(request)).await
+        self.runtime
+            .call(flow::serve(
+                self.cache.clone(),
+                self.pipeline.clone(),
+                request,
+            ))
+            .await
     }
 
     /// `GET path`.
@@ -100,7 +132,12 @@ impl RobustClient {
 
     /// A snapshot of backends, breakers, latency and counters.
     pub fn service_status(&self) -> ServiceStatus {
-        self.pipeline.status()
+        status::snapshot(&self.pipeline, &self.cache)
+    }
+
+    /// Empties the response cache.
+    pub fn clear_cache(&self) {
+        self.cache.clear();
     }
 
     /// Closes every circuit breaker (e.g. after the user taps "retry").

@@ -32,6 +32,14 @@ pub const DEFAULT_HEALTH_CHECK_INTERVAL_MS: u64 = 60_000;
 pub const DEFAULT_RETRY_BUDGET_RATIO: f64 = 0.2;
 /// … plus this many retries per second regardless of traffic.
 pub const DEFAULT_RETRY_BUDGET_MIN_PER_SEC: u32 = 10;
+/// Cache size bound.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 20 * 1024 * 1024;
+/// Freshness of responses without caching headers (0: stored for offline use, revalidated on use).
+pub const DEFAULT_CACHE_DEFAULT_TTL_MS: u64 = 0;
+/// How long past freshness an entry may still stand in for a failed network.
+pub const DEFAULT_CACHE_MAX_STALE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Seed default: cache cleanup interval.
+pub const DEFAULT_CACHE_CLEANUP_INTERVAL_MS: u64 = 5 * 60 * 1000;
 /// Worker threads of the client's own tokio runtime.
 pub const DEFAULT_WORKER_THREADS: u32 = 2;
 
@@ -90,6 +98,19 @@ pub struct ClientConfig {
     /// Worker threads of the client's tokio runtime (1–8).
     #[uniffi(default = 2)]
     pub worker_threads: u32,
+    /// Response cache bound (bytes); least recently used entries are evicted beyond it. 0 = no cache.
+    #[uniffi(default = 20971520)]
+    pub cache_max_bytes: u64,
+    /// Freshness given to responses without `Cache-Control: max-age` or `Expires`.
+    #[uniffi(default = 0)]
+    pub cache_default_ttl_ms: u64,
+    /// How long past its freshness an entry may still be served when the network fails (unless the
+    /// response limited it with `stale-if-error` or forbade it with `must-revalidate`).
+    #[uniffi(default = 604800000)]
+    pub cache_max_stale_ms: u64,
+    /// How often expired entries are purged.
+    #[uniffi(default = 300000)]
+    pub cache_cleanup_interval_ms: u64,
 }
 
 impl ClientConfig {
@@ -113,6 +134,10 @@ impl ClientConfig {
             hedge_after_ms: None,
             default_headers: HashMap::new(),
             worker_threads: DEFAULT_WORKER_THREADS,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            cache_default_ttl_ms: DEFAULT_CACHE_DEFAULT_TTL_MS,
+            cache_max_stale_ms: DEFAULT_CACHE_MAX_STALE_MS,
+            cache_cleanup_interval_ms: DEFAULT_CACHE_CLEANUP_INTERVAL_MS,
         }
     }
 }
@@ -142,7 +167,11 @@ pub(crate) struct Settings {
     pub health_check_interval: Duration,
     pub hedge_after: Option<Duration>,
     pub default_headers: HeaderMap,
+    /// The default headers as given (cache keys and `Vary` checks read them).
+    pub default_header_pairs: HashMap<String, String>,
     pub worker_threads: usize,
+    pub cache: crate::cache::CacheSettings,
+    pub cache_cleanup_interval: Duration,
 }
 
 fn positive_ms(name: &str, ms: u64) -> Result<Duration, ApiError> {
@@ -279,7 +308,17 @@ impl Settings {
             default_headers: parse_headers(&c.default_headers, |r| {
                 ApiError::invalid_config(format!("default_headers: {r}"))
             })?,
+            default_header_pairs: c.default_headers.clone(),
             worker_threads: c.worker_threads as usize,
+            cache: crate::cache::CacheSettings {
+                max_bytes: c.cache_max_bytes,
+                default_ttl: Duration::from_millis(c.cache_default_ttl_ms),
+                max_stale: Duration::from_millis(c.cache_max_stale_ms),
+            },
+            cache_cleanup_interval: positive_ms(
+                "cache_cleanup_interval_ms",
+                c.cache_cleanup_interval_ms,
+            )?,
         })
     }
 }

@@ -57,6 +57,12 @@ pub enum ApiError {
         /// The underlying error.
         reason: String,
     },
+    /// `CachePolicy::CacheOnly` found nothing usable in the cache. Nothing was sent.
+    #[error("not in the cache: {key}")]
+    NotCached {
+        /// The cache key that missed.
+        key: String,
+    },
     /// The call was cancelled (the client was shut down, or the caller dropped the call).
     #[error("cancelled: {reason}")]
     Cancelled {

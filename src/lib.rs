@@ -16,14 +16,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
 mod client;
 mod config;
 mod error;
 pub mod pipeline;
 mod runtime;
 pub mod status;
+mod store;
 mod types;
 
+pub use cache::{CachePolicy, CacheStatus};
 pub use client::RobustClient;
 pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;

@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::cache::{CacheStatus, HttpCache};
+use crate::pipeline::Pipeline;
+
 /// Circuit-breaker state of one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
 pub enum BreakerState {
@@ -67,6 +70,23 @@ pub struct ServiceStatus {
     pub network_available: bool,
     /// Counters.
     pub counters: StatusCounters,
+    /// The response cache.
+    pub cache: CacheStatus,
+}
+
+/// Builds the snapshot from each module's read-only getters.
+pub(crate) fn snapshot(pipeline: &Pipeline, cache: &HttpCache) -> ServiceStatus {
+    let now = std::time::Instant::now();
+    let backends = &pipeline.backends;
+    ServiceStatus {
+        backends: backends.snapshot(now),
+        preferred_backend: backends
+            .preferred(now)
+            .map(|i| backends.get(i).name.clone()),
+        network_available: pipeline.network_available(),
+        counters: pipeline.counters.snapshot(),
+        cache: cache.status(),
+    }
 }
 
 /// Something changed.
@@ -92,6 +112,14 @@ pub enum StatusEvent {
     NetworkChanged {
         /// Now available?
         available: bool,
+    },
+    /// The database file was damaged; it was moved aside and recreated (cached data is lost, the
+    /// client keeps working).
+    StorageRecovered {
+        /// Where the damaged file now is.
+        moved_to: String,
+        /// What was wrong.
+        reason: String,
     },
 }
 

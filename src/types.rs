@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::cache::CachePolicy;
+
 /// HTTP method of an [`ApiRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
 pub enum HttpMethod {
@@ -84,6 +86,9 @@ pub struct ApiRequest {
     /// Sent as `Idempotency-Key` on every attempt; makes a non-idempotent request retryable.
     #[uniffi(default = None)]
     pub idempotency_key: Option<String>,
+    /// Cache policy (GET only); `None` = [`CachePolicy::NetworkFirst`].
+    #[uniffi(default = None)]
+    pub cache: Option<CachePolicy>,
     /// Retry policy for this request; `None` = [`RetryMode::Default`]. (An `Option` because UniFFI
     /// proc-macros cannot give an enum field a default.)
     #[uniffi(default = None)]
@@ -91,7 +96,7 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
-    /// A request with every optional field empty.
+    /// A request with every optional field empty (cache policy and retry mode at their defaults).
     pub fn new(method: HttpMethod, path: impl Into<String>) -> Self {
         ApiRequest {
             method,
@@ -102,6 +107,7 @@ impl ApiRequest {
             timeout_ms: None,
             idempotency_key: None,
             retry: None,
+            cache: None,
         }
     }
 
@@ -144,6 +150,12 @@ pub struct ApiResponse {
     pub attempts: u32,
     /// Wall time of the whole call, retries included.
     pub elapsed_ms: u64,
+    /// Served from the response cache (possibly after a `304` revalidation).
+    pub from_cache: bool,
+    /// Served from the cache past its freshness (the network failed, or stale-while-revalidate).
+    pub stale: bool,
+    /// Age of the cached entry; `None` for a fresh network response.
+    pub age_ms: Option<u64>,
 }
 
 impl ApiResponse {

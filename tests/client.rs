@@ -649,15 +649,15 @@ async fn slow_successes_count_against_the_breaker_when_configured() {
         .server(0)
         .set_fault(Fault::Slow(Duration::from_millis(60)))
         .await;
-    for _ in 0..2 {
+    for i in 0..2 {
         assert_eq!(
-            client.get("/slow".into()).await.unwrap().status,
+            client.get(format!("/slow{i}")).await.unwrap().status,
             200,
             "slow but successful"
         );
     }
     assert_eq!(breaker(&client, 0), BreakerState::Open);
-    let err = client.get("/slow".into()).await.unwrap_err();
+    let err = client.get("/slow-next".into()).await.unwrap_err();
     assert!(
         matches!(err, ApiError::AllBackendsUnavailable { attempts: 0, .. }),
         "{err:?}"

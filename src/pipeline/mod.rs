@@ -18,7 +18,7 @@ use reqwest::Url;
 
 use crate::config::{parse_headers, Settings};
 use crate::error::ApiError;
-use crate::status::{Counters, EventBus, ServiceStatus, StatusEvent};
+use crate::status::{Counters, EventBus, StatusEvent};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod};
 use retry::{RetryBudget, Verdict};
 use select::{BackendSet, Permit};
@@ -111,19 +111,6 @@ impl Pipeline {
             self.backends.make_all_due();
         }
         self.backends.probe_wake.notify_one();
-    }
-
-    pub(crate) fn status(&self) -> ServiceStatus {
-        let now = Instant::now();
-        ServiceStatus {
-            backends: self.backends.snapshot(now),
-            preferred_backend: self
-                .backends
-                .preferred(now)
-                .map(|i| self.backends.get(i).name.clone()),
-            network_available: self.network_available(),
-            counters: self.counters.snapshot(),
-        }
     }
 
     fn withdraw_budget(&self) -> bool {
@@ -352,6 +339,9 @@ impl Pipeline {
             backend: self.backends.get(index).name.clone(),
             attempts,
             elapsed_ms: started.elapsed().as_millis() as u64,
+            from_cache: false,
+            stale: false,
+            age_ms: None,
         }
     }
 

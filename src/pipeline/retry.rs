@@ -70,12 +70,12 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = httpdate_parse(v)?;
+    let when = parse_http_date(v)?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Minimal IMF-fixdate parser (`Sun, 06 Nov 1994 08:49:37 GMT`), the only format servers must send.
-fn httpdate_parse(s: &str) -> Option<std::time::SystemTime> {
+pub fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     if parts.len() != 6 || parts[5] != "GMT" {
         return None;

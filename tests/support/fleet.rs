@@ -12,6 +12,11 @@
 //!   [`pattern_byte`] content; a non-numeric `n` → `400`.
 //! * `/echo` → `200`, the request body, with the request's `Content-Type`
 //!   (`application/octet-stream` if it had none).
+//! * `/cache/...` → `200` JSON `{"server":0,"path":"/cache/a?..","n":N}` (N = this path's hit count),
+//!   with caching headers taken from the query: `cc` → `Cache-Control`, `etag` → `ETag` (quoted),
+//!   `lm` → `Last-Modified`, `expires` → `Expires`, `vary` → `Vary` (values percent-decoded). A
+//!   request whose `If-None-Match` matches the etag, or whose `If-Modified-Since` equals `lm`, gets
+//!   `304` with the same caching headers and no body.
 //! * anything else → `200`, `application/json`,
 //!   `{"server":0,"method":"GET","path":"/x?q=1"}`; mutations (below) also carry `"effect":N`,
 //!   the server's effect counter after applying it, so a replay is recognisable by its body.
@@ -591,6 +596,9 @@ impl ServerInner {
                 Err(_) => Response::text(400, format!("bad byte count {n:?}")),
             };
         }
+        if path.starts_with("/cache/") {
+            return self.cache_route(head, path);
+        }
         if path == "/echo" {
             let content_type = head
                 .header("content-type")
@@ -614,6 +622,52 @@ impl ServerInner {
         Response {
             status: 200,
             headers: vec![("Content-Type", "application/json".to_owned())],
+            body: Body::Bytes(json.into_bytes()),
+        }
+    }
+}
+
+impl ServerInner {
+    /// `/cache/...`: a resource whose caching headers the request's query chooses (see module docs).
+    fn cache_route(&self, head: &Head, path: &str) -> Response {
+        let query = head.target.split_once('?').map_or("", |(_, q)| q);
+        let param = |name: &str| query_param(query, name);
+        let etag = param("etag").map(|e| format!("\"{e}\""));
+        let lm = param("lm");
+        let mut headers: Vec<(&'static str, String)> = Vec::new();
+        let named = [
+            ("Cache-Control", param("cc")),
+            ("Last-Modified", lm.clone()),
+            ("Expires", param("expires")),
+            ("Vary", param("vary")),
+        ];
+        for (name, value) in named {
+            if let Some(v) = value {
+                headers.push((name, v));
+            }
+        }
+        if let Some(e) = &etag {
+            headers.push(("ETag", e.clone()));
+        }
+        let not_modified = matches!((&etag, head.header("if-none-match")), (Some(e), Some(inm)) if inm.split(',').any(|t| t.trim() == e))
+            || matches!((&lm, head.header("if-modified-since")), (Some(l), Some(ims)) if l == ims);
+        if not_modified {
+            return Response {
+                status: 304,
+                headers,
+                body: Body::Bytes(Vec::new()),
+            };
+        }
+        let n = lock(&self.log).hits_by_path.get(path).copied().unwrap_or(0);
+        headers.push(("Content-Type", "application/json".to_owned()));
+        let json = format!(
+            r#"{{"server":{},"path":"{}","n":{n}}}"#,
+            self.index,
+            json_escape(&head.target)
+        );
+        Response {
+            status: 200,
+            headers,
             body: Body::Bytes(json.into_bytes()),
         }
     }

@@ -1,0 +1,567 @@
+//! The persistent HTTP response cache: SQLite table access, bounded size (LRU), statistics.
+//! The HTTP rules are in [`policy`] (pure); which policy does what on a request is in [`flow`].
+//!
+//! Keys are `GET <path>?<query>`, independent of the backend that answered (backends serve the same
+//! API), scoped by a hash of the `Authorization` header so one user's cached data is never served
+//! to another, and checked against the request headers named by the response's `Vary`.
+//! The cache is best-effort: a storage error (full disk, busy) makes the operation a no-op with a
+//! logged warning; a damaged database is moved aside and recreated, with a status event.
+
+pub mod flow;
+pub mod policy;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::status::{EventBus, StatusEvent};
+use crate::store::{is_corruption, now_ms, Store};
+use crate::types::{ApiRequest, ApiResponse};
+use policy::Freshness;
+
+/// How a GET uses the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CachePolicy {
+    /// The default: a fresh entry is served without the network (HTTP rules: `max-age`, `Expires`,
+    /// `no-cache`, …); otherwise the network is asked (conditionally, with the entry's validators),
+    /// and on failure (offline, every backend down, 5xx, timeout) a stale entry is served, flagged.
+    NetworkFirst,
+    /// Any stored entry (fresh or stale, flagged) before the network; the network only on a miss.
+    CacheFirst,
+    /// Only the cache; a miss is `ApiError::NotCached`. Never touches the network.
+    CacheOnly,
+    /// Never read the cache (the response is still stored).
+    NetworkOnly,
+    /// Answer from the cache at once (even stale) and refresh a stale entry in the background.
+    StaleWhileRevalidate,
+}
+
+/// The cache section of `ServiceStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct CacheStatus {
+    /// Stored entries.
+    pub entries: u64,
+    /// Bytes they take (bodies, headers, keys).
+    pub bytes: u64,
+    /// The configured bound.
+    pub max_bytes: u64,
+    /// Answers served from the cache without the network (fresh, SWR, cache-first/-only).
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// `304 Not Modified` answers that refreshed an entry.
+    pub revalidations: u64,
+    /// Entries evicted to stay under `max_bytes`.
+    pub evictions: u64,
+    /// Stale entries served because the network failed.
+    pub stale_served: u64,
+}
+
+/// Cache settings (validated from `ClientConfig`).
+#[derive(Debug, Clone)]
+pub(crate) struct CacheSettings {
+    pub max_bytes: u64,
+    pub default_ttl: Duration,
+    pub max_stale: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    revalidations: AtomicU64,
+    evictions: AtomicU64,
+    stale_served: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One stored response.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    key: String,
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+    stored_at_ms: i64,
+    initial_age_ms: i64,
+    lifetime_ms: i64,
+    swr_ms: Option<i64>,
+    sie_ms: Option<i64>,
+    must_revalidate: bool,
+    no_cache: bool,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    last_access_ms: i64,
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+fn dur(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+impl Entry {
+    fn age(&self, now_ms: i64) -> Duration {
+        dur(self.initial_age_ms + (now_ms - self.stored_at_ms).max(0))
+    }
+
+    pub(crate) fn freshness(&self, now_ms: i64) -> Freshness {
+        Freshness {
+            age: self.age(now_ms),
+            lifetime: dur(self.lifetime_ms),
+            swr: self.swr_ms.map(dur),
+            sie: self.sie_ms.map(dur),
+            must_revalidate: self.must_revalidate,
+            no_cache: self.no_cache,
+        }
+    }
+
+    /// The entry as a response to the app.
+    pub(crate) fn to_response(&self, now_ms: i64, elapsed_ms: u64) -> ApiResponse {
+        let f = self.freshness(now_ms);
+        ApiResponse {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            backend: "cache".into(),
+            attempts: 0,
+            elapsed_ms,
+            from_cache: true,
+            stale: !f.is_fresh(),
+            age_ms: Some(f.age.as_millis() as u64),
+        }
+    }
+
+    pub(crate) fn validators(&self) -> (Option<&str>, Option<&str>) {
+        (self.etag.as_deref(), self.last_modified.as_deref())
+    }
+}
+
+fn encode_headers(h: &HashMap<String, String>) -> String {
+    let mut lines: Vec<String> = h.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+fn decode_headers(s: &str) -> HashMap<String, String> {
+    s.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// FNV-1a, 64 bit: a stable (across Rust versions) hash for key scoping. Not for security.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The request headers as the server will see them: defaults, overridden by the request's own.
+pub(crate) fn effective_headers(
+    defaults: &HashMap<String, String>,
+    req: &ApiRequest,
+) -> HashMap<String, String> {
+    let mut h: HashMap<String, String> = defaults
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    for (k, v) in &req.headers {
+        h.insert(k.to_ascii_lowercase(), v.clone());
+    }
+    h
+}
+
+/// `name=value` lines for the request headers a response varies on; `None` for `Vary: *`.
+fn vary_fingerprint(
+    vary: Option<&String>,
+    req_headers: &HashMap<String, String>,
+) -> Option<String> {
+    let mut names: Vec<String> = vary
+        .map(|v| {
+            v.split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.iter().any(|n| n == "*") {
+        return None;
+    }
+    names.sort();
+    names.dedup();
+    Some(
+        names
+            .iter()
+            .map(|n| format!("{n}={}", req_headers.get(n).map_or("", String::as_str)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Recomputes a stored fingerprint's header values from the current request.
+fn refingerprint(stored: &str, req_headers: &HashMap<String, String>) -> String {
+    stored
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, _)| format!("{n}={}", req_headers.get(n).map_or("", String::as_str)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The persistent cache of one client.
+pub(crate) struct HttpCache {
+    store: Arc<Store>,
+    settings: CacheSettings,
+    default_headers: HashMap<String, String>,
+    counters: Counters,
+    events: Arc<EventBus>,
+}
+
+/// Don't refresh `last_access_ms` on every hit (a write per read); this is LRU granularity.
+const ACCESS_GRANULARITY_MS: i64 = 1_000;
+
+impl HttpCache {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        settings: CacheSettings,
+        default_headers: HashMap<String, String>,
+        events: Arc<EventBus>,
+    ) -> Self {
+        HttpCache {
+            store,
+            settings,
+            default_headers,
+            counters: Counters::default(),
+            events,
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    /// The cache key of a GET, or `None` if the path is not a valid relative path (the network
+    /// call will report it).
+    pub(crate) fn key(&self, req: &ApiRequest) -> Option<String> {
+        let base = reqwest::Url::parse("http://cache.invalid").ok()?;
+        let url = crate::pipeline::transport::join_url(&base, &req.path, &req.query).ok()?;
+        let mut key = match url.query() {
+            Some(q) => format!("GET {}?{q}", url.path()),
+            None => format!("GET {}", url.path()),
+        };
+        let headers = effective_headers(&self.default_headers, req);
+        if let Some(auth) = headers.get("authorization") {
+            key.push_str(&format!(" auth:{:016x}", fnv1a(auth)));
+        }
+        Some(key)
+    }
+
+    /// Runs a storage operation; failures are logged (and a damaged file recovered), never raised.
+    fn with_db<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<T> {
+        let result = f(&self.store.conn());
+        match result {
+            Ok(v) => Some(v),
+            Err(e) if is_corruption(&e) => {
+                match self.store.recover(&e.to_string()) {
+                    Ok(r) => self.events.emit(StatusEvent::StorageRecovered {
+                        moved_to: r.moved_to,
+                        reason: r.reason,
+                    }),
+                    Err(e2) => log::error!("robust-api: cache {what}: {e}; recovery failed: {e2}"),
+                }
+                None
+            }
+            Err(e) => {
+                log::warn!("robust-api: cache {what} skipped: {e}");
+                None
+            }
+        }
+    }
+
+    /// The stored entry for `key` that matches the request's `Vary`d headers. Counts a miss.
+    pub(crate) fn lookup(&self, key: &str, req: &ApiRequest) -> Option<Entry> {
+        let now = now_ms();
+        let found = self
+            .with_db("lookup", |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT status, headers, body, vary, stored_at_ms, initial_age_ms, lifetime_ms, swr_ms,
+                            sie_ms, must_revalidate, no_cache, etag, last_modified, last_access_ms
+                     FROM cache_entries WHERE key = ?1",
+                )?;
+                st.query_row([key], |r| {
+                    Ok((
+                        Entry {
+                            key: key.to_string(),
+                            status: r.get(0)?,
+                            headers: decode_headers(&r.get::<_, String>(1)?),
+                            body: r.get(2)?,
+                            stored_at_ms: r.get(4)?,
+                            initial_age_ms: r.get(5)?,
+                            lifetime_ms: r.get(6)?,
+                            swr_ms: r.get(7)?,
+                            sie_ms: r.get(8)?,
+                            must_revalidate: r.get(9)?,
+                            no_cache: r.get(10)?,
+                            etag: r.get(11)?,
+                            last_modified: r.get(12)?,
+                            last_access_ms: r.get(13)?,
+                        },
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .optional()
+            })
+            .flatten();
+        let entry = found.and_then(|(entry, vary)| {
+            let headers = effective_headers(&self.default_headers, req);
+            (refingerprint(&vary, &headers) == vary).then_some(entry)
+        });
+        match &entry {
+            Some(e) if now - e.last_access_ms > ACCESS_GRANULARITY_MS => {
+                self.with_db("touch", |c| {
+                    c.prepare_cached("UPDATE cache_entries SET last_access_ms = ?2 WHERE key = ?1")?
+                        .execute(params![key, now])
+                });
+            }
+            Some(_) => {}
+            None => bump(&self.counters.misses),
+        }
+        entry
+    }
+
+    pub(crate) fn count_hit(&self) {
+        bump(&self.counters.hits);
+    }
+
+    pub(crate) fn count_stale_served(&self) {
+        bump(&self.counters.stale_served);
+    }
+
+    /// Stores a network response to `req` if HTTP rules allow; returns whether it did.
+    pub(crate) fn store(&self, key: &str, req: &ApiRequest, resp: &ApiResponse) -> bool {
+        if !policy::status_is_storable(resp.status) {
+            return false;
+        }
+        let req_headers = effective_headers(&self.default_headers, req);
+        let req_cc =
+            policy::parse_cache_control(req_headers.get("cache-control").map(String::as_str));
+        let cc = policy::parse_cache_control(resp.headers.get("cache-control").map(String::as_str));
+        if cc.no_store || req_cc.no_store {
+            return false;
+        }
+        let Some(vary) = vary_fingerprint(resp.headers.get("vary"), &req_headers) else {
+            return false;
+        };
+        let headers = encode_headers(&resp.headers);
+        let size = (resp.body.len() + headers.len() + key.len()) as u64;
+        if size > self.settings.max_bytes / 4 {
+            return false; // one entry may not take over the cache
+        }
+        let now = now_ms();
+        let lifetime = policy::freshness_lifetime(&cc, &resp.headers, self.settings.default_ttl);
+        let initial_age = policy::initial_age(&resp.headers);
+        let stale_window = cc
+            .stale_if_error
+            .unwrap_or(self.settings.max_stale)
+            .max(self.settings.max_stale);
+        let purge_at = now + ms(lifetime) + ms(stale_window);
+        let path = req.path.split('?').next().unwrap_or_default().to_string();
+        let stored = self.with_db("store", |c| {
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO cache_entries (key, path, status, headers, body, vary, stored_at_ms,
+                    initial_age_ms, lifetime_ms, swr_ms, sie_ms, must_revalidate, no_cache, etag, last_modified,
+                    size, last_access_ms, purge_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?7, ?17)",
+            )?
+            .execute(params![
+                key,
+                path,
+                resp.status,
+                headers,
+                resp.body,
+                vary,
+                now,
+                ms(initial_age),
+                ms(lifetime),
+                cc.stale_while_revalidate.map(ms),
+                cc.stale_if_error.map(ms),
+                cc.must_revalidate,
+                cc.no_cache,
+                resp.headers.get("etag"),
+                resp.headers.get("last-modified"),
+                size as i64,
+                purge_at,
+            ])
+        });
+        if stored.is_some() {
+            self.evict_to_bound();
+        }
+        stored.is_some()
+    }
+
+    /// A `304 Not Modified` arrived for `entry`: update its headers and freshness, return it.
+    pub(crate) fn refresh(&self, mut entry: Entry, not_modified: &ApiResponse) -> Entry {
+        bump(&self.counters.revalidations);
+        for (k, v) in &not_modified.headers {
+            if !matches!(
+                k.as_str(),
+                "content-length" | "content-type" | "transfer-encoding" | "content-encoding"
+            ) {
+                entry.headers.insert(k.clone(), v.clone());
+            }
+        }
+        let cc =
+            policy::parse_cache_control(entry.headers.get("cache-control").map(String::as_str));
+        let now = now_ms();
+        entry.stored_at_ms = now;
+        entry.initial_age_ms = ms(policy::initial_age(&not_modified.headers));
+        entry.lifetime_ms = ms(policy::freshness_lifetime(
+            &cc,
+            &entry.headers,
+            self.settings.default_ttl,
+        ));
+        entry.swr_ms = cc.stale_while_revalidate.map(ms);
+        entry.sie_ms = cc.stale_if_error.map(ms);
+        entry.must_revalidate = cc.must_revalidate;
+        entry.no_cache = cc.no_cache;
+        if let Some(etag) = not_modified.headers.get("etag") {
+            entry.etag = Some(etag.clone());
+        }
+        let stale_window = cc
+            .stale_if_error
+            .unwrap_or(self.settings.max_stale)
+            .max(self.settings.max_stale);
+        let purge_at = now + entry.lifetime_ms + ms(stale_window);
+        let e = &entry;
+        self.with_db("refresh", |c| {
+            c.prepare_cached(
+                "UPDATE cache_entries SET headers = ?2, stored_at_ms = ?3, initial_age_ms = ?4, lifetime_ms = ?5,
+                    swr_ms = ?6, sie_ms = ?7, must_revalidate = ?8, no_cache = ?9, etag = ?10,
+                    last_access_ms = ?3, purge_at_ms = ?11 WHERE key = ?1",
+            )?
+            .execute(params![
+                e.key,
+                encode_headers(&e.headers),
+                now,
+                e.initial_age_ms,
+                e.lifetime_ms,
+                e.swr_ms,
+                e.sie_ms,
+                e.must_revalidate,
+                e.no_cache,
+                e.etag,
+                purge_at
+            ])
+        });
+        entry
+    }
+
+    /// A successful unsafe request to `path`: its cached GETs are no longer trustworthy.
+    pub(crate) fn invalidate_path(&self, path: &str) {
+        let path = path.split('?').next().unwrap_or_default();
+        self.with_db("invalidate", |c| {
+            c.prepare_cached("DELETE FROM cache_entries WHERE path = ?1")?
+                .execute([path])
+        });
+    }
+
+    /// Deletes everything.
+    pub(crate) fn clear(&self) {
+        self.with_db("clear", |c| c.execute("DELETE FROM cache_entries", []));
+    }
+
+    /// Drops entries past any use (fresh lifetime + stale window), then enforces the size bound.
+    pub(crate) fn cleanup(&self) {
+        let now = now_ms();
+        self.with_db("cleanup", |c| {
+            c.prepare_cached("DELETE FROM cache_entries WHERE purge_at_ms < ?1")?
+                .execute([now])
+        });
+        self.evict_to_bound();
+    }
+
+    /// Least-recently-used entries go until the total is within `max_bytes`.
+    fn evict_to_bound(&self) {
+        let max = self.settings.max_bytes as i64;
+        let evicted = self.with_db("evict", |c| {
+            let mut total: i64 = c.query_row("SELECT COALESCE(SUM(size), 0) FROM cache_entries", [], |r| r.get(0))?;
+            let mut evicted = 0u64;
+            while total > max {
+                let victim: Option<(String, i64)> = c
+                    .prepare_cached("SELECT key, size FROM cache_entries ORDER BY last_access_ms, stored_at_ms LIMIT 1")?
+                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((key, size)) = victim else { break };
+                c.prepare_cached("DELETE FROM cache_entries WHERE key = ?1")?.execute([&key])?;
+                total -= size;
+                evicted += 1;
+            }
+            Ok(evicted)
+        });
+        if let Some(n) = evicted {
+            self.counters.evictions.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn status(&self) -> CacheStatus {
+        let (entries, bytes) = self
+            .with_db("status", |c| {
+                c.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM cache_entries",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                )
+            })
+            .unwrap_or_default();
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheStatus {
+            entries,
+            bytes,
+            max_bytes: self.settings.max_bytes,
+            hits: g(&self.counters.hits),
+            misses: g(&self.counters.misses),
+            revalidations: g(&self.counters.revalidations),
+            evictions: g(&self.counters.evictions),
+            stale_served: g(&self.counters.stale_served),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let mut h = HashMap::new();
+        h.insert("etag".to_string(), "\"a:b\"".to_string());
+        h.insert("cache-control".to_string(), "max-age=5".to_string());
+        assert_eq!(decode_headers(&encode_headers(&h)), h);
+    }
+
+    #[test]
+    fn vary_fingerprints_compare_the_named_request_headers() {
+        let mut req = HashMap::new();
+        req.insert("accept-language".to_string(), "fr".to_string());
+        let vary = "Accept-Language, Accept".to_string();
+        let fp = vary_fingerprint(Some(&vary), &req).unwrap();
+        assert_eq!(fp, "accept=\naccept-language=fr");
+        assert_eq!(refingerprint(&fp, &req), fp);
+        req.insert("accept-language".to_string(), "de".to_string());
+        assert_ne!(refingerprint(&fp, &req), fp);
+        assert_eq!(vary_fingerprint(Some(&"*".to_string()), &req), None);
+    }
+}
