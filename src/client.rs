@@ -165,6 +165,7 @@ impl RobustClient {
     /// Later calls fail with `Cancelled`. Dropping the client does the same.
     pub fn shutdown(&self) {
         self.runtime.shutdown();
+        self.cache.close();
         self.events.close();
     }
 }

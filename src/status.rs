@@ -161,29 +161,53 @@ impl Counters {
 }
 
 const EVENT_QUEUE: usize = 1024;
+/// Events kept for the first listener when none is attached yet.
+const EARLY_EVENTS: usize = 64;
+
+enum Msg {
+    Event(StatusEvent),
+    ListenerAdded,
+}
 
 type Listeners = Arc<Mutex<Vec<Arc<dyn StatusListener>>>>;
 
 /// Delivers events to listeners on a dedicated thread. Dropping it ends the thread.
 pub(crate) struct EventBus {
-    tx: Mutex<Option<SyncSender<StatusEvent>>>,
+    tx: Mutex<Option<SyncSender<Msg>>>,
     listeners: Listeners,
     counters: Arc<Counters>,
 }
 
 impl EventBus {
     pub(crate) fn new(counters: Arc<Counters>) -> Result<Self, crate::ApiError> {
-        let (tx, rx) = sync_channel::<StatusEvent>(EVENT_QUEUE);
+        let (tx, rx) = sync_channel::<Msg>(EVENT_QUEUE);
         let listeners: Listeners = Arc::default();
         let l = listeners.clone();
         std::thread::Builder::new()
             .name("robust-api-events".into())
             .spawn(move || {
-                while let Ok(ev) = rx.recv() {
+                // Events from before the first listener (e.g. a storage recovery during
+                // construction) wait here, bounded, and go to the first listener added.
+                let mut early: std::collections::VecDeque<StatusEvent> = Default::default();
+                while let Ok(msg) = rx.recv() {
                     let current: Vec<_> = l.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                    for listener in current {
-                        // A throwing foreign listener must not take the others (or this thread) down.
-                        let _ = catch_unwind(AssertUnwindSafe(|| listener.on_event(ev.clone())));
+                    let batch: Vec<StatusEvent> = match msg {
+                        Msg::Event(ev) if current.is_empty() => {
+                            if early.len() == EARLY_EVENTS {
+                                early.pop_front();
+                            }
+                            early.push_back(ev);
+                            continue;
+                        }
+                        Msg::Event(ev) => vec![ev],
+                        Msg::ListenerAdded => early.drain(..).collect(),
+                    };
+                    for ev in batch {
+                        for listener in &current {
+                            // A throwing foreign listener must not take the others (or this thread) down.
+                            let _ =
+                                catch_unwind(AssertUnwindSafe(|| listener.on_event(ev.clone())));
+                        }
                     }
                 }
             })
@@ -202,12 +226,17 @@ impl EventBus {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(listener);
+        self.send(Msg::ListenerAdded);
     }
 
     pub(crate) fn emit(&self, ev: StatusEvent) {
+        self.send(Msg::Event(ev));
+    }
+
+    fn send(&self, msg: Msg) {
         let guard = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(tx) = guard.as_ref() {
-            match tx.try_send(ev) {
+            match tx.try_send(msg) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                 Err(TrySendError::Full(_)) => Counters::bump(&self.counters.events_dropped),
             }

@@ -127,7 +127,8 @@ async fn fetch(
             Some(e) => {
                 let e = cache.refresh(e, &r);
                 let mut resp = e.to_response(now_ms(), r.elapsed_ms);
-                (resp.backend, resp.attempts, resp.from_cache) = (r.backend, r.attempts, true);
+                // Just validated by the server: current, whatever its stored lifetime says.
+                (resp.backend, resp.attempts, resp.stale) = (r.backend, r.attempts, false);
                 Ok(resp)
             }
             None => Ok(r),

@@ -227,7 +227,7 @@ pub(crate) struct HttpCache {
 }
 
 /// Don't refresh `last_access_ms` on every hit (a write per read); this is LRU granularity.
-const ACCESS_GRANULARITY_MS: i64 = 1_000;
+const ACCESS_GRANULARITY_MS: i64 = 100;
 
 impl HttpCache {
     pub(crate) fn new(
@@ -476,6 +476,11 @@ impl HttpCache {
             c.prepare_cached("DELETE FROM cache_entries WHERE path = ?1")?
                 .execute([path])
         });
+    }
+
+    /// Releases the database file (client shutdown).
+    pub(crate) fn close(&self) {
+        self.store.close();
     }
 
     /// Deletes everything.

@@ -158,6 +158,14 @@ impl Store {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Closes the file now (checkpointing the WAL) so another process or client can take it over;
+    /// later operations fail harmlessly against an empty in-memory database.
+    pub fn close(&self) {
+        if let Ok(detached) = Connection::open_in_memory() {
+            drop(std::mem::replace(&mut *self.conn(), detached));
+        }
+    }
+
     /// Replaces a connection whose file turned out to be damaged mid-life.
     pub fn recover(&self, reason: &str) -> Result<Recovery, String> {
         let mut conn = self.conn();
