@@ -1,7 +1,14 @@
-//! Per-request overhead of the robust-api pipeline against raw reqwest, side by side in one run,
-//! both hitting the same local fleet server (`GET /bytes/1024`, keep-alive).
+//! Side-by-side measurements in one run, all against the same local fleet server:
 //!
-//! `cargo bench --bench overhead` — compare the medians of `raw_reqwest` and `robust_client`.
+//! - `get_1kb/raw_reqwest`: a plain reqwest GET of 1 KiB — the floor;
+//! - `get_1kb/robust_no_cache`: the same through `RobustClient` with the cache off (pipeline
+//!   overhead: selection, breaker, retry bookkeeping, response conversion);
+//! - `get_1kb/robust_default`: the default path, which also writes the response to the SQLite
+//!   cache (for offline use);
+//! - `get_1kb/robust_cache_hit`: a fresh cache hit through `RobustClient::request`;
+//! - `client_new/fresh_dir`: constructing a client (runtime, SQLite open + migrations).
+//!
+//! `cargo bench --bench overhead`
 
 #[path = "../tests/support/fleet.rs"]
 #[allow(dead_code)]
@@ -10,18 +17,27 @@ mod fleet;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use robust_api::{ClientConfig, RobustClient};
+use robust_api::{ApiRequest, CachePolicy, ClientConfig, RobustClient};
 
 fn overhead(c: &mut Criterion) {
+    // The fleet gets its own runtime (own threads), like a real server would.
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let fleet = server_rt.block_on(fleet::Fleet::start(3));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let fleet = rt.block_on(fleet::Fleet::start(3));
     let url = format!("{}/bytes/1024", fleet.urls()[0]);
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let raw = reqwest::Client::builder().build().unwrap();
-    let client = RobustClient::new(ClientConfig::new(fleet.urls())).unwrap();
-    // Let the start-up probes finish so they don't share the measurement.
+    let mut no_cache = ClientConfig::new(fleet.urls());
+    no_cache.cache_max_bytes = 0;
+    let no_cache = RobustClient::new(no_cache).unwrap();
+    let default = RobustClient::new(ClientConfig::new(fleet.urls())).unwrap();
+    let mut cached = ClientConfig::new(fleet.urls());
+    cached.cache_default_ttl_ms = 3_600_000;
+    let cached = RobustClient::new(cached).unwrap();
+    // Let the start-up probes finish; fill the cache entry.
     std::thread::sleep(Duration::from_millis(300));
+    rt.block_on(cached.get("/bytes/1024".into())).unwrap();
 
     let mut g = c.benchmark_group("get_1kb");
     g.measurement_time(Duration::from_secs(8));
@@ -32,15 +48,38 @@ fn overhead(c: &mut Criterion) {
             r.bytes().await.unwrap()
         })
     });
-    g.bench_function("robust_client", |b| {
+    for (name, client) in [("robust_no_cache", &no_cache), ("robust_default", &default)] {
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let r = client.get("/bytes/1024".to_string()).await.unwrap();
+                assert_eq!(r.status, 200);
+                r.body
+            })
+        });
+    }
+    g.bench_function("robust_cache_hit", |b| {
         b.to_async(&rt).iter(|| async {
-            let r = client.get("/bytes/1024".to_string()).await.unwrap();
-            assert_eq!(r.status, 200);
+            let mut req = ApiRequest::get("/bytes/1024");
+            req.cache = Some(CachePolicy::NetworkFirst);
+            let r = cached.request(req).await.unwrap();
+            assert!(r.from_cache);
             r.body
         })
     });
     g.finish();
-    drop(client);
+
+    let mut g = c.benchmark_group("client_new");
+    g.sample_size(30);
+    let urls = fleet.urls();
+    g.bench_function("fresh_dir", |b| {
+        b.iter(|| {
+            let client = RobustClient::new(ClientConfig::new(urls.clone())).unwrap();
+            client.shutdown();
+            client
+        })
+    });
+    g.finish();
+    drop((no_cache, default, cached));
     drop(fleet);
 }
 

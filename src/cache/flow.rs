@@ -37,6 +37,9 @@ pub(crate) async fn serve(
     req: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let started = Instant::now();
+    if !cache.enabled() {
+        return pipeline.execute(req).await;
+    }
     if req.method != HttpMethod::Get {
         let invalidates = !matches!(req.method, HttpMethod::Head | HttpMethod::Options);
         let path = req.path.clone();

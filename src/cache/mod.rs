@@ -224,6 +224,9 @@ pub(crate) struct HttpCache {
     default_headers: HashMap<String, String>,
     counters: Counters,
     events: Arc<EventBus>,
+    /// Upper estimate of the stored bytes (grows with every store; re-measured exactly whenever it
+    /// passes the bound), so a store does not scan the table.
+    estimated_bytes: AtomicU64,
 }
 
 /// Don't refresh `last_access_ms` on every hit (a write per read); this is LRU granularity.
@@ -236,17 +239,25 @@ impl HttpCache {
         default_headers: HashMap<String, String>,
         events: Arc<EventBus>,
     ) -> Self {
-        HttpCache {
+        let cache = HttpCache {
             store,
             settings,
             default_headers,
             counters: Counters::default(),
             events,
-        }
+            estimated_bytes: AtomicU64::new(0),
+        };
+        cache.evict_to_bound();
+        cache
     }
 
     pub(crate) fn settings(&self) -> &CacheSettings {
         &self.settings
+    }
+
+    /// `cache_max_bytes == 0`: the cache is off.
+    pub(crate) fn enabled(&self) -> bool {
+        self.settings.max_bytes > 0
     }
 
     /// The cache key of a GET, or `None` if the path is not a valid relative path (the network
@@ -407,7 +418,10 @@ impl HttpCache {
             ])
         });
         if stored.is_some() {
-            self.evict_to_bound();
+            let estimate = self.estimated_bytes.fetch_add(size, Ordering::Relaxed).saturating_add(size);
+            if estimate > self.settings.max_bytes {
+                self.evict_to_bound();
+            }
         }
         stored.is_some()
     }
@@ -486,6 +500,7 @@ impl HttpCache {
     /// Deletes everything.
     pub(crate) fn clear(&self) {
         self.with_db("clear", |c| c.execute("DELETE FROM cache_entries", []));
+        self.estimated_bytes.store(0, Ordering::Relaxed);
     }
 
     /// Drops entries past any use (fresh lifetime + stale window), then enforces the size bound.
@@ -501,7 +516,7 @@ impl HttpCache {
     /// Least-recently-used entries go until the total is within `max_bytes`.
     fn evict_to_bound(&self) {
         let max = self.settings.max_bytes as i64;
-        let evicted = self.with_db("evict", |c| {
+        let result = self.with_db("evict", |c| {
             let mut total: i64 = c.query_row("SELECT COALESCE(SUM(size), 0) FROM cache_entries", [], |r| r.get(0))?;
             let mut evicted = 0u64;
             while total > max {
@@ -514,10 +529,11 @@ impl HttpCache {
                 total -= size;
                 evicted += 1;
             }
-            Ok(evicted)
+            Ok((evicted, total))
         });
-        if let Some(n) = evicted {
+        if let Some((n, total)) = result {
             self.counters.evictions.fetch_add(n, Ordering::Relaxed);
+            self.estimated_bytes.store(total.max(0) as u64, Ordering::Relaxed);
         }
     }
 
