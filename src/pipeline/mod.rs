@@ -33,6 +33,8 @@ pub(crate) struct Pipeline {
     pub events: Arc<EventBus>,
     budget: Mutex<RetryBudget>,
     network: AtomicBool,
+    /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
+    network_watch: tokio::sync::watch::Sender<bool>,
 }
 
 /// One finished attempt.
@@ -95,6 +97,7 @@ impl Pipeline {
             events,
             budget: Mutex::new(budget),
             network: AtomicBool::new(true),
+            network_watch: tokio::sync::watch::Sender::new(true),
         })
     }
 
@@ -102,10 +105,18 @@ impl Pipeline {
         self.network.load(Ordering::SeqCst)
     }
 
+    /// Follows `set_network_available`: the value is the current reachability; `changed()` wakes on
+    /// every change.
+    #[allow(dead_code)] // used by the queue and WebSocket modules as they land
+    pub(crate) fn subscribe_network(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.network_watch.subscribe()
+    }
+
     pub(crate) fn set_network_available(&self, available: bool) {
         if self.network.swap(available, Ordering::SeqCst) == available {
             return;
         }
+        self.network_watch.send_replace(available);
         self.events.emit(StatusEvent::NetworkChanged { available });
         if available {
             self.backends.make_all_due();

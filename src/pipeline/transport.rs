@@ -100,6 +100,11 @@ impl Transport {
         Ok(Transport { client })
     }
 
+    /// The pooled reqwest client (uploads stream their own bodies through it).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Sends one attempt and reads the whole body.
     pub async fn send(&self, out: Outgoing<'_>) -> Result<RawResponse, AttemptError> {
         let mut rb = self
