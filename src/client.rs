@@ -10,7 +10,9 @@ use crate::error::ApiError;
 use crate::pipeline::{health, Pipeline};
 use crate::runtime::ClientRuntime;
 use crate::status::{self, Counters, EventBus, ServiceStatus, StatusEvent, StatusListener};
+use crate::queue::{self, DeadLetter, OfflinePolicy, Queue, QueueListener, QueueOutcome, QueuedRequestId, QueuedRequestInfo};
 use crate::store::Store;
+use crate::types::HeaderProvider;
 use crate::types::{ApiRequest, ApiResponse};
 
 /// Where the client keeps its files; a temporary directory is removed with the client.
@@ -52,6 +54,7 @@ impl Storage {
 pub struct RobustClient {
     pipeline: Arc<Pipeline>,
     cache: Arc<HttpCache>,
+    queue: Arc<Queue>,
     runtime: ClientRuntime,
     events: Arc<EventBus>,
     storage: Storage,
@@ -82,8 +85,10 @@ impl RobustClient {
                 reason: r.reason,
             });
         }
+        let store = Arc::new(store);
+        let queue = Queue::new(store.clone(), settings.queue.clone(), events.clone())?;
         let cache = Arc::new(HttpCache::new(
-            Arc::new(store),
+            store,
             settings.cache.clone(),
             settings.default_header_pairs.clone(),
             events.clone(),
@@ -92,6 +97,7 @@ impl RobustClient {
         let runtime = ClientRuntime::new(settings.worker_threads)?;
         let pipeline = Arc::new(Pipeline::new(settings, events.clone(), counters)?);
         runtime.spawn_background(health::run(pipeline.clone()));
+        runtime.spawn_background(queue::run(queue.clone(), pipeline.clone()));
         let c = cache.clone();
         runtime.spawn_background(async move {
             loop {
@@ -102,6 +108,7 @@ impl RobustClient {
         Ok(Arc::new(RobustClient {
             pipeline,
             cache,
+            queue,
             runtime,
             events,
             storage,
@@ -109,14 +116,85 @@ impl RobustClient {
     }
 
     /// Sends `request` to the best backend, failing over, retrying and hedging as configured.
-    pub async fn request(&self, request: ApiRequest) -> Result<ApiResponse, ApiError> {
+    /// With `offline: Some(OfflinePolicy::Queue)`, a request that cannot be delivered now (offline,
+    /// every backend down, retries exhausted on a retryable failure) is persisted in the offline
+    /// queue and answered with status `202` and `queued` set; it gets an idempotency key before its
+    /// first attempt, so every attempt, live or replayed, carries the same one.
+    pub async fn request(&self, mut request: ApiRequest) -> Result<ApiResponse, ApiError> {
+        if request.offline != Some(OfflinePolicy::Queue) {
+            return self.runtime.call(flow::serve(self.cache.clone(), self.pipeline.clone(), request)).await;
+        }
+        self.pipeline.validate(&request)?;
+        let key = request.idempotency_key.get_or_insert_with(crate::ids::new_uuid_v4).clone();
+        let (cache, pipeline, queue) = (self.cache.clone(), self.pipeline.clone(), self.queue.clone());
         self.runtime
-            .call(flow::serve(
-                self.cache.clone(),
-                self.pipeline.clone(),
-                request,
-            ))
+            .call(async move {
+                let started = std::time::Instant::now();
+                match flow::serve(cache, pipeline, request.clone()).await {
+                    Err(e) if queue::policy::should_queue(&e) => {
+                        let id = queue.enqueue(&request, key, request.queue_group.clone())?;
+                        log::info!("robust-api: {} queued as {id}: {e}", request.path);
+                        Ok(ApiResponse::queued(id, started.elapsed().as_millis() as u64))
+                    }
+                    other => other,
+                }
+            })
             .await
+    }
+
+    /// Persists `request` in the offline queue (durable when this returns) for delivery as soon as
+    /// possible; `QueueFull` at the bound. Every attempt carries its idempotency key (generated if
+    /// the request has none). Credential headers are not stored: see `set_header_provider`.
+    pub fn enqueue(&self, request: ApiRequest) -> Result<QueuedRequestId, ApiError> {
+        self.pipeline.validate(&request)?;
+        let key = request.idempotency_key.clone().unwrap_or_else(crate::ids::new_uuid_v4);
+        self.queue.enqueue(&request, key, request.queue_group.clone())
+    }
+
+    /// Replays every pending queued request now (ignoring backoff delays), if the network is up.
+    pub fn flush_queue(&self) -> Result<(), ApiError> {
+        self.queue.flush()
+    }
+
+    /// Pending queued requests, oldest first.
+    pub fn queued_requests(&self) -> Result<Vec<QueuedRequestInfo>, ApiError> {
+        self.queue.pending()
+    }
+
+    /// Requests the queue gave up on, with the server's answer.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, ApiError> {
+        self.queue.dead_letters()
+    }
+
+    /// Recent outcomes (delivered / dead-lettered), also those no listener has seen yet.
+    pub fn queue_outcomes(&self) -> Result<Vec<QueueOutcome>, ApiError> {
+        self.queue.outcomes()
+    }
+
+    /// Removes a pending or dead-lettered entry; `false` if there was none.
+    pub fn remove_queued(&self, id: QueuedRequestId) -> Result<bool, ApiError> {
+        self.queue.remove(&id)
+    }
+
+    /// Puts a dead letter back in the queue (attempts reset); `false` if there was none.
+    pub fn retry_dead_letter(&self, id: QueuedRequestId) -> Result<bool, ApiError> {
+        self.queue.retry_dead_letter(&id)
+    }
+
+    /// Removes every pending and dead-lettered entry.
+    pub fn clear_queue(&self) -> Result<(), ApiError> {
+        self.queue.clear()
+    }
+
+    /// Sets the listener for queued requests' outcomes; it first receives every outcome it missed.
+    pub fn set_queue_listener(&self, listener: Arc<dyn QueueListener>) {
+        self.queue.set_listener(listener);
+    }
+
+    /// Sets the provider of per-call headers (fresh credentials), called for every call and every
+    /// queued replay.
+    pub fn set_header_provider(&self, provider: Arc<dyn HeaderProvider>) {
+        self.pipeline.set_header_provider(provider);
     }
 
     /// `GET path`.
@@ -132,7 +210,7 @@ impl RobustClient {
 
     /// A snapshot of backends, breakers, latency and counters.
     pub fn service_status(&self) -> ServiceStatus {
-        status::snapshot(&self.pipeline, &self.cache)
+        status::snapshot(&self.pipeline, &self.cache, &self.queue)
     }
 
     /// Empties the response cache.
@@ -165,7 +243,8 @@ impl RobustClient {
     /// Later calls fail with `Cancelled`. Dropping the client does the same.
     pub fn shutdown(&self) {
         self.runtime.shutdown();
-        self.cache.close();
+        self.cache.close(); // releases the database file the queue shares
+        self.queue.close();
         self.events.close();
     }
 }

@@ -40,6 +40,18 @@ pub const DEFAULT_CACHE_DEFAULT_TTL_MS: u64 = 0;
 pub const DEFAULT_CACHE_MAX_STALE_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Seed default: cache cleanup interval.
 pub const DEFAULT_CACHE_CLEANUP_INTERVAL_MS: u64 = 5 * 60 * 1000;
+/// Seed default: offline queue capacity.
+pub const DEFAULT_MAX_QUEUE_SIZE: u32 = 50;
+/// Offline queue byte bound.
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Queued requests older than this are dead-lettered.
+pub const DEFAULT_QUEUE_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// First delay after a failed replay.
+pub const DEFAULT_QUEUE_RETRY_BASE_MS: u64 = 1_000;
+/// Replay backoff cap.
+pub const DEFAULT_QUEUE_RETRY_MAX_MS: u64 = 5 * 60 * 1000;
+/// Queued requests sent at once (at most one per ordering group).
+pub const DEFAULT_QUEUE_MAX_IN_FLIGHT: u32 = 4;
 /// Worker threads of the client's own tokio runtime.
 pub const DEFAULT_WORKER_THREADS: u32 = 2;
 
@@ -111,6 +123,27 @@ pub struct ClientConfig {
     /// How often expired entries are purged.
     #[uniffi(default = 300000)]
     pub cache_cleanup_interval_ms: u64,
+    /// Offline queue capacity (pending entries); `enqueue` beyond it is `QueueFull`.
+    #[uniffi(default = 50)]
+    pub max_queue_size: u32,
+    /// Offline queue byte bound (bodies, headers, paths of pending entries).
+    #[uniffi(default = 10485760)]
+    pub queue_max_bytes: u64,
+    /// Queued requests older than this are dead-lettered instead of sent.
+    #[uniffi(default = 604800000)]
+    pub queue_max_age_ms: u64,
+    /// First delay after a failed replay (doubles, full jitter).
+    #[uniffi(default = 1000)]
+    pub queue_retry_base_delay_ms: u64,
+    /// Replay backoff cap.
+    #[uniffi(default = 300000)]
+    pub queue_retry_max_delay_ms: u64,
+    /// Queued requests in flight at once (one per ordering group).
+    #[uniffi(default = 4)]
+    pub queue_max_in_flight: u32,
+    /// Extra header names never written to disk (besides Authorization, Cookie, Proxy-Authorization).
+    #[uniffi(default)]
+    pub queue_sensitive_headers: Vec<String>,
 }
 
 impl ClientConfig {
@@ -138,6 +171,13 @@ impl ClientConfig {
             cache_default_ttl_ms: DEFAULT_CACHE_DEFAULT_TTL_MS,
             cache_max_stale_ms: DEFAULT_CACHE_MAX_STALE_MS,
             cache_cleanup_interval_ms: DEFAULT_CACHE_CLEANUP_INTERVAL_MS,
+            max_queue_size: DEFAULT_MAX_QUEUE_SIZE,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            queue_max_age_ms: DEFAULT_QUEUE_MAX_AGE_MS,
+            queue_retry_base_delay_ms: DEFAULT_QUEUE_RETRY_BASE_MS,
+            queue_retry_max_delay_ms: DEFAULT_QUEUE_RETRY_MAX_MS,
+            queue_max_in_flight: DEFAULT_QUEUE_MAX_IN_FLIGHT,
+            queue_sensitive_headers: Vec::new(),
         }
     }
 }
@@ -172,6 +212,7 @@ pub(crate) struct Settings {
     pub worker_threads: usize,
     pub cache: crate::cache::CacheSettings,
     pub cache_cleanup_interval: Duration,
+    pub queue: crate::queue::QueueSettings,
 }
 
 fn positive_ms(name: &str, ms: u64) -> Result<Duration, ApiError> {
@@ -231,6 +272,28 @@ pub(crate) fn parse_headers(
         map.insert(n, v);
     }
     Ok(map)
+}
+
+fn queue_settings(c: &ClientConfig) -> Result<crate::queue::QueueSettings, ApiError> {
+    if c.max_queue_size == 0 || c.queue_max_in_flight == 0 {
+        return Err(ApiError::invalid_config("max_queue_size and queue_max_in_flight must be at least 1"));
+    }
+    let retry_base = positive_ms("queue_retry_base_delay_ms", c.queue_retry_base_delay_ms)?;
+    let retry_max = positive_ms("queue_retry_max_delay_ms", c.queue_retry_max_delay_ms)?;
+    if retry_max < retry_base {
+        return Err(ApiError::invalid_config("queue_retry_max_delay_ms must be at least queue_retry_base_delay_ms"));
+    }
+    let mut sensitive: Vec<String> = ["authorization", "cookie", "proxy-authorization"].map(String::from).to_vec();
+    sensitive.extend(c.queue_sensitive_headers.iter().map(|h| h.to_ascii_lowercase()));
+    Ok(crate::queue::QueueSettings {
+        max_entries: c.max_queue_size,
+        max_bytes: c.queue_max_bytes,
+        max_age: positive_ms("queue_max_age_ms", c.queue_max_age_ms)?,
+        retry_base,
+        retry_max,
+        max_in_flight: c.queue_max_in_flight as usize,
+        sensitive_headers: sensitive,
+    })
 }
 
 impl Settings {
@@ -319,6 +382,7 @@ impl Settings {
                 "cache_cleanup_interval_ms",
                 c.cache_cleanup_interval_ms,
             )?,
+            queue: queue_settings(c)?,
         })
     }
 }

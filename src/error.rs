@@ -63,6 +63,22 @@ pub enum ApiError {
         /// The cache key that missed.
         key: String,
     },
+    /// The offline queue is at its bound (`max_queue_size` entries or `queue_max_bytes`). Nothing
+    /// was queued: deliver or remove entries, or report the failure to the user.
+    #[error("the offline queue is full ({max_entries} entries / {max_bytes} bytes max)")]
+    QueueFull {
+        /// The entry bound.
+        max_entries: u32,
+        /// The byte bound.
+        max_bytes: u64,
+    },
+    /// Local storage failed (disk full, file unwritable). For the queue this means the request was
+    /// NOT persisted.
+    #[error("storage error: {reason}")]
+    Storage {
+        /// What failed.
+        reason: String,
+    },
     /// The call was cancelled (the client was shut down, or the caller dropped the call).
     #[error("cancelled: {reason}")]
     Cancelled {

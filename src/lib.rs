@@ -20,7 +20,9 @@ pub mod cache;
 mod client;
 mod config;
 mod error;
+mod ids;
 pub mod pipeline;
+pub mod queue;
 mod runtime;
 pub mod status;
 mod store;
@@ -33,6 +35,9 @@ pub use error::ApiError;
 pub use status::{
     BackendStatus, BreakerState, ServiceStatus, StatusCounters, StatusEvent, StatusListener,
 };
-pub use types::{ApiRequest, ApiResponse, HttpMethod, QueryParam, RetryMode};
+pub use queue::{
+    DeadLetter, OfflinePolicy, QueueListener, QueueOutcome, QueueStatus, QueuedRequestId, QueuedRequestInfo,
+};
+pub use types::{ApiRequest, ApiResponse, HeaderProvider, HttpMethod, QueryParam, RetryMode};
 
 uniffi::setup_scaffolding!();

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::cache::{CacheStatus, HttpCache};
 use crate::pipeline::Pipeline;
+use crate::queue::{Queue, QueueStatus};
 
 /// Circuit-breaker state of one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
@@ -72,10 +73,12 @@ pub struct ServiceStatus {
     pub counters: StatusCounters,
     /// The response cache.
     pub cache: CacheStatus,
+    /// The offline request queue.
+    pub queue: QueueStatus,
 }
 
 /// Builds the snapshot from each module's read-only getters.
-pub(crate) fn snapshot(pipeline: &Pipeline, cache: &HttpCache) -> ServiceStatus {
+pub(crate) fn snapshot(pipeline: &Pipeline, cache: &HttpCache, queue: &Queue) -> ServiceStatus {
     let now = std::time::Instant::now();
     let backends = &pipeline.backends;
     ServiceStatus {
@@ -86,6 +89,7 @@ pub(crate) fn snapshot(pipeline: &Pipeline, cache: &HttpCache) -> ServiceStatus 
         network_available: pipeline.network_available(),
         counters: pipeline.counters.snapshot(),
         cache: cache.status(),
+        queue: queue.status(),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::cache::CachePolicy;
+use crate::queue::{OfflinePolicy, QueuedRequestId};
 
 /// HTTP method of an [`ApiRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
@@ -86,6 +87,13 @@ pub struct ApiRequest {
     /// Sent as `Idempotency-Key` on every attempt; makes a non-idempotent request retryable.
     #[uniffi(default = None)]
     pub idempotency_key: Option<String>,
+    /// What to do if it cannot be delivered now; `None` = [`OfflinePolicy::Fail`].
+    #[uniffi(default = None)]
+    pub offline: Option<OfflinePolicy>,
+    /// Queued requests in the same group are delivered strictly in order; different groups may be
+    /// delivered concurrently. `None` = the default group.
+    #[uniffi(default = None)]
+    pub queue_group: Option<String>,
     /// Cache policy (GET only); `None` = [`CachePolicy::NetworkFirst`].
     #[uniffi(default = None)]
     pub cache: Option<CachePolicy>,
@@ -108,6 +116,8 @@ impl ApiRequest {
             idempotency_key: None,
             retry: None,
             cache: None,
+            offline: None,
+            queue_group: None,
         }
     }
 
@@ -156,9 +166,37 @@ pub struct ApiResponse {
     pub stale: bool,
     /// Age of the cached entry; `None` for a fresh network response.
     pub age_ms: Option<u64>,
+    /// Set when the request was not delivered but persisted in the offline queue
+    /// (`OfflinePolicy::Queue`); the status is then `202` and the body empty.
+    pub queued: Option<QueuedRequestId>,
+}
+
+/// Supplies headers at send time — typically fresh credentials, so a request that waited in the
+/// offline queue goes out with a current token (credentials are never stored on disk). Called for
+/// every call, on a background thread; return quickly (e.g. the cached token).
+#[uniffi::export(with_foreign)]
+pub trait HeaderProvider: Send + Sync {
+    /// Headers to add to (and override on) this request.
+    fn headers_for(&self, method: HttpMethod, path: String) -> HashMap<String, String>;
 }
 
 impl ApiResponse {
+    /// The answer to a request persisted in the offline queue instead of delivered.
+    pub(crate) fn queued(id: QueuedRequestId, elapsed_ms: u64) -> Self {
+        ApiResponse {
+            status: 202,
+            headers: HashMap::new(),
+            body: Vec::new(),
+            backend: "queue".into(),
+            attempts: 0,
+            elapsed_ms,
+            from_cache: false,
+            stale: false,
+            age_ms: None,
+            queued: Some(id),
+        }
+    }
+
     /// The body as UTF-8 text (lossy).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()

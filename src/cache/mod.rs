@@ -137,6 +137,7 @@ impl Entry {
             from_cache: true,
             stale: !f.is_fresh(),
             age_ms: Some(f.age.as_millis() as u64),
+            queued: None,
         }
     }
 

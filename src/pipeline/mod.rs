@@ -35,6 +35,7 @@ pub(crate) struct Pipeline {
     network: AtomicBool,
     /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
     network_watch: tokio::sync::watch::Sender<bool>,
+    header_provider: std::sync::RwLock<Option<Arc<dyn crate::types::HeaderProvider>>>,
 }
 
 /// One finished attempt.
@@ -98,6 +99,7 @@ impl Pipeline {
             budget: Mutex::new(budget),
             network: AtomicBool::new(true),
             network_watch: tokio::sync::watch::Sender::new(true),
+            header_provider: std::sync::RwLock::new(None),
         })
     }
 
@@ -144,6 +146,17 @@ impl Pipeline {
         for (name, value) in parse_headers(&req.headers, ApiError::invalid_request)? {
             if let Some(name) = name {
                 headers.insert(name, value);
+            }
+        }
+        let provider = self.header_provider.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(provider) = provider {
+            let fresh = provider.headers_for(req.method, req.path.clone());
+            for (name, value) in parse_headers(&fresh, |r| ApiError::InvalidRequest {
+                reason: format!("header provider: {r}"),
+            })? {
+                if let Some(name) = name {
+                    headers.insert(name, value);
+                }
             }
         }
         if let Some(key) = &req.idempotency_key {
@@ -218,8 +231,37 @@ impl Pipeline {
         }
     }
 
+    /// Checks what `prepare` would reject, without calling the header provider (used before a
+    /// request is persisted, so nothing unsendable is queued).
+    pub(crate) fn validate(&self, req: &ApiRequest) -> Result<(), ApiError> {
+        transport::join_url(&self.backends.get(0).url, &req.path, &req.query)?;
+        parse_headers(&req.headers, ApiError::invalid_request)?;
+        if let Some(key) = &req.idempotency_key {
+            transport::idempotency_header(key)?;
+        }
+        if req.timeout_ms == Some(0) {
+            return Err(ApiError::invalid_request("timeout_ms must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    /// Installs (replaces) the provider of per-call headers.
+    pub(crate) fn set_header_provider(&self, provider: Arc<dyn crate::types::HeaderProvider>) {
+        *self.header_provider.write().unwrap_or_else(PoisonError::into_inner) = Some(provider);
+    }
+
     /// Runs one call through selection, breakers, retries and hedging.
     pub(crate) async fn execute(&self, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+        self.execute_with(req, self.settings.max_retries).await
+    }
+
+    /// One pass over the backends (failover, no backoff rounds): the offline queue's replay does
+    /// its own, longer backoff between passes.
+    pub(crate) async fn execute_once(&self, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+        self.execute_with(req, 0).await
+    }
+
+    async fn execute_with(&self, req: ApiRequest, max_retries: u32) -> Result<ApiResponse, ApiError> {
         let started = Instant::now();
         Counters::bump(&self.counters.requests);
         let p = self.prepare(&req)?;
@@ -315,7 +357,7 @@ impl Pipeline {
                     last_error: "every backend's circuit breaker is open; nothing was sent".into(),
                 });
             }
-            if (f.any_sent && !p.may_resend) || round >= self.settings.max_retries {
+            if (f.any_sent && !p.may_resend) || round >= max_retries {
                 return Err(self.final_error(f, p.timeout));
             }
             let backoff = retry::backoff_delay(
@@ -353,6 +395,7 @@ impl Pipeline {
             from_cache: false,
             stale: false,
             age_ms: None,
+            queued: None,
         }
     }
 

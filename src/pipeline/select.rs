@@ -44,6 +44,8 @@ pub struct BackendSet {
     /// Wakes the health-probe loop: a breaker opened (its trial time is a new due date) or the
     /// network came back. `notify_one` keeps a permit if the loop is busy, so no wake-up is lost.
     pub probe_wake: tokio::sync::Notify,
+    /// Bumped whenever a backend becomes healthy again (the offline queue replays at once).
+    recovered: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for BackendSet {
@@ -93,6 +95,7 @@ impl BackendSet {
             backends,
             events,
             probe_wake: tokio::sync::Notify::new(),
+            recovered: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -155,6 +158,11 @@ impl BackendSet {
     /// Where the next request would go.
     pub fn preferred(&self, now: Instant) -> Option<usize> {
         self.ranked(now, &[]).first().copied()
+    }
+
+    /// Wakes (`changed()`) whenever a backend becomes healthy again.
+    pub fn subscribe_recovered(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.recovered.subscribe()
     }
 
     /// Closes every breaker.
@@ -269,6 +277,9 @@ impl BackendSet {
             });
         }
         if let Some(healthy) = healthy {
+            if healthy {
+                self.recovered.send_modify(|n| *n += 1);
+            }
             self.events.emit(StatusEvent::BackendHealthChanged {
                 backend: backend.clone(),
                 healthy,

@@ -46,6 +46,42 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX cache_entries_path ON cache_entries(path);
     CREATE INDEX cache_entries_lru ON cache_entries(last_access_ms);
     CREATE INDEX cache_entries_purge ON cache_entries(purge_at_ms);",
+    // 2: durable offline request queue. Credentials are never written here (see queue::storage).
+    "CREATE TABLE queue_entries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        idempotency_key TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        query TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB,
+        timeout_ms INTEGER,
+        size INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at_ms INTEGER NOT NULL,
+        last_error TEXT,
+        dead INTEGER NOT NULL DEFAULT 0,
+        dead_reason TEXT,
+        dead_status INTEGER,
+        dead_body BLOB
+    );
+    CREATE INDEX queue_entries_pending ON queue_entries(dead, group_key, seq);
+    CREATE TABLE queue_outcomes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        delivered INTEGER NOT NULL,
+        status INTEGER,
+        headers TEXT,
+        body BLOB,
+        backend TEXT,
+        attempts INTEGER NOT NULL,
+        reason TEXT,
+        at_ms INTEGER NOT NULL,
+        notified INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 /// Why the database was recreated.

@@ -1,0 +1,301 @@
+//! The durable offline request queue.
+//!
+//! `enqueue` (or a request with `OfflinePolicy::Queue` that cannot be delivered now) writes the request
+//! to SQLite before returning, with an idempotency key that every attempt carries, forever. The
+//! [`replay`] task delivers entries FIFO per ordering group, at most `queue_max_in_flight` at a time,
+//! when the app reports the network is back, when a backend recovers, on client start, and on
+//! `flush_queue()`; failures back off. [`policy`] decides delivered / retry later / dead-letter;
+//! [`storage`] holds the SQL. A row is deleted only after its delivery is recorded.
+//!
+//! Credentials (`Authorization`, `Cookie`, `Proxy-Authorization` and configured names) are never
+//! written to disk: a [`crate::HeaderProvider`] supplies fresh ones at send time.
+//!
+//! Outcomes are recorded in the database too, so a `QueueListener` attached later (even after a
+//! restart) still receives every `on_delivered` / `on_dead_lettered` it has not seen; they can also
+//! be read back with `queue_outcomes()`.
+
+pub mod policy;
+mod replay;
+mod storage;
+
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::error::ApiError;
+use crate::ids::new_uuid_v4;
+use crate::status::{EventBus, StatusEvent};
+use crate::store::{is_corruption, now_ms, Store};
+use crate::types::{ApiRequest, ApiResponse, HttpMethod};
+
+pub(crate) use replay::run;
+
+/// What a request does when it cannot be delivered now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, uniffi::Enum)]
+pub enum OfflinePolicy {
+    /// Report the error (the default).
+    #[default]
+    Fail,
+    /// Persist it in the offline queue and answer `202` with `queued` set; it is delivered later.
+    Queue,
+}
+
+/// The id of a queued request (a UUID).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueuedRequestId(pub String);
+uniffi::custom_newtype!(QueuedRequestId, String);
+
+impl std::fmt::Display for QueuedRequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A pending queued request.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct QueuedRequestInfo {
+    /// Its id.
+    pub id: QueuedRequestId,
+    /// The `Idempotency-Key` every attempt carries.
+    pub idempotency_key: String,
+    /// Method.
+    pub method: HttpMethod,
+    /// Path.
+    pub path: String,
+    /// Replay attempts so far.
+    pub attempts: u32,
+    /// When it was queued (Unix ms).
+    pub created_at_ms: u64,
+    /// Time until the next attempt (0 = as soon as possible).
+    pub next_attempt_in_ms: u64,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// A request the queue gave up on.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct DeadLetter {
+    /// Its id.
+    pub id: QueuedRequestId,
+    /// Its idempotency key.
+    pub idempotency_key: String,
+    /// Method.
+    pub method: HttpMethod,
+    /// Path.
+    pub path: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it was given up.
+    pub reason: String,
+    /// The server's final status, if one answered.
+    pub status: Option<u16>,
+    /// The server's final body, if one answered.
+    pub body: Option<Vec<u8>>,
+}
+
+/// What happened to a queued request.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct QueueOutcome {
+    /// Its id.
+    pub id: QueuedRequestId,
+    /// Delivered (true) or dead-lettered (false).
+    pub delivered: bool,
+    /// The server's response when delivered.
+    pub response: Option<ApiResponse>,
+    /// The final status (delivered or rejected).
+    pub status: Option<u16>,
+    /// Why it was dead-lettered.
+    pub reason: Option<String>,
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// Whether a `QueueListener` has been told.
+    pub notified: bool,
+}
+
+/// The queue section of `ServiceStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct QueueStatus {
+    /// Entries waiting for delivery (in flight included).
+    pub pending: u64,
+    /// Entries being sent right now.
+    pub in_flight: u64,
+    /// Entries given up on.
+    pub dead_lettered: u64,
+    /// Age of the oldest pending entry.
+    pub oldest_age_ms: Option<u64>,
+    /// Deliveries by this client since it started.
+    pub delivered: u64,
+    /// The configured bound on pending entries.
+    pub max_entries: u32,
+}
+
+/// Implement this to hear about queued requests' fates (called on a background thread, in order).
+/// Outcomes that happened while no listener was attached are delivered when one is.
+#[uniffi::export(with_foreign)]
+pub trait QueueListener: Send + Sync {
+    /// The server accepted the request.
+    fn on_delivered(&self, id: QueuedRequestId, response: ApiResponse);
+    /// The queue gave up on the request (rejected by the server, or too old).
+    fn on_dead_lettered(&self, id: QueuedRequestId, reason: String);
+}
+
+/// Queue settings (validated from `ClientConfig`).
+#[derive(Debug, Clone)]
+pub(crate) struct QueueSettings {
+    pub max_entries: u32,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub max_in_flight: usize,
+    /// Lower-case header names never written to disk.
+    pub sensitive_headers: Vec<String>,
+}
+
+type Listener = Arc<Mutex<Option<Arc<dyn QueueListener>>>>;
+
+/// The queue of one client.
+pub(crate) struct Queue {
+    store: Arc<Store>,
+    pub(crate) settings: QueueSettings,
+    events: Arc<EventBus>,
+    /// Wakes the replay task (enqueue, flush, a delivery finished).
+    pub(crate) wake: Notify,
+    in_flight: Mutex<HashSet<String>>,
+    delivered: AtomicU64,
+    listener: Listener,
+    notify_tx: Mutex<Option<SyncSender<()>>>,
+}
+
+impl Queue {
+    pub(crate) fn new(store: Arc<Store>, settings: QueueSettings, events: Arc<EventBus>) -> Result<Arc<Self>, ApiError> {
+        // Outcomes reach the listener from one thread, in order, straight from the database: nothing
+        // is lost if no listener is attached, nothing is told twice.
+        let (tx, rx) = sync_channel::<()>(1);
+        let listener: Listener = Arc::default();
+        let queue = Arc::new(Queue {
+            store: store.clone(),
+            settings,
+            events,
+            wake: Notify::new(),
+            in_flight: Mutex::default(),
+            delivered: AtomicU64::new(0),
+            listener: listener.clone(),
+            notify_tx: Mutex::new(Some(tx)),
+        });
+        std::thread::Builder::new()
+            .name("robust-api-queue".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    loop {
+                        let Some(l) = listener.lock().unwrap_or_else(PoisonError::into_inner).clone() else { break };
+                        let next = storage::next_unnotified(&store.conn());
+                        let Ok(Some((seq, outcome))) = next else { break };
+                        let _ = catch_unwind(AssertUnwindSafe(|| match (outcome.delivered, outcome.response) {
+                            (true, Some(r)) => l.on_delivered(outcome.id, r),
+                            _ => l.on_dead_lettered(outcome.id, outcome.reason.unwrap_or_default()),
+                        }));
+                        if storage::mark_notified(&store.conn(), seq).is_err() {
+                            break;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| ApiError::Internal { reason: format!("starting the queue listener thread: {e}") })?;
+        Ok(queue)
+    }
+
+    fn db<T>(&self, what: &str, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, ApiError> {
+        let result = f(&mut self.store.conn());
+        result.map_err(|e| {
+            if is_corruption(&e) {
+                if let Ok(r) = self.store.recover(&e.to_string()) {
+                    self.events.emit(StatusEvent::StorageRecovered { moved_to: r.moved_to, reason: r.reason });
+                }
+            }
+            log::warn!("robust-api: queue {what}: {e}");
+            ApiError::Storage { reason: format!("queue {what}: {e}") }
+        })
+    }
+
+    /// Persists `req` (with `key` as its idempotency key). Durable when this returns.
+    pub(crate) fn enqueue(&self, req: &ApiRequest, key: String, group: Option<String>) -> Result<QueuedRequestId, ApiError> {
+        let id = new_uuid_v4();
+        let stored = storage::Stored::new(req, id.clone(), key, group.unwrap_or_default(), &self.settings.sensitive_headers);
+        let (max_entries, max_bytes) = (self.settings.max_entries, self.settings.max_bytes);
+        let result = storage::insert(&mut self.store.conn(), &stored, max_entries, max_bytes);
+        match result {
+            Ok(()) => {
+                self.wake.notify_one();
+                Ok(QueuedRequestId(id))
+            }
+            Err(storage::InsertError::Full) => Err(ApiError::QueueFull { max_entries, max_bytes }),
+            Err(storage::InsertError::Db(e)) => self.db("enqueue", |_| Err(e)),
+        }
+    }
+
+    pub(crate) fn set_listener(&self, l: Arc<dyn QueueListener>) {
+        *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = Some(l);
+        self.poke_listener();
+    }
+
+    fn poke_listener(&self) {
+        if let Some(tx) = self.notify_tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            let _ = tx.try_send(()); // a pending poke already covers this one
+        }
+    }
+
+    pub(crate) fn flush(&self) -> Result<(), ApiError> {
+        self.db("flush", |c| storage::make_all_due(c, now_ms()))?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub(crate) fn pending(&self) -> Result<Vec<QueuedRequestInfo>, ApiError> {
+        self.db("list", |c| storage::pending(c, now_ms()))
+    }
+
+    pub(crate) fn dead_letters(&self) -> Result<Vec<DeadLetter>, ApiError> {
+        self.db("dead letters", |c| storage::dead_letters(c))
+    }
+
+    pub(crate) fn outcomes(&self) -> Result<Vec<QueueOutcome>, ApiError> {
+        self.db("outcomes", |c| storage::outcomes(c))
+    }
+
+    pub(crate) fn remove(&self, id: &QueuedRequestId) -> Result<bool, ApiError> {
+        self.db("remove", |c| storage::remove(c, &id.0))
+    }
+
+    pub(crate) fn retry_dead_letter(&self, id: &QueuedRequestId) -> Result<bool, ApiError> {
+        let revived = self.db("retry dead letter", |c| storage::revive(c, &id.0, now_ms()))?;
+        self.wake.notify_one();
+        Ok(revived)
+    }
+
+    pub(crate) fn clear(&self) -> Result<(), ApiError> {
+        self.db("clear", |c| storage::clear(c))
+    }
+
+    pub(crate) fn status(&self) -> QueueStatus {
+        let (pending, dead, oldest) = self.db("status", |c| storage::counts(c)).unwrap_or_default();
+        QueueStatus {
+            pending,
+            in_flight: self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).len() as u64,
+            dead_lettered: dead,
+            oldest_age_ms: oldest.map(|t| (now_ms() - t).max(0) as u64),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            max_entries: self.settings.max_entries,
+        }
+    }
+
+    /// Stops the listener thread (client shutdown).
+    pub(crate) fn close(&self) {
+        self.notify_tx.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}

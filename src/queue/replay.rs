@@ -1,0 +1,96 @@
+//! The replay task: delivers due entries, at most `max_in_flight` at once (one per ordering group,
+//! so each group stays FIFO), and sleeps until the next due time, an enqueue, a flush, the network
+//! coming back or a backend recovering. Never runs while the app reports it is offline.
+
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::policy::{self, Decision};
+use super::storage::{self, Stored};
+use super::Queue;
+use crate::pipeline::retry::backoff_delay;
+use crate::pipeline::Pipeline;
+use crate::store::now_ms;
+
+/// Runs until the client's runtime stops.
+pub(crate) async fn run(queue: Arc<Queue>, pipeline: Arc<Pipeline>) {
+    let mut network = pipeline.subscribe_network();
+    let mut recovered = pipeline.backends.subscribe_recovered();
+    loop {
+        if !*network.borrow_and_update() {
+            // Offline: nothing is sent; wait for the network.
+            if network.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        start_due(&queue, &pipeline);
+        let next = queue.db("next due", |c| storage::next_due_at(c)).ok().flatten();
+        let sleep_for = next.map_or(Duration::from_secs(3600), |at| Duration::from_millis((at - now_ms()).max(0) as u64));
+        // Never spin: a due entry that could not start (all slots busy) waits for a delivery's wake-up.
+        let sleep_for = sleep_for.max(Duration::from_millis(5));
+        tokio::select! {
+            _ = queue.wake.notified() => {}
+            _ = tokio::time::sleep_until((Instant::now() + sleep_for).into()) => {}
+            changed = network.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if *network.borrow() {
+                    let _ = queue.db("network back", |c| storage::make_all_due(c, now_ms()));
+                }
+            }
+            _ = recovered.changed() => {
+                let _ = queue.db("backend recovered", |c| storage::make_all_due(c, now_ms()));
+            }
+        }
+    }
+}
+
+/// Starts deliveries for due group heads while slots are free.
+fn start_due(queue: &Arc<Queue>, pipeline: &Arc<Pipeline>) {
+    let busy: Vec<String> = queue.in_flight.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+    let free = queue.settings.max_in_flight.saturating_sub(busy.len());
+    if free == 0 {
+        return;
+    }
+    let Ok(due) = queue.db("due", |c| storage::due_heads(c, now_ms(), &busy, free)) else { return };
+    for entry in due {
+        queue.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(entry.id.clone());
+        tokio::spawn(deliver(queue.clone(), pipeline.clone(), entry));
+    }
+}
+
+async fn deliver(queue: Arc<Queue>, pipeline: Arc<Pipeline>, entry: Stored) {
+    let age = Duration::from_millis((now_ms() - entry.created_at_ms).max(0) as u64);
+    let decision = if policy::expired(age, queue.settings.max_age) {
+        Decision::DeadLetter { reason: format!("expired: queued {} s ago", age.as_secs()), status: None, body: None }
+    } else {
+        policy::decide(pipeline.execute_once(entry.to_request()).await)
+    };
+    let recorded = match &decision {
+        Decision::Delivered(r) => {
+            let ok = queue.db("delivered", |c| storage::delivered(c, &entry, r));
+            if ok.is_ok() {
+                queue.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            ok.is_ok()
+        }
+        Decision::RetryLater(error) => {
+            let delay = backoff_delay(entry.attempts, queue.settings.retry_base, queue.settings.retry_max, fastrand::f64())
+                .max(queue.settings.retry_base / 2);
+            let _ = queue.db("reschedule", |c| storage::reschedule(c, &entry, error, now_ms() + delay.as_millis() as i64));
+            false
+        }
+        Decision::DeadLetter { reason, status, body } => {
+            let attempted = status.is_some() || !reason.starts_with("expired");
+            queue.db("dead letter", |c| storage::dead_letter(c, &entry, reason, *status, body.as_deref(), attempted)).is_ok()
+        }
+        Decision::NotAttempted => false,
+    };
+    queue.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&entry.id);
+    if recorded {
+        queue.poke_listener();
+    }
+    queue.wake.notify_one();
+}

@@ -1,0 +1,390 @@
+//! SQL for the queue. Every state change is one transaction; a row is deleted only after its
+//! delivery is recorded, so a process killed at any point replays (with the same idempotency key)
+//! rather than loses. Credential headers never reach this file: [`Stored::new`] strips them.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{DeadLetter, QueueOutcome, QueuedRequestId, QueuedRequestInfo};
+use crate::store::now_ms;
+use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueryParam};
+
+/// A queued request as persisted.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub id: String,
+    pub idempotency_key: String,
+    pub group: String,
+    pub method: HttpMethod,
+    pub path: String,
+    pub query: Vec<QueryParam>,
+    pub headers: HashMap<String, String>,
+    pub body: Option<Vec<u8>>,
+    pub timeout_ms: Option<u64>,
+    pub created_at_ms: i64,
+    pub attempts: u32,
+}
+
+fn method_name(m: HttpMethod) -> &'static str {
+    match m {
+        HttpMethod::Get => "GET",
+        HttpMethod::Head => "HEAD",
+        HttpMethod::Post => "POST",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Patch => "PATCH",
+        HttpMethod::Delete => "DELETE",
+        HttpMethod::Options => "OPTIONS",
+    }
+}
+
+fn method_from(s: &str) -> HttpMethod {
+    match s {
+        "GET" => HttpMethod::Get,
+        "HEAD" => HttpMethod::Head,
+        "PUT" => HttpMethod::Put,
+        "PATCH" => HttpMethod::Patch,
+        "DELETE" => HttpMethod::Delete,
+        "OPTIONS" => HttpMethod::Options,
+        _ => HttpMethod::Post,
+    }
+}
+
+/// `name:value` lines (names never contain ':'; values never contain newlines — both are
+/// validated HTTP header parts).
+fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    pairs.map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join("\n")
+}
+
+fn decode_pairs(s: &str) -> Vec<(String, String)> {
+    s.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+impl Stored {
+    /// Prepares `req` for disk: headers named in `sensitive` (lower-case) are dropped.
+    pub fn new(req: &ApiRequest, id: String, key: String, group: String, sensitive: &[String]) -> Stored {
+        let headers = req
+            .headers
+            .iter()
+            .filter(|(k, _)| !sensitive.contains(&k.to_ascii_lowercase()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Stored {
+            id,
+            idempotency_key: key,
+            group,
+            method: req.method,
+            path: req.path.clone(),
+            query: req.query.clone(),
+            headers,
+            body: req.body.clone(),
+            timeout_ms: req.timeout_ms,
+            created_at_ms: now_ms(),
+            attempts: 0,
+        }
+    }
+
+    /// The request to send on replay (the idempotency key always set; credentials come from the
+    /// header provider at send time).
+    pub fn to_request(&self) -> ApiRequest {
+        let mut r = ApiRequest::new(self.method, self.path.clone());
+        r.query = self.query.clone();
+        r.headers = self.headers.clone();
+        r.body = self.body.clone();
+        r.timeout_ms = self.timeout_ms;
+        r.idempotency_key = Some(self.idempotency_key.clone());
+        r
+    }
+
+    fn size(&self, headers: &str, query: &str) -> i64 {
+        (self.body.as_ref().map_or(0, Vec::len) + headers.len() + query.len() + self.path.len()) as i64
+    }
+
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Stored> {
+        let query: String = r.get("query")?;
+        let headers: String = r.get("headers")?;
+        Ok(Stored {
+            id: r.get("id")?,
+            idempotency_key: r.get("idempotency_key")?,
+            group: r.get("group_key")?,
+            method: method_from(&r.get::<_, String>("method")?),
+            path: r.get("path")?,
+            query: decode_pairs(&query).into_iter().map(|(name, value)| QueryParam { name, value }).collect(),
+            headers: decode_pairs(&headers).into_iter().collect(),
+            body: r.get("body")?,
+            timeout_ms: r.get::<_, Option<i64>>("timeout_ms")?.map(|v| v.max(0) as u64),
+            created_at_ms: r.get("created_at_ms")?,
+            attempts: r.get::<_, i64>("attempts")?.max(0) as u32,
+        })
+    }
+}
+
+/// Why an insert was refused.
+pub(crate) enum InsertError {
+    Full,
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for InsertError {
+    fn from(e: rusqlite::Error) -> Self {
+        InsertError::Db(e)
+    }
+}
+
+/// Inserts `s` if the pending entries stay within the bounds.
+pub(crate) fn insert(c: &mut Connection, s: &Stored, max_entries: u32, max_bytes: u64) -> Result<(), InsertError> {
+    let query = s.query.iter().map(|q| format!("{}:{}", q.name, q.value)).collect::<Vec<_>>().join("\n");
+    let headers = encode_pairs(s.headers.iter());
+    let size = s.size(&headers, &query);
+    let tx = c.transaction()?;
+    let (count, bytes): (i64, i64) = tx.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM queue_entries WHERE dead = 0",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if count >= i64::from(max_entries) || (bytes + size) as u64 > max_bytes {
+        return Err(InsertError::Full);
+    }
+    tx.prepare_cached(
+        "INSERT INTO queue_entries (id, idempotency_key, group_key, method, path, query, headers, body,
+            timeout_ms, size, created_at_ms, next_attempt_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+    )?
+    .execute(params![
+        s.id,
+        s.idempotency_key,
+        s.group,
+        method_name(s.method),
+        s.path,
+        query,
+        headers,
+        s.body,
+        s.timeout_ms.map(|v| v as i64),
+        size,
+        s.created_at_ms,
+    ])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The oldest pending entry of every ordering group whose next attempt is due, oldest first,
+/// skipping `busy` ids, at most `limit`.
+pub(crate) fn due_heads(c: &Connection, now: i64, busy: &[String], limit: usize) -> rusqlite::Result<Vec<Stored>> {
+    let mut st = c.prepare_cached(
+        "SELECT q.* FROM queue_entries q
+         WHERE q.dead = 0 AND q.seq = (SELECT MIN(seq) FROM queue_entries p WHERE p.dead = 0 AND p.group_key = q.group_key)
+           AND q.next_attempt_at_ms <= ?1
+         ORDER BY q.seq",
+    )?;
+    let rows = st.query_map([now], Stored::from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let s = row?;
+        if !busy.contains(&s.id) {
+            out.push(s);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// When the next group head becomes due (None: nothing pending).
+pub(crate) fn next_due_at(c: &Connection) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached(
+        "SELECT MIN(q.next_attempt_at_ms) FROM queue_entries q
+         WHERE q.dead = 0 AND q.seq = (SELECT MIN(seq) FROM queue_entries p WHERE p.dead = 0 AND p.group_key = q.group_key)",
+    )?
+    .query_row([], |r| r.get(0))
+}
+
+/// Every pending entry becomes due now (network came back, a backend recovered, flush).
+pub(crate) fn make_all_due(c: &Connection, now: i64) -> rusqlite::Result<usize> {
+    c.prepare_cached("UPDATE queue_entries SET next_attempt_at_ms = ?1 WHERE dead = 0 AND next_attempt_at_ms > ?1")?
+        .execute([now])
+}
+
+fn record_outcome(
+    c: &Connection,
+    id: &str,
+    response: Option<&ApiResponse>,
+    reason: Option<&str>,
+    status: Option<u16>,
+    body: Option<&[u8]>,
+    attempts: u32,
+) -> rusqlite::Result<()> {
+    let headers = response.map(|r| encode_pairs(r.headers.iter()));
+    c.prepare_cached(
+        "INSERT INTO queue_outcomes (id, delivered, status, headers, body, backend, attempts, reason, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        id,
+        response.is_some(),
+        response.map(|r| r.status).or(status),
+        headers,
+        response.map(|r| r.body.as_slice()).or(body),
+        response.map(|r| r.backend.as_str()),
+        attempts,
+        reason,
+        now_ms()
+    ])?;
+    // Bounded: keep the last 200 notified outcomes and at most 1,000 waiting for a listener.
+    c.execute_batch(
+        "DELETE FROM queue_outcomes WHERE notified = 1 AND seq <= (SELECT MAX(seq) FROM queue_outcomes) - 200;
+         DELETE FROM queue_outcomes WHERE seq <= (SELECT MAX(seq) FROM queue_outcomes) - 1000;",
+    )
+}
+
+/// Delivered: delete the entry and record the outcome, atomically.
+pub(crate) fn delivered(c: &mut Connection, s: &Stored, r: &ApiResponse) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    tx.prepare_cached("DELETE FROM queue_entries WHERE id = ?1")?.execute([&s.id])?;
+    record_outcome(&tx, &s.id, Some(r), None, None, None, s.attempts + 1)?;
+    tx.commit()
+}
+
+/// Failed, try again at `next_at`.
+pub(crate) fn reschedule(c: &Connection, s: &Stored, error: &str, next_at: i64) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE queue_entries SET attempts = attempts + 1, last_error = ?2, next_attempt_at_ms = ?3 WHERE id = ?1",
+    )?
+    .execute(params![s.id, error, next_at])?;
+    Ok(())
+}
+
+/// Move to the dead letters (kept, with the server's answer) and record the outcome.
+pub(crate) fn dead_letter(
+    c: &mut Connection,
+    s: &Stored,
+    reason: &str,
+    status: Option<u16>,
+    body: Option<&[u8]>,
+    attempted: bool,
+) -> rusqlite::Result<()> {
+    let attempts = s.attempts + u32::from(attempted);
+    let tx = c.transaction()?;
+    tx.prepare_cached(
+        "UPDATE queue_entries SET dead = 1, dead_reason = ?2, dead_status = ?3, dead_body = ?4, attempts = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![s.id, reason, status, body, attempts])?;
+    record_outcome(&tx, &s.id, None, Some(reason), status, body, attempts)?;
+    tx.commit()
+}
+
+pub(crate) fn pending(c: &Connection, now: i64) -> rusqlite::Result<Vec<QueuedRequestInfo>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, idempotency_key, method, path, attempts, created_at_ms, next_attempt_at_ms, last_error
+         FROM queue_entries WHERE dead = 0 ORDER BY seq",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(QueuedRequestInfo {
+            id: QueuedRequestId(r.get(0)?),
+            idempotency_key: r.get(1)?,
+            method: method_from(&r.get::<_, String>(2)?),
+            path: r.get(3)?,
+            attempts: r.get::<_, i64>(4)?.max(0) as u32,
+            created_at_ms: r.get::<_, i64>(5)?.max(0) as u64,
+            next_attempt_in_ms: (r.get::<_, i64>(6)? - now).max(0) as u64,
+            last_error: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn dead_letters(c: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, idempotency_key, method, path, attempts, dead_reason, dead_status, dead_body
+         FROM queue_entries WHERE dead = 1 ORDER BY seq",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(DeadLetter {
+            id: QueuedRequestId(r.get(0)?),
+            idempotency_key: r.get(1)?,
+            method: method_from(&r.get::<_, String>(2)?),
+            path: r.get(3)?,
+            attempts: r.get::<_, i64>(4)?.max(0) as u32,
+            reason: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            status: r.get::<_, Option<i64>>(6)?.map(|s| s as u16),
+            body: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn remove(c: &Connection, id: &str) -> rusqlite::Result<bool> {
+    Ok(c.prepare_cached("DELETE FROM queue_entries WHERE id = ?1")?.execute([id])? > 0)
+}
+
+/// Dead letter → pending again (attempts reset, due now). False if no such dead letter.
+pub(crate) fn revive(c: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
+    Ok(c.prepare_cached(
+        "UPDATE queue_entries SET dead = 0, dead_reason = NULL, dead_status = NULL, dead_body = NULL,
+            attempts = 0, last_error = NULL, next_attempt_at_ms = ?2
+         WHERE id = ?1 AND dead = 1",
+    )?
+    .execute(params![id, now])?
+        > 0)
+}
+
+pub(crate) fn clear(c: &Connection) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM queue_entries", []).map(|_| ())
+}
+
+/// (pending, dead, oldest pending created_at)
+pub(crate) fn counts(c: &Connection) -> rusqlite::Result<(u64, u64, Option<i64>)> {
+    c.prepare_cached(
+        "SELECT COALESCE(SUM(dead = 0), 0), COALESCE(SUM(dead = 1), 0), MIN(CASE WHEN dead = 0 THEN created_at_ms END)
+         FROM queue_entries",
+    )?
+    .query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?)))
+}
+
+fn outcome_from_row(r: &Row<'_>) -> rusqlite::Result<QueueOutcome> {
+    let headers: Option<String> = r.get("headers")?;
+    let delivered: bool = r.get("delivered")?;
+    let status = r.get::<_, Option<i64>>("status")?.map(|s| s as u16);
+    let response = delivered.then(|| -> rusqlite::Result<ApiResponse> {
+        Ok(ApiResponse {
+            status: status.unwrap_or(200),
+            headers: decode_pairs(headers.as_deref().unwrap_or("")).into_iter().collect(),
+            body: r.get::<_, Option<Vec<u8>>>("body")?.unwrap_or_default(),
+            backend: r.get::<_, Option<String>>("backend")?.unwrap_or_default(),
+            attempts: r.get::<_, i64>("attempts")?.max(0) as u32,
+            elapsed_ms: 0,
+            from_cache: false,
+            stale: false,
+            age_ms: None,
+            queued: None,
+        })
+    });
+    Ok(QueueOutcome {
+        id: QueuedRequestId(r.get("id")?),
+        delivered,
+        response: response.transpose()?,
+        status,
+        reason: r.get("reason")?,
+        at_ms: r.get::<_, i64>("at_ms")?.max(0) as u64,
+        notified: r.get("notified")?,
+    })
+}
+
+/// Recent outcomes (bounded), oldest first.
+pub(crate) fn outcomes(c: &Connection) -> rusqlite::Result<Vec<QueueOutcome>> {
+    let mut st = c.prepare_cached("SELECT * FROM queue_outcomes ORDER BY seq")?;
+    let rows = st.query_map([], outcome_from_row)?;
+    rows.collect()
+}
+
+/// The oldest outcome no listener has seen yet, with its sequence number.
+pub(crate) fn next_unnotified(c: &Connection) -> rusqlite::Result<Option<(i64, QueueOutcome)>> {
+    c.prepare_cached("SELECT * FROM queue_outcomes WHERE notified = 0 ORDER BY seq LIMIT 1")?
+        .query_row([], |r| Ok((r.get("seq")?, outcome_from_row(r)?)))
+        .optional()
+}
+
+pub(crate) fn mark_notified(c: &Connection, seq: i64) -> rusqlite::Result<()> {
+    c.prepare_cached("UPDATE queue_outcomes SET notified = 1 WHERE seq = ?1")?.execute([seq]).map(|_| ())
+}
