@@ -7,10 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --features bindgen --lib --bin uniffi-bindgen --example test-fleet
+lib=target/debug/librobust_api.so
+[ "$(uname)" = Darwin ] && lib=target/debug/librobust_api.dylib
 for lang in "$@"; do
   out="target/bindings/$lang"
   rm -rf "$out"
-  ./target/debug/uniffi-bindgen generate --library target/debug/librobust_api.so \
+  ./target/debug/uniffi-bindgen generate --library "$lib" \
     --language "$lang" --out-dir "$out" --no-format --config uniffi.toml >/dev/null
   echo "generated $lang bindings in $out" >&2
 done

@@ -102,6 +102,13 @@ impl ClientRuntime {
     }
 }
 
+impl Drop for ClientRuntime {
+    /// Never blocks, so a client can be dropped (or fail to construct) inside async code.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 fn shut_down() -> ApiError {
     ApiError::Cancelled {
         reason: "the client was shut down".into(),

@@ -88,15 +88,28 @@ impl Transport {
     /// Builds the pooled client.
     pub fn new(connect_timeout: Duration) -> Result<Self, ApiError> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(8)
-            .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ApiError::Internal {
-                reason: format!("building the HTTP client: {e}"),
-            })?;
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(8)
+                .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")))
+        };
+        let client = match builder().build() {
+            Ok(c) => c,
+            // The platform verifier fails when the system has no CA store at all (a minimal
+            // container). Plain-http backends must still work: fall back to an empty trust store, so
+            // https fails per request with a certificate error instead of the client failing here.
+            Err(e) => {
+                log::warn!(
+                    "robust-api: system TLS trust store unavailable ({}); https requests will fail",
+                    error_chain(&e)
+                );
+                builder().tls_certs_only(Vec::new()).build().map_err(|e| ApiError::Internal {
+                    reason: format!("building the HTTP client: {}", error_chain(&e)),
+                })?
+            }
+        };
         Ok(Transport { client })
     }
 
@@ -133,6 +146,18 @@ impl Transport {
     }
 }
 
+/// An error with its causes: reqwest's own text hides them ("builder error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    text
+}
+
 fn attempt_error(e: reqwest::Error) -> AttemptError {
     let kind = if e.is_connect() {
         AttemptErrorKind::Connect
@@ -141,14 +166,7 @@ fn attempt_error(e: reqwest::Error) -> AttemptError {
     } else {
         AttemptErrorKind::Broken
     };
-    // reqwest's Display hides the cause ("error sending request"); walk the chain for the useful part.
-    let mut detail = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        src = s.source();
-    }
+    let detail = error_chain(&e);
     AttemptError { kind, detail }
 }
 
