@@ -11,7 +11,6 @@
 //! `cargo bench --bench overhead`
 
 #[path = "../tests/support/fleet.rs"]
-#[allow(dead_code)]
 mod fleet;
 
 use std::time::Duration;

@@ -6,7 +6,6 @@
 //! `cargo bench --bench queue`
 
 #[path = "../tests/support/fleet.rs"]
-#[allow(dead_code)]
 mod fleet;
 
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! with the client's status printed as it goes. No set-up and no network beyond 127.0.0.1.
 
 #[path = "../tests/support/fleet.rs"]
-#[allow(dead_code)]
 mod fleet;
 
 use std::sync::Arc;

@@ -283,7 +283,7 @@ async fn outcomes_rejections_dead_letter_and_transient_failures_retry() {
     old.enqueue(post(3)).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     old.set_network_available(true);
-    wait_until("expired", Duration::from_secs(5), || old.dead_letters().map_or(false, |d| d.len() == 1)).await;
+    wait_until("expired", Duration::from_secs(5), || old.dead_letters().is_ok_and(|d| d.len() == 1)).await;
     assert!(old.dead_letters().unwrap()[0].reason.contains("expired"));
     assert_eq!(fleet2.server(0).hits_for("/orders"), 0);
 }
@@ -355,7 +355,7 @@ async fn the_queue_is_bounded_and_manageable() {
     // A dead letter can be put back.
     fleet.server(0).set_fault(Fault::Status(400)).await;
     client.set_network_available(true);
-    wait_until("dead letters", Duration::from_secs(5), || client.dead_letters().map_or(false, |d| d.len() == 3)).await;
+    wait_until("dead letters", Duration::from_secs(5), || client.dead_letters().is_ok_and(|d| d.len() == 3)).await;
     assert_eq!(client.service_status().queue.pending, 0);
     fleet.server(0).set_fault(Fault::None).await;
     assert!(client.retry_dead_letter(ids[0].clone()).unwrap());
