@@ -70,6 +70,9 @@ struct Failures {
     attempts: u32,
     any_sent: bool,
     only_timeouts: bool,
+    /// The request could have been sent to another backend (so one failed attempt is not "the"
+    /// answer: the others were fenced off).
+    may_resend: bool,
 }
 
 impl Pipeline {
@@ -142,29 +145,12 @@ impl Pipeline {
         let urls = (0..self.backends.len())
             .map(|i| transport::join_url(&self.backends.get(i).url, &req.path, &req.query))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut headers = self.settings.default_headers.clone();
-        for (name, value) in parse_headers(&req.headers, ApiError::invalid_request)? {
-            if let Some(name) = name {
-                headers.insert(name, value);
-            }
-        }
-        let provider = self.header_provider.read().unwrap_or_else(PoisonError::into_inner).clone();
-        if let Some(provider) = provider {
-            let fresh = provider.headers_for(req.method, req.path.clone());
-            for (name, value) in parse_headers(&fresh, |r| ApiError::InvalidRequest {
-                reason: format!("header provider: {r}"),
-            })? {
-                if let Some(name) = name {
-                    headers.insert(name, value);
-                }
-            }
-        }
-        if let Some(key) = &req.idempotency_key {
-            headers.insert(
-                HeaderName::from_static("idempotency-key"),
-                transport::idempotency_header(key)?,
-            );
-        }
+        let headers = self.call_headers(
+            req.method,
+            &req.path,
+            &req.headers,
+            req.idempotency_key.as_deref(),
+        )?;
         let timeout = match req.timeout_ms {
             Some(0) => {
                 return Err(ApiError::invalid_request(
@@ -182,6 +168,41 @@ impl Pipeline {
             timeout,
             may_resend: req.may_resend(),
         })
+    }
+
+    /// The headers of one call: the client's defaults, then the request's own, then the header
+    /// provider's (fresh credentials), then `Idempotency-Key`. Also used by uploads.
+    pub(crate) fn call_headers(
+        &self,
+        method: HttpMethod,
+        path: &str,
+        own: &std::collections::HashMap<String, String>,
+        idempotency_key: Option<&str>,
+    ) -> Result<HeaderMap, ApiError> {
+        let mut headers = self.settings.default_headers.clone();
+        for (name, value) in parse_headers(own, ApiError::invalid_request)? {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
+        }
+        let provider = self.header_provider.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(provider) = provider {
+            let fresh = provider.headers_for(method, path.to_string());
+            for (name, value) in parse_headers(&fresh, |r| ApiError::InvalidRequest {
+                reason: format!("header provider: {r}"),
+            })? {
+                if let Some(name) = name {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        if let Some(key) = idempotency_key {
+            headers.insert(
+                HeaderName::from_static("idempotency-key"),
+                transport::idempotency_header(key)?,
+            );
+        }
+        Ok(headers)
     }
 
     /// One attempt on the permitted backend; reports the outcome to its breaker.
@@ -274,6 +295,7 @@ impl Pipeline {
             .deposit(started);
         let mut f = Failures {
             only_timeouts: true,
+            may_resend: p.may_resend,
             ..Failures::default()
         };
         let mut round = 0u32;
@@ -418,7 +440,7 @@ impl Pipeline {
                 backend,
                 timeout_ms: timeout.as_millis() as u64,
             },
-            Err(e) if f.attempts == 1 => ApiError::Transport {
+            Err(e) if f.attempts == 1 && !f.may_resend => ApiError::Transport {
                 backend,
                 reason: e.to_string(),
             },

@@ -296,6 +296,7 @@ impl Queue {
 
     /// Stops the listener thread (client shutdown).
     pub(crate) fn close(&self) {
+        self.listener.lock().unwrap_or_else(PoisonError::into_inner).take();
         self.notify_tx.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }

@@ -1,0 +1,156 @@
+// Test support: the local test fleet (examples/test-fleet, a separate process), fast client configs,
+// polling, and /proc counters for the leak tests. No external libraries beyond the JDK.
+package dev.robustapi.tests
+
+import dev.robustapi.ClientConfig
+import dev.robustapi.RobustClient
+import dev.robustapi.defaultClientConfig
+import java.io.File
+import java.net.HttpURLConnection
+import java.net.URI
+import java.util.concurrent.CompletableFuture
+import java.util.concurrent.TimeUnit
+
+/**
+ * N real HTTP/1.1 backends plus a control server, run by the `test-fleet` binary (path in the system
+ * property `robustapi.fleet`, set by run-tests.sh). The fleet exits when its stdin closes, so a dead
+ * test JVM never leaks it.
+ */
+class Fleet private constructor(
+    private val process: Process,
+    val backends: List<String>,
+    private val control: String,
+) : AutoCloseable {
+    companion object {
+        private val LINE = Regex("""^\{"backends":\[(.*)\],"control":"([^"]+)"\}$""")
+
+        fun start(n: Int = 3): Fleet {
+            val bin = System.getProperty("robustapi.fleet")
+                ?: error("system property robustapi.fleet (path of target/debug/examples/test-fleet) is not set")
+            val process = ProcessBuilder(bin, "--backends", n.toString())
+                .redirectError(ProcessBuilder.Redirect.INHERIT)
+                .start()
+            val reader = process.inputStream.bufferedReader()
+            val line = try {
+                CompletableFuture.supplyAsync { reader.readLine() }.get(15, TimeUnit.SECONDS)
+            } catch (e: Exception) {
+                process.destroyForcibly()
+                throw IllegalStateException("test-fleet printed no line within 15 s", e)
+            } ?: run {
+                process.waitFor(5, TimeUnit.SECONDS)
+                error("test-fleet exited before printing its addresses (exit ${process.exitValue()})")
+            }
+            val m = LINE.matchEntire(line.trim()) ?: run {
+                process.destroyForcibly()
+                error("unexpected test-fleet line: $line")
+            }
+            val urls = Regex(""""([^"]+)"""").findAll(m.groupValues[1]).map { it.groupValues[1] }.toList()
+            check(urls.size == n) { "asked for $n backends, got $urls" }
+            return Fleet(process, urls, m.groupValues[2])
+        }
+    }
+
+    /** Index of a backend by its base URL (as the client reports it). */
+    fun index(url: String): Int {
+        val i = backends.indexOf(url)
+        check(i >= 0) { "$url is not one of $backends" }
+        return i
+    }
+
+    /** `ok`, `down`, `blackhole`, `status 503`, `retry-after 503 2`, `slow 200`, `truncate`, `reset`. */
+    fun fault(i: Int, fault: String) {
+        val (code, body) = control("POST", "/backends/$i/fault", fault)
+        check(code == 200) { "setting fault '$fault' on backend $i: HTTP $code $body" }
+    }
+
+    fun faultAll(fault: String) = backends.indices.forEach { fault(it, fault) }
+
+    fun hits(i: Int, path: String? = null): Long {
+        val q = if (path == null) "" else "?path=" + java.net.URLEncoder.encode(path, "UTF-8")
+        val (code, body) = control("GET", "/backends/$i/hits$q", null)
+        check(code == 200) { "hits of backend $i: HTTP $code $body" }
+        return body.trim().toLong()
+    }
+
+    fun totalHits(path: String? = null): Long = backends.indices.sumOf { hits(it, path) }
+
+    fun resetHits(i: Int) {
+        check(control("POST", "/backends/$i/reset-hits", "").first == 200)
+    }
+
+    /**
+     * One control call on its own connection (`Connection: close`), so the JVM's keep-alive cache holds
+     * no sockets that would blur the file-descriptor counts of the leak tests.
+     */
+    private fun control(method: String, path: String, body: String?): Pair<Int, String> {
+        val c = URI(control + path).toURL().openConnection() as HttpURLConnection
+        try {
+            c.requestMethod = method
+            c.connectTimeout = 5_000
+            c.readTimeout = 5_000
+            c.setRequestProperty("Connection", "close")
+            if (body != null) {
+                c.doOutput = true
+                c.outputStream.use { it.write(body.toByteArray()) }
+            }
+            val code = c.responseCode
+            val text = (if (code < 400) c.inputStream else c.errorStream)?.use { it.readBytes().decodeToString() } ?: ""
+            return code to text
+        } finally {
+            c.disconnect()
+        }
+    }
+
+    override fun close() {
+        runCatching { process.outputStream.close() }   // EOF on stdin: the fleet exits
+        if (!process.waitFor(5, TimeUnit.SECONDS)) process.destroyForcibly().waitFor(5, TimeUnit.SECONDS)
+        process.inputStream.close()
+    }
+}
+
+/** Defaults, with delays short enough for tests. */
+fun fastConfig(backends: List<String>): ClientConfig = defaultClientConfig(backends).copy(
+    retryBaseDelayMs = 10uL,
+    retryMaxDelayMs = 40uL,
+    breakerOpenMs = 500uL,
+    connectTimeoutMs = 500uL,
+    requestTimeoutMs = 2_000uL,
+)
+
+/**
+ * Polls [cond] every 10 ms; fails after [timeoutMs] with [what] and [detail] (evaluated at the failure,
+ * so it shows the state then, not when the wait began).
+ */
+fun waitUntil(what: String, timeoutMs: Long = 3_000, detail: () -> String = { "" }, cond: () -> Boolean) {
+    val deadline = System.nanoTime() + timeoutMs * 1_000_000
+    while (!cond()) {
+        if (System.nanoTime() > deadline) {
+            throw AssertionError("timed out after $timeoutMs ms waiting for: $what ${detail()}".trim())
+        }
+        Thread.sleep(10)
+    }
+}
+
+/** Waits until the start-up health probes have given every backend a latency sample. */
+fun RobustClient.awaitProbed() = waitUntil("start-up probes of every backend", 5_000) {
+    serviceStatus().backends.all { it.latencyEwmaMs != null }
+}
+
+/** Byte `i` of the fleet's `/bytes/{n}` body. */
+fun patternByte(i: Int): Byte = (i % 251).toByte()
+
+/** Open file descriptors of this JVM. */
+fun openFds(): Int = File("/proc/self/fd").list()!!.size
+
+/** Native threads of this JVM (Java threads, JVM internals and Rust threads alike). */
+fun nativeThreads(): Int = File("/proc/self/task").list()!!.size
+
+fun nativeThreadNames(): List<String> = File("/proc/self/task").listFiles()!!.mapNotNull {
+    runCatching { File(it, "comm").readText().trim() }.getOrNull()
+}.sorted()
+
+/**
+ * Native threads started by robust-api clients (tokio workers and blocking threads are named
+ * `robust-api`, the event thread `robust-api-events`, truncated by the kernel to 15 characters).
+ */
+fun robustThreads(): Int = nativeThreadNames().count { it.startsWith("robust-api") }
