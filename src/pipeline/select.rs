@@ -14,6 +14,9 @@ use reqwest::Url;
 use super::breaker::{Admission, Breaker, Transition};
 use crate::status::{BackendStatus, BreakerState, EventBus, StatusEvent};
 
+/// Minimum time between a request failure's extra probe and the previous probe of that backend.
+const PROBE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// Weight of a new latency sample in the EWMA.
 const EWMA_ALPHA: f64 = 0.3;
 
@@ -25,6 +28,8 @@ struct State {
     last_error: Option<String>,
     last_checked: Option<Instant>,
     last_probe: Option<Instant>,
+    /// A failure made this backend suspect: probe it at this time (sooner than the interval).
+    probe_soon_at: Option<Instant>,
 }
 
 /// One configured backend.
@@ -88,6 +93,7 @@ impl BackendSet {
                     last_error: None,
                     last_checked: None,
                     last_probe: None,
+                    probe_soon_at: None,
                 }),
             })
             .collect();
@@ -187,13 +193,18 @@ impl BackendSet {
         // An OPEN breaker is probed as soon as its trial is allowed, not a whole interval later.
         match s.breaker.reopens_at() {
             Some(reopen) => Some(reopen),
-            None => s.last_probe.map(|last| last + interval),
+            None => {
+                let regular = s.last_probe.map(|last| last + interval)?;
+                Some(s.probe_soon_at.map_or(regular, |soon| soon.min(regular)))
+            }
         }
     }
 
     /// Marks a probe as started on backend `i`.
     pub fn mark_probed(&self, i: usize, now: Instant) {
-        self.lock(i).last_probe = Some(now);
+        let mut s = self.lock(i);
+        s.last_probe = Some(now);
+        s.probe_soon_at = None;
     }
 
     /// Forgets probe times so every backend is due now (network came back).
@@ -225,6 +236,7 @@ impl BackendSet {
     }
 
     fn record(&self, i: usize, admission: Admission, outcome: Outcome, now: Instant) {
+        let mut probe_soon = false;
         let (t, h) = {
             let mut s = self.lock(i);
             s.last_checked = Some(now);
@@ -232,6 +244,7 @@ impl BackendSet {
                 Outcome::Success { latency } => {
                     let ms = latency.as_secs_f64() * 1e3;
                     s.ewma_ms = Some(s.ewma_ms.map_or(ms, |e| e + EWMA_ALPHA * (ms - e)));
+                    s.probe_soon_at = None;
                     (s.breaker.on_success(admission), Some(true))
                 }
                 Outcome::Failure {
@@ -239,6 +252,15 @@ impl BackendSet {
                     marks_unhealthy,
                 } => {
                     s.last_error = Some(error);
+                    // A failure (request or probe) makes a CLOSED backend suspect: it is probed again
+                    // PROBE_AFTER_FAILURE after its last probe, not a whole interval later, until it
+                    // recovers or its breaker opens. So a dead backend that traffic has moved away
+                    // from is still confirmed (unhealthy, then OPEN) within seconds.
+                    if s.probe_soon_at.is_none() {
+                        let after_last = s.last_probe.map_or(now, |p| p + PROBE_AFTER_FAILURE);
+                        s.probe_soon_at = Some(after_last.max(now));
+                        probe_soon = true;
+                    }
                     let t = s.breaker.on_failure(admission, now);
                     let opened = t.is_some_and(|t| t.to == BreakerState::Open);
                     (t, (marks_unhealthy || opened).then_some(false))
@@ -255,6 +277,9 @@ impl BackendSet {
             }
             (t, changed)
         };
+        if probe_soon {
+            self.probe_wake.notify_one();
+        }
         self.announce(i, t, h);
     }
 
