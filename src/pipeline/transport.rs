@@ -95,7 +95,7 @@ impl Transport {
                 .pool_max_idle_per_host(8)
                 .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")))
         };
-        let client = match builder().build() {
+        let client = match platform_trust(builder()).build() {
             Ok(c) => c,
             // The platform verifier fails when the system has no CA store at all (a minimal
             // container). Plain-http backends must still work: fall back to an empty trust store, so
@@ -146,6 +146,21 @@ impl Transport {
     }
 }
 
+/// The trust store: the platform verifier (system CAs) everywhere but Android, where it would need a
+/// JNI initialisation the JNA bindings cannot perform; there the Mozilla root set is used.
+#[cfg(not(target_os = "android"))]
+fn platform_trust(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    b
+}
+
+#[cfg(target_os = "android")]
+fn platform_trust(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok());
+    b.tls_certs_only(roots)
+}
+
 /// An error with its causes: reqwest's own text hides them ("builder error").
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -158,7 +173,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn attempt_error(e: reqwest::Error) -> AttemptError {
+/// Classifies a reqwest error (connect / timeout / broken). Also used by uploads.
+pub(crate) fn attempt_error(e: reqwest::Error) -> AttemptError {
     let kind = if e.is_connect() {
         AttemptErrorKind::Connect
     } else if e.is_timeout() {
