@@ -137,11 +137,9 @@ pub(crate) fn insert(c: &mut Connection, s: &Stored, max_entries: u32, max_bytes
     let headers = encode_pairs(s.headers.iter());
     let size = s.size(&headers, &query);
     let tx = c.transaction()?;
-    let (count, bytes): (i64, i64) = tx.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM queue_entries WHERE dead = 0",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (count, bytes): (i64, i64) = tx
+        .prepare_cached("SELECT pending, pending_bytes FROM queue_stats")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if count >= i64::from(max_entries) || (bytes + size) as u64 > max_bytes {
         return Err(InsertError::Full);
     }
@@ -387,4 +385,45 @@ pub(crate) fn next_unnotified(c: &Connection) -> rusqlite::Result<Option<(i64, Q
 
 pub(crate) fn mark_notified(c: &Connection, seq: i64) -> rusqlite::Result<()> {
     c.prepare_cached("UPDATE queue_outcomes SET notified = 1 WHERE seq = ?1")?.execute([seq]).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn stats(c: &Connection) -> (i64, i64) {
+        c.query_row("SELECT pending, pending_bytes FROM queue_stats", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+    }
+
+    fn recount(c: &Connection) -> (i64, i64) {
+        c.query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM queue_entries WHERE dead = 0", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_trigger_kept_stats_match_a_recount_through_every_transition() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let mut c = store.conn();
+        let req = ApiRequest::post_json("/x", "{\"a\":1}");
+        let entries: Vec<Stored> =
+            (0..4).map(|i| Stored::new(&req, format!("id{i}"), format!("k{i}"), String::new(), &[])).collect();
+        for e in &entries {
+            assert!(insert(&mut c, e, 3, u64::MAX).is_ok() || e.id == "id3");
+        }
+        assert!(matches!(insert(&mut c, &entries[3], 3, u64::MAX), Err(InsertError::Full)));
+        assert_eq!(stats(&c), recount(&c));
+        assert_eq!(stats(&c).0, 3);
+        dead_letter(&mut c, &entries[0], "no", Some(400), None, true).unwrap();
+        assert_eq!(stats(&c), recount(&c));
+        assert!(revive(&c, "id0", 0).unwrap());
+        assert_eq!(stats(&c), recount(&c));
+        delivered(&mut c, &entries[1], &ApiResponse::queued(QueuedRequestId("x".into()), 0)).unwrap();
+        assert!(remove(&c, "id2").unwrap());
+        assert_eq!(stats(&c), recount(&c));
+        assert_eq!(stats(&c).0, 1);
+    }
 }

@@ -69,6 +69,24 @@ const MIGRATIONS: &[&str] = &[
         dead_body BLOB
     );
     CREATE INDEX queue_entries_pending ON queue_entries(dead, group_key, seq);
+    -- Pending count and bytes, kept by triggers so the bound check on enqueue is O(1).
+    CREATE TABLE queue_stats (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        pending INTEGER NOT NULL,
+        pending_bytes INTEGER NOT NULL
+    );
+    INSERT INTO queue_stats VALUES (0, 0, 0);
+    CREATE TRIGGER queue_stats_insert AFTER INSERT ON queue_entries WHEN NEW.dead = 0 BEGIN
+        UPDATE queue_stats SET pending = pending + 1, pending_bytes = pending_bytes + NEW.size;
+    END;
+    CREATE TRIGGER queue_stats_delete AFTER DELETE ON queue_entries WHEN OLD.dead = 0 BEGIN
+        UPDATE queue_stats SET pending = pending - 1, pending_bytes = pending_bytes - OLD.size;
+    END;
+    CREATE TRIGGER queue_stats_dead AFTER UPDATE OF dead ON queue_entries WHEN OLD.dead != NEW.dead BEGIN
+        UPDATE queue_stats SET
+            pending = pending + (CASE WHEN NEW.dead = 0 THEN 1 ELSE -1 END),
+            pending_bytes = pending_bytes + (CASE WHEN NEW.dead = 0 THEN NEW.size ELSE -OLD.size END);
+    END;
     CREATE TABLE queue_outcomes (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL,
