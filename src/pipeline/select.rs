@@ -15,7 +15,7 @@ use super::breaker::{Admission, Breaker, Transition};
 use crate::status::{BackendStatus, BreakerState, EventBus, StatusEvent};
 
 /// Minimum time between a request failure's extra probe and the previous probe of that backend.
-const PROBE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+const PROBE_AFTER_FAILURE: Duration = Duration::from_millis(250);
 
 /// Weight of a new latency sample in the EWMA.
 const EWMA_ALPHA: f64 = 0.3;
