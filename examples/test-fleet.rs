@@ -13,26 +13,47 @@
 //! `status 503`, `retry-after 503 2`, `slow 200`, `truncate` or `reset`; `GET /backends/{i}/hits`
 //! (`?path=/api/health` for one path); `POST /backends/{i}/reset-hits`;
 //! `GET /backends/{i}/idempotency-keys`; see `ControlServer` in `tests/support/fleet.rs` for more.
+//!
+//! Uploads: every backend streams `multipart/form-data` on `/upload`, `/upload/...` and
+//! `/api/videos` (SHA-256 of the file part, the other fields, idempotency keys honoured); control:
+//! `GET /backends/{i}/uploads` (JSON array), `GET /backends/{i}/upload-bytes`,
+//! `POST /backends/{i}/upload-reset-after` with `<bytes>` or `off` (reset the next upload's
+//! connection after that many body bytes, once), `POST /backends/{i}/reset-uploads`.
+//!
+//! WebSockets (`--websockets`): as many WebSocket servers again (`ws_backends`), each answering
+//! `GET /api/health` and echoing WebSocket messages on any other path, so a client configured with
+//! `ws_backends` probes and selects them like HTTP backends. Their control API (`ws_control`):
+//! `POST /ws/{i}/mode` with `echo`, `deaf` (no pongs, TCP kept open) or `reject <status>`;
+//! `POST /ws/{i}/kill`, `/start`, `/restart`; `POST /ws/{i}/close` with `<code> [reason]`;
+//! `POST /ws/{i}/push` with a text; `GET /ws/{i}/upgrades` (connection attempts), `/open`,
+//! `/received`; see `WsControl` in `tests/support/ws_server.rs`. The printed line becomes
+//! `{"backends":[...],"control":"...","ws_backends":[...],"ws_control":"..."}`.
 
 #[path = "../tests/support/fleet.rs"]
 mod fleet;
+#[path = "../tests/support/ws_server.rs"]
+mod ws_server;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: test-fleet [--backends N] [--ignore-stdin]\n\
+const USAGE: &str = "usage: test-fleet [--backends N] [--ignore-stdin] [--websockets]\n\
     Starts N (default 3, max 64) HTTP test backends and a control server on 127.0.0.1,\n\
-    prints {\"backends\":[...],\"control\":\"...\"} on one line, exits when stdin reaches EOF.";
+    prints {\"backends\":[...],\"control\":\"...\"} on one line, exits when stdin reaches EOF.\n\
+    --websockets also starts N WebSocket echo backends and their control server and adds\n\
+    \"ws_backends\":[...],\"ws_control\":\"...\" to the line.";
 
 struct Options {
     backends: usize,
     ignore_stdin: bool,
+    websockets: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         backends: 3,
         ignore_stdin: false,
+        websockets: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -46,6 +67,7 @@ fn parse_args() -> Result<Options, String> {
                     .ok_or_else(|| format!("bad --backends {value:?}: expected 1..=64"))?;
             }
             "--ignore-stdin" => options.ignore_stdin = true,
+            "--websockets" => options.websockets = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -85,17 +107,50 @@ async fn main() -> ExitCode {
         }
     };
 
+    // `--websockets`: the WebSocket servers and their control API (kept alive until exit).
+    let websockets = if options.websockets {
+        let ws_fleet = match ws_server::WsFleet::try_start(options.backends).await {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("test-fleet: cannot start WebSocket backends: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match ws_fleet.start_control().await {
+            Ok(c) => Some((ws_fleet, c)),
+            Err(e) => {
+                eprintln!("test-fleet: cannot start the WebSocket control server: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
     // URLs contain no characters that need JSON escaping.
     let backends: Vec<String> = fleet
         .urls()
         .iter()
         .map(|url| format!("\"{url}\""))
         .collect();
-    let line = format!(
-        r#"{{"backends":[{}],"control":"{}"}}"#,
+    let mut line = format!(
+        r#"{{"backends":[{}],"control":"{}""#,
         backends.join(","),
         control.url()
     );
+    if let Some((ws_fleet, ws_control)) = &websockets {
+        let ws_backends: Vec<String> = ws_fleet
+            .urls()
+            .iter()
+            .map(|url| format!("\"{url}\""))
+            .collect();
+        line.push_str(&format!(
+            r#","ws_backends":[{}],"ws_control":"{}""#,
+            ws_backends.join(","),
+            ws_control.url()
+        ));
+    }
+    line.push('}');
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
@@ -122,6 +177,7 @@ async fn main() -> ExitCode {
         }
     })
     .await;
+    drop(websockets);
     drop(control);
     drop(fleet);
     // Exit at once: don't let the runtime's shutdown wait on anything.

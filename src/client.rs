@@ -14,6 +14,7 @@ use crate::queue::{self, DeadLetter, OfflinePolicy, Queue, QueueListener, QueueO
 use crate::store::Store;
 use crate::types::HeaderProvider;
 use crate::types::{ApiRequest, ApiResponse};
+use crate::upload::{self, UploadCancelToken, UploadProgressListener, UploadRequest};
 
 /// Where the client keeps its files; a temporary directory is removed with the client.
 enum Storage {
@@ -58,6 +59,7 @@ pub struct RobustClient {
     runtime: ClientRuntime,
     events: Arc<EventBus>,
     storage: Storage,
+    sockets: Arc<crate::ws::SocketRegistry>,
 }
 
 impl std::fmt::Debug for RobustClient {
@@ -112,6 +114,7 @@ impl RobustClient {
             runtime,
             events,
             storage,
+            sockets: Arc::default(),
         }))
     }
 
@@ -208,9 +211,73 @@ impl RobustClient {
         self.request(ApiRequest::post_json(path, json)).await
     }
 
+    /// Uploads a file from disk as `multipart/form-data` (`POST request.path`), streamed in chunks
+    /// (memory stays flat whatever the size), with progress on `listener` (every 1 % or 250 ms, then
+    /// once at the total). Its own retry policy: an idle timeout (`upload_idle_timeout_ms`) instead
+    /// of a total one, `upload_max_retries` backoff rounds, always an `Idempotency-Key` (generated
+    /// if the request has none), another backend only before the first byte was sent. A missing or
+    /// unreadable file is `InvalidRequest` before anything is sent. Cancel by cancelling the call
+    /// (coroutine, task) or see `upload_file_with_token`.
+    #[uniffi::method(default(listener = None))]
+    pub async fn upload_file(
+        &self,
+        request: UploadRequest,
+        listener: Option<Arc<dyn UploadProgressListener>>,
+    ) -> Result<ApiResponse, ApiError> {
+        let (pipeline, settings) = (self.pipeline.clone(), self.pipeline.settings.upload.clone());
+        self.runtime
+            .call(upload::run(pipeline, settings, request, listener, None))
+            .await
+    }
+
+    /// `upload_file`, cancellable from anywhere with `token.cancel()` (e.g. a "Cancel" button):
+    /// network I/O stops at once and the call fails with `Cancelled`.
+    #[uniffi::method(default(listener = None))]
+    pub async fn upload_file_with_token(
+        &self,
+        request: UploadRequest,
+        token: Arc<UploadCancelToken>,
+        listener: Option<Arc<dyn UploadProgressListener>>,
+    ) -> Result<ApiResponse, ApiError> {
+        let (pipeline, settings) = (self.pipeline.clone(), self.pipeline.settings.upload.clone());
+        self.runtime
+            .call(upload::run(pipeline, settings, request, listener, Some(token)))
+            .await
+    }
+
+    /// Uploads a video: `file_path` as form field `file` and `title` as field `title`, to the
+    /// configured `upload_video_path` (default `/api/videos`); see `upload_file`.
+    #[uniffi::method(default(listener = None))]
+    pub async fn upload_video_file(
+        &self,
+        file_path: String,
+        title: String,
+        listener: Option<Arc<dyn UploadProgressListener>>,
+    ) -> Result<ApiResponse, ApiError> {
+        let request =
+            upload::video_request(&self.pipeline.settings.upload.video_path, file_path, title);
+        self.upload_file(request, listener).await
+    }
+
+    /// Opens a WebSocket to `path` on the best backend (`http` → `ws`, `https` → `wss`) and returns
+    /// at once (state `Connecting`); `listener.on_open(backend)` follows when connected. The
+    /// connection pings every `ws_heartbeat_interval_ms`, reconnects with jittered backoff (to
+    /// another backend if its own fails), waits while the network is reported unavailable, and
+    /// buffers `send_*` while not open. It stays open until `close` or the client's shutdown.
+    /// The handshake carries the default headers and the header provider's. Fails only for an
+    /// invalid path (`InvalidRequest`) or after shutdown (`Cancelled`).
+    pub fn connect_websocket(
+        &self,
+        path: String,
+        listener: Arc<dyn crate::ws::WebSocketListener>,
+    ) -> Result<Arc<crate::ws::WebSocketConnection>, ApiError> {
+        self.sockets
+            .connect(&self.pipeline, &self.runtime, path, listener)
+    }
+
     /// A snapshot of backends, breakers, latency and counters.
     pub fn service_status(&self) -> ServiceStatus {
-        status::snapshot(&self.pipeline, &self.cache, &self.queue)
+        status::snapshot(&self.pipeline, &self.cache, &self.queue, &self.sockets)
     }
 
     /// Empties the response cache.
@@ -242,6 +309,7 @@ impl RobustClient {
     /// Stops probes and background tasks and cancels calls in flight (they fail with `Cancelled`).
     /// Later calls fail with `Cancelled`. Dropping the client does the same.
     pub fn shutdown(&self) {
+        self.sockets.shutdown(); // listeners hear `on_closed(1001, …)`; the runtime aborts the tasks
         self.runtime.shutdown();
         self.cache.close(); // releases the database file the queue shares
         self.queue.close();

@@ -54,6 +54,12 @@ pub const DEFAULT_QUEUE_RETRY_MAX_MS: u64 = 5 * 60 * 1000;
 pub const DEFAULT_QUEUE_MAX_IN_FLIGHT: u32 = 4;
 /// Worker threads of the client's own tokio runtime.
 pub const DEFAULT_WORKER_THREADS: u32 = 2;
+/// An upload attempt fails after this long without progress.
+pub const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Backoff rounds after an upload's first attempt.
+pub const DEFAULT_UPLOAD_MAX_RETRIES: u32 = 3;
+/// Where `upload_video_file` posts.
+pub const DEFAULT_UPLOAD_VIDEO_PATH: &str = "/api/videos";
 
 /// Everything a `RobustClient` needs. Only `backends` is required; every other field defaults to the
 /// values in the constants above (the seed's defaults).
@@ -144,6 +150,43 @@ pub struct ClientConfig {
     /// Extra header names never written to disk (besides Authorization, Cookie, Proxy-Authorization).
     #[uniffi(default)]
     pub queue_sensitive_headers: Vec<String>,
+    /// An upload attempt fails after this long without a byte going out or coming in (uploads have
+    /// no total timeout; `request_timeout_ms` does not apply to them).
+    #[uniffi(default = 30000)]
+    pub upload_idle_timeout_ms: u64,
+    /// Backoff rounds after an upload's first attempt (separate from `max_retries`).
+    #[uniffi(default = 3)]
+    pub upload_max_retries: u32,
+    /// Where `upload_video_file` posts.
+    #[uniffi(default = "/api/videos")]
+    pub upload_video_path: String,
+    /// WebSockets: a ping every this long; see `ws_pong_timeout_ms`.
+    #[uniffi(default = 30000)]
+    pub ws_heartbeat_interval_ms: u64,
+    /// WebSockets: a ping unanswered this long means the connection is dead (closed, reconnected).
+    #[uniffi(default = 10000)]
+    pub ws_pong_timeout_ms: u64,
+    /// WebSockets: first reconnect delay; doubles per failed pass, full jitter.
+    #[uniffi(default = 1000)]
+    pub ws_reconnect_base_delay_ms: u64,
+    /// WebSockets: reconnect delay cap.
+    #[uniffi(default = 30000)]
+    pub ws_reconnect_max_delay_ms: u64,
+    /// WebSockets: consecutive failed connection attempts before giving up (`on_closed(1006, …)`).
+    /// `None` = never give up.
+    #[uniffi(default = None)]
+    pub ws_max_reconnect_attempts: Option<u32>,
+    /// WebSockets: reconnect when the server closes with the normal code 1000 (servers often do
+    /// when they restart). `false`: such a close is final.
+    #[uniffi(default = true)]
+    pub ws_reconnect_on_normal_close: bool,
+    /// WebSockets: outbound messages held per connection while it (re)connects; beyond it
+    /// `send_*` fails with `WebSocketBufferFull`.
+    #[uniffi(default = 1000)]
+    pub ws_max_buffered_messages: u32,
+    /// WebSockets: outbound bytes held per connection while it (re)connects.
+    #[uniffi(default = 1048576)]
+    pub ws_max_buffered_bytes: u64,
 }
 
 impl ClientConfig {
@@ -178,6 +221,17 @@ impl ClientConfig {
             queue_retry_max_delay_ms: DEFAULT_QUEUE_RETRY_MAX_MS,
             queue_max_in_flight: DEFAULT_QUEUE_MAX_IN_FLIGHT,
             queue_sensitive_headers: Vec::new(),
+            upload_idle_timeout_ms: DEFAULT_UPLOAD_IDLE_TIMEOUT_MS,
+            upload_max_retries: DEFAULT_UPLOAD_MAX_RETRIES,
+            upload_video_path: DEFAULT_UPLOAD_VIDEO_PATH.to_string(),
+            ws_heartbeat_interval_ms: crate::ws::DEFAULT_WS_HEARTBEAT_INTERVAL_MS,
+            ws_pong_timeout_ms: crate::ws::DEFAULT_WS_PONG_TIMEOUT_MS,
+            ws_reconnect_base_delay_ms: crate::ws::DEFAULT_WS_RECONNECT_BASE_DELAY_MS,
+            ws_reconnect_max_delay_ms: crate::ws::DEFAULT_WS_RECONNECT_MAX_DELAY_MS,
+            ws_max_reconnect_attempts: None,
+            ws_reconnect_on_normal_close: true,
+            ws_max_buffered_messages: crate::ws::DEFAULT_WS_MAX_BUFFERED_MESSAGES,
+            ws_max_buffered_bytes: crate::ws::DEFAULT_WS_MAX_BUFFERED_BYTES,
         }
     }
 }
@@ -213,6 +267,8 @@ pub(crate) struct Settings {
     pub cache: crate::cache::CacheSettings,
     pub cache_cleanup_interval: Duration,
     pub queue: crate::queue::QueueSettings,
+    pub upload: crate::upload::UploadSettings,
+    pub ws: crate::ws::WsSettings,
 }
 
 fn positive_ms(name: &str, ms: u64) -> Result<Duration, ApiError> {
@@ -383,6 +439,8 @@ impl Settings {
                 c.cache_cleanup_interval_ms,
             )?,
             queue: queue_settings(c)?,
+            upload: crate::upload::UploadSettings::from_config(c)?,
+            ws: crate::ws::WsSettings::from_config(c)?,
         })
     }
 }

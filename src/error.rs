@@ -85,6 +85,23 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// A WebSocket's outbound buffer is at its bound (`ws_max_buffered_messages` or
+    /// `ws_max_buffered_bytes`) while it (re)connects or the socket is slow. The message was NOT
+    /// taken: retry later or drop it knowingly.
+    #[error("the WebSocket outbound buffer is full ({max_messages} messages / {max_bytes} bytes max)")]
+    WebSocketBufferFull {
+        /// The message bound.
+        max_messages: u32,
+        /// The byte bound.
+        max_bytes: u64,
+    },
+    /// The WebSocket is closed (or closing) for good; also reported through `on_error` when a
+    /// server closes (a reconnect follows) or unsent messages are discarded at close.
+    #[error("websocket closed: {reason}")]
+    WebSocketClosed {
+        /// What happened.
+        reason: String,
+    },
     /// A bug in robust-api. Please report it with this text.
     #[error("internal error (please report): {reason}")]
     Internal {

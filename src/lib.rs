@@ -27,6 +27,8 @@ mod runtime;
 pub mod status;
 mod store;
 mod types;
+mod ws;
+mod upload;
 
 pub use cache::{CachePolicy, CacheStatus};
 pub use client::RobustClient;
@@ -39,5 +41,8 @@ pub use queue::{
     DeadLetter, OfflinePolicy, QueueListener, QueueOutcome, QueueStatus, QueuedRequestId, QueuedRequestInfo,
 };
 pub use types::{ApiRequest, ApiResponse, HeaderProvider, HttpMethod, QueryParam, RetryMode};
+pub use upload::{UploadCancelToken, UploadProgressListener, UploadRequest};
+
+pub use ws::{SocketStatus, WebSocketConnection, WebSocketListener, WebSocketState};
 
 uniffi::setup_scaffolding!();

@@ -75,10 +75,17 @@ pub struct ServiceStatus {
     pub cache: CacheStatus,
     /// The offline request queue.
     pub queue: QueueStatus,
+    /// Every WebSocket connection not yet closed for good, oldest first.
+    pub sockets: Vec<crate::ws::SocketStatus>,
 }
 
 /// Builds the snapshot from each module's read-only getters.
-pub(crate) fn snapshot(pipeline: &Pipeline, cache: &HttpCache, queue: &Queue) -> ServiceStatus {
+pub(crate) fn snapshot(
+    pipeline: &Pipeline,
+    cache: &HttpCache,
+    queue: &Queue,
+    sockets: &crate::ws::SocketRegistry,
+) -> ServiceStatus {
     let now = std::time::Instant::now();
     let backends = &pipeline.backends;
     ServiceStatus {
@@ -90,6 +97,7 @@ pub(crate) fn snapshot(pipeline: &Pipeline, cache: &HttpCache, queue: &Queue) ->
         counters: pipeline.counters.snapshot(),
         cache: cache.status(),
         queue: queue.status(),
+        sockets: sockets.status(),
     }
 }
 

@@ -74,6 +74,6 @@ async fn probe(p: Arc<Pipeline>, i: usize) {
     match p.transport.send(out).await {
         Ok(r) if (200..300).contains(&r.status) => permit.success(started.elapsed()),
         Ok(r) => permit.failure(format!("health probe answered HTTP {}", r.status), true),
-        Err(e) => permit.failure(format!("health probe: {e}"), true),
+        Err(e) => permit.unreachable(format!("health probe: {e}"), true),
     }
 }

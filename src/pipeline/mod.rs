@@ -239,7 +239,7 @@ impl Pipeline {
                     ..
                 },
                 Err(e),
-            ) => permit.failure(e.to_string(), false),
+            ) => permit.unreachable(e.to_string(), false),
             (Verdict::Retryable { .. }, r) => permit.neutral(match r {
                 Ok(r) => format!("HTTP {}", r.status),
                 Err(e) => e.to_string(),

@@ -250,13 +250,15 @@ impl BackendSet {
                 Outcome::Failure {
                     error,
                     marks_unhealthy,
+                    unreachable,
                 } => {
                     s.last_error = Some(error);
-                    // A failure (request or probe) makes a CLOSED backend suspect: it is probed again
-                    // PROBE_AFTER_FAILURE after its last probe, not a whole interval later, until it
-                    // recovers or its breaker opens. So a dead backend that traffic has moved away
-                    // from is still confirmed (unhealthy, then OPEN) within seconds.
-                    if s.probe_soon_at.is_none() {
+                    // Unreachable (connect error, timeout, broken connection — not an HTTP answer,
+                    // which proves the server alive) makes a CLOSED backend suspect: it is probed
+                    // again PROBE_AFTER_FAILURE after its last probe, not a whole interval later,
+                    // until it recovers or its breaker opens. So a dead backend that traffic has
+                    // moved away from is still confirmed (unhealthy, then OPEN) within seconds.
+                    if unreachable && s.probe_soon_at.is_none() {
                         let after_last = s.last_probe.map_or(now, |p| p + PROBE_AFTER_FAILURE);
                         s.probe_soon_at = Some(after_last.max(now));
                         probe_soon = true;
@@ -320,6 +322,7 @@ enum Outcome {
     Failure {
         error: String,
         marks_unhealthy: bool,
+        unreachable: bool,
     },
     Neutral {
         error: String,
@@ -355,17 +358,20 @@ impl Permit {
     }
 
     /// The call failed in a way that counts against the breaker. Probes pass `marks_unhealthy`.
-    pub fn failure(mut self, error: String, marks_unhealthy: bool) {
+    pub fn failure(self, error: String, marks_unhealthy: bool) {
+        self.fail(error, marks_unhealthy, false);
+    }
+
+    /// The backend could not be reached (connect error, timeout, broken connection): a failure
+    /// that also makes it suspect, so it is re-probed quickly.
+    pub fn unreachable(self, error: String, marks_unhealthy: bool) {
+        self.fail(error, marks_unhealthy, true);
+    }
+
+    fn fail(mut self, error: String, marks_unhealthy: bool, unreachable: bool) {
         self.done = true;
-        self.set.record(
-            self.index,
-            self.admission,
-            Outcome::Failure {
-                error,
-                marks_unhealthy,
-            },
-            Instant::now(),
-        );
+        let outcome = Outcome::Failure { error, marks_unhealthy, unreachable };
+        self.set.record(self.index, self.admission, outcome, Instant::now());
     }
 
     /// The call failed in a way that says nothing about the backend's health (e.g. 429).

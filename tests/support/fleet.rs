@@ -2,7 +2,8 @@
 //!
 //! Used by the integration tests, the demo, the benchmarks and (through `examples/test-fleet.rs`)
 //! by the Kotlin/Swift/Python tests. Real sockets, no mocks. Depends only on `std` + `tokio`
-//! (features `net`, `io-util`, `time`, `sync`, `rt`), never on `robust_api`, so it can be included
+//! (features `net`, `io-util`, `time`, `sync`, `rt`) and `sha2` (the upload route), never on
+//! `robust_api`, so it can be included
 //! anywhere with `#[path = ".../tests/support/fleet.rs"] mod fleet;`.
 //!
 //! # Routes (when no fault is active)
@@ -17,6 +18,14 @@
 //!   `lm` → `Last-Modified`, `expires` → `Expires`, `vary` → `Vary` (values percent-decoded). A
 //!   request whose `If-None-Match` matches the etag, or whose `If-Modified-Since` equals `lm`, gets
 //!   `304` with the same caching headers and no body.
+//! * `/upload`, `/upload/...`, `/api/videos` (`POST`/`PUT`) → the streaming upload route (see
+//!   [`serve_upload`]): the `multipart/form-data` body is parsed as it arrives, never buffered whole
+//!   (no 64 MiB limit); the file part is SHA-256-hashed; answers `201` JSON
+//!   `{"server":0,"effect":N,"upload":K,"key":..,"path":..,"field_name":..,"file_name":..,
+//!   "content_type":..,"size":N,"sha256":"hex","fields":{"title":..}}` and records a
+//!   [`StoredUpload`] ([`Server::uploads`]); `Content-Length` required (`411`). A replayed
+//!   idempotency key gets the stored answer and stores nothing. Upload fault:
+//!   [`Server::set_upload_reset_after`] resets the connection after N body bytes, once.
 //! * anything else → `200`, `application/json`,
 //!   `{"server":0,"method":"GET","path":"/x?q=1"}`; mutations (below) also carry `"effect":N`,
 //!   the server's effect counter after applying it, so a replay is recognisable by its body.
@@ -344,6 +353,8 @@ struct ServerInner {
     log: Mutex<Log>,
     idempotency: Mutex<IdempotencyStore>,
     unique_effects: AtomicU64,
+    /// State of the upload route (see [`serve_upload`]).
+    upload: UploadSink,
 }
 
 #[derive(Default)]
@@ -378,6 +389,7 @@ impl Server {
             log: Mutex::new(Log::default()),
             idempotency: Mutex::new(IdempotencyStore::default()),
             unique_effects: AtomicU64::new(0),
+            upload: UploadSink::default(),
         }));
         let task = tokio::spawn(accept_loop(Arc::clone(&server.0), listener));
         *lock(&server.0.listener_task) = Some(task);
@@ -724,6 +736,21 @@ async fn serve_backend_connection(inner: Arc<ServerInner>, stream: TcpStream, co
         };
         let received_at = Instant::now();
         let count = inner.count_hit(&head.target);
+        if is_upload_route(&head.target) {
+            let end = serve_upload(
+                &inner,
+                &mut io,
+                &head,
+                &mut faults,
+                count,
+                received_at,
+                connection,
+            );
+            match end.await {
+                UploadEnd::KeepAlive => continue,
+                UploadEnd::Close => return,
+            }
+        }
         let body = match read_body(&mut io, &head).await {
             Ok(body) => body,
             Err(ReadError::Io(_)) => return,
@@ -843,6 +870,10 @@ async fn send_broken(
 /// | `GET /backends/{i}/idempotency-keys` | keys, one per line (empty body if none) |
 /// | `GET /backends/{i}/unique-effects` | decimal count |
 /// | `GET /backends/{i}/connections` | decimal count of accepted TCP connections |
+/// | `GET /backends/{i}/uploads` | JSON array of stored uploads (see [`StoredUpload`]) |
+/// | `GET /backends/{i}/upload-bytes` | decimal count of body bytes received on the upload route |
+/// | `POST /backends/{i}/upload-reset-after` with `<bytes>` or `off` | `ok` |
+/// | `POST /backends/{i}/reset-uploads` | `ok` |
 ///
 /// Errors: `400` (bad index, bad fault syntax), `404` (unknown route or index out of range),
 /// `405` (wrong method), `500` (the port could not be re-bound), each with a message body.
@@ -1004,6 +1035,44 @@ async fn control_route(servers: &[Server], head: &Head, body: &[u8]) -> Response
                     Response::text(200, "ok")
                 }
                 "reset-hits" | "reset-effects" => wrong_method("POST"),
+                "uploads" if get => {
+                    let items: Vec<String> = server
+                        .uploads()
+                        .iter()
+                        .map(|u| format!("{{{}}}", u.json_fields()))
+                        .collect();
+                    Response {
+                        status: 200,
+                        headers: vec![("Content-Type", "application/json".to_owned())],
+                        body: Body::Bytes(format!("[{}]", items.join(",")).into_bytes()),
+                    }
+                }
+                "upload-bytes" if get => count(server.upload_bytes_received()),
+                "upload-reset-after" if post => {
+                    let text = String::from_utf8_lossy(body);
+                    match text.trim() {
+                        "off" | "" => {
+                            server.set_upload_reset_after(None);
+                            Response::text(200, "ok")
+                        }
+                        n => match n.parse::<u64>() {
+                            Ok(n) => {
+                                server.set_upload_reset_after(Some(n));
+                                Response::text(200, "ok")
+                            }
+                            Err(_) => Response::text(
+                                400,
+                                format!("bad byte count {n:?}: expected a number or off"),
+                            ),
+                        },
+                    }
+                }
+                "reset-uploads" if post => {
+                    server.reset_uploads();
+                    Response::text(200, "ok")
+                }
+                "uploads" | "upload-bytes" => wrong_method("GET"),
+                "upload-reset-after" | "reset-uploads" => wrong_method("POST"),
                 other => Response::text(404, format!("unknown action {other:?}")),
             }
         }
@@ -1519,5 +1588,619 @@ impl TaskSet {
         for handle in self.take_all() {
             handle.abort();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload sink: a streaming multipart/form-data route
+// ---------------------------------------------------------------------------------------------
+
+/// Largest form field value (non-file part) the upload route keeps.
+pub const MAX_UPLOAD_FIELD: usize = 64 * 1024;
+/// How many [`StoredUpload`]s each server keeps (the oldest are dropped first).
+pub const MAX_STORED_UPLOADS: usize = 10_000;
+
+/// An upload the server accepted (stored): one per applied effect, none for replays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredUpload {
+    /// The request's `Idempotency-Key`, if any.
+    pub key: Option<String>,
+    /// Request target.
+    pub path: String,
+    /// Form field name of the (first) file part.
+    pub field_name: String,
+    /// Its `filename` parameter.
+    pub file_name: String,
+    /// Its `Content-Type` (empty if none).
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of its content.
+    pub sha256: String,
+    /// The other (non-file) form fields, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl StoredUpload {
+    /// The upload as the JSON object the route answers with (without `server`/`effect`).
+    fn json_fields(&self) -> String {
+        let fields: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(n, v)| format!(r#""{}":"{}""#, json_escape(n), json_escape(v)))
+            .collect();
+        format!(
+            r#""key":{},"path":"{}","field_name":"{}","file_name":"{}","content_type":"{}","size":{},"sha256":"{}","fields":{{{}}}"#,
+            self.key
+                .as_ref()
+                .map_or("null".to_owned(), |k| format!("\"{}\"", json_escape(k))),
+            json_escape(&self.path),
+            json_escape(&self.field_name),
+            json_escape(&self.file_name),
+            json_escape(&self.content_type),
+            self.size,
+            self.sha256,
+            fields.join(",")
+        )
+    }
+}
+
+/// Per-server state of the upload route.
+#[derive(Default)]
+struct UploadSink {
+    /// Body bytes received on the upload route (all requests, finished or not).
+    bytes_received: AtomicU64,
+    /// Armed by [`Server::set_upload_reset_after`]: the next upload whose body reaches this many
+    /// bytes has its connection reset (RST), once.
+    reset_after: Mutex<Option<u64>>,
+    stored: Mutex<VecDeque<StoredUpload>>,
+}
+
+impl Server {
+    /// Uploads accepted (stored) by the upload route, oldest first (replayed keys add nothing).
+    pub fn uploads(&self) -> Vec<StoredUpload> {
+        lock(&self.0.upload.stored).iter().cloned().collect()
+    }
+
+    /// Body bytes received on the upload route so far (finished or aborted requests).
+    pub fn upload_bytes_received(&self) -> u64 {
+        self.0.upload.bytes_received.load(Ordering::SeqCst)
+    }
+
+    /// Arms (`Some(n)`) or disarms the upload fault: the next upload request whose body reaches
+    /// `n` bytes gets its connection reset (RST) without an answer; then the fault disarms itself.
+    pub fn set_upload_reset_after(&self, bytes: Option<u64>) {
+        *lock(&self.0.upload.reset_after) = bytes;
+    }
+
+    /// Whether the upload fault is still armed.
+    pub fn upload_reset_armed(&self) -> bool {
+        lock(&self.0.upload.reset_after).is_some()
+    }
+
+    /// Forgets stored uploads and the byte count, and disarms the upload fault (the idempotency
+    /// store is reset by [`Server::reset_effects`]).
+    pub fn reset_uploads(&self) {
+        lock(&self.0.upload.stored).clear();
+        self.0.upload.bytes_received.store(0, Ordering::SeqCst);
+        *lock(&self.0.upload.reset_after) = None;
+    }
+}
+
+/// `/upload`, `/upload/...` and `/api/videos`: the streaming upload route.
+fn is_upload_route(target: &str) -> bool {
+    let path = path_only(target);
+    path == "/upload" || path.starts_with("/upload/") || path == "/api/videos"
+}
+
+/// What the connection does after an upload request.
+enum UploadEnd {
+    KeepAlive,
+    Close,
+}
+
+/// The `boundary` parameter of a `multipart/form-data` content type.
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let mut params = content_type.split(';');
+    let kind = params.next()?.trim();
+    if !kind.eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let value = value.trim().trim_matches('"');
+        (!value.is_empty() && value.len() <= 70).then(|| value.to_owned())
+    })
+}
+
+/// A `Content-Disposition` parameter (`name="x"`), unquoted.
+fn disposition_param(value: &str, param: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|p| {
+        let (name, v) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case(param)
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// Position of `needle` in `hay` (scans for the first byte, then compares).
+fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut i = 0;
+    while i + needle.len() <= hay.len() {
+        let p = hay[i..=hay.len() - needle.len()]
+            .iter()
+            .position(|&b| b == first)?;
+        i += p;
+        if &hay[i..i + needle.len()] == needle {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[derive(PartialEq, Eq)]
+enum PartState {
+    /// Before the first delimiter.
+    Preamble,
+    /// Just after a delimiter: `--` (end) or CRLF (a part follows).
+    AfterDelimiter,
+    Headers,
+    Data,
+    Done,
+}
+
+struct PartInfo {
+    name: String,
+    file_name: Option<String>,
+    content_type: String,
+}
+
+/// A push parser of a multipart body: hashes file parts as they stream by, keeps small fields.
+/// Memory: one read buffer plus the delimiter, whatever the body size.
+struct MultipartSink {
+    /// `\r\n--boundary`.
+    delimiter: Vec<u8>,
+    buf: Vec<u8>,
+    state: PartState,
+    part: Option<PartInfo>,
+    hasher: sha2::Sha256,
+    part_size: u64,
+    value: Vec<u8>,
+    fields: Vec<(String, String)>,
+    /// (field name, file name, content type, size, sha256) of the first file part.
+    file: Option<(String, String, String, u64, String)>,
+}
+
+impl MultipartSink {
+    fn new(boundary: &str) -> MultipartSink {
+        use sha2::Digest;
+        MultipartSink {
+            delimiter: format!("\r\n--{boundary}").into_bytes(),
+            // The body starts with `--boundary`: a leading CRLF makes it a normal delimiter.
+            buf: b"\r\n".to_vec(),
+            state: PartState::Preamble,
+            part: None,
+            hasher: sha2::Sha256::new(),
+            part_size: 0,
+            value: Vec::new(),
+            fields: Vec::new(),
+            file: None,
+        }
+    }
+
+    fn part_data(&mut self, data: &[u8]) -> Result<(), &'static str> {
+        use sha2::Digest;
+        let is_file = self.part.as_ref().is_some_and(|p| p.file_name.is_some());
+        self.part_size += data.len() as u64;
+        if is_file {
+            self.hasher.update(data);
+        } else {
+            if self.value.len() + data.len() > MAX_UPLOAD_FIELD {
+                return Err("form field too large");
+            }
+            self.value.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn end_part(&mut self) {
+        use sha2::Digest;
+        let Some(part) = self.part.take() else {
+            return;
+        };
+        match part.file_name {
+            Some(file_name) => {
+                let hash = std::mem::replace(&mut self.hasher, sha2::Sha256::new()).finalize();
+                let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+                if self.file.is_none() {
+                    self.file =
+                        Some((part.name, file_name, part.content_type, self.part_size, hex));
+                }
+            }
+            None => {
+                let value = String::from_utf8_lossy(&std::mem::take(&mut self.value)).into_owned();
+                self.fields.push((part.name, value));
+            }
+        }
+        self.part_size = 0;
+    }
+
+    fn feed(&mut self, data: &[u8]) -> Result<(), &'static str> {
+        const MAX_PART_HEAD: usize = 16 * 1024;
+        self.buf.extend_from_slice(data);
+        let keep = self.delimiter.len() - 1;
+        loop {
+            match self.state {
+                PartState::Done => {
+                    self.buf.clear(); // epilogue: ignored
+                    return Ok(());
+                }
+                PartState::Preamble | PartState::Data => {
+                    match find_bytes(&self.buf, &self.delimiter) {
+                        Some(pos) => {
+                            if self.state == PartState::Data {
+                                let data = self.buf[..pos].to_vec();
+                                self.part_data(&data)?;
+                                self.end_part();
+                            }
+                            self.buf.drain(..pos + self.delimiter.len());
+                            self.state = PartState::AfterDelimiter;
+                        }
+                        None => {
+                            if self.buf.len() > keep {
+                                let cut = self.buf.len() - keep;
+                                if self.state == PartState::Data {
+                                    // Split borrow: hash/keep the bytes, then drop them.
+                                    let data: Vec<u8> = self.buf[..cut].to_vec();
+                                    self.part_data(&data)?;
+                                }
+                                self.buf.drain(..cut);
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+                PartState::AfterDelimiter => {
+                    if self.buf.len() < 2 {
+                        return Ok(());
+                    }
+                    if self.buf.starts_with(b"--") {
+                        self.state = PartState::Done;
+                    } else if self.buf.starts_with(b"\r\n") {
+                        self.buf.drain(..2);
+                        self.state = PartState::Headers;
+                    } else {
+                        return Err("malformed multipart delimiter");
+                    }
+                }
+                PartState::Headers => {
+                    let Some(end) = find_bytes(&self.buf, b"\r\n\r\n") else {
+                        if self.buf.len() > MAX_PART_HEAD {
+                            return Err("multipart part headers too large");
+                        }
+                        return Ok(());
+                    };
+                    let text = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                    self.buf.drain(..end + 4);
+                    let mut disposition = None;
+                    let mut content_type = String::new();
+                    for line in text.split("\r\n") {
+                        let Some((name, value)) = line.split_once(':') else {
+                            return Err("malformed multipart part header");
+                        };
+                        let name = name.trim();
+                        if name.eq_ignore_ascii_case("content-disposition") {
+                            disposition = Some(value.trim().to_owned());
+                        } else if name.eq_ignore_ascii_case("content-type") {
+                            content_type = value.trim().to_owned();
+                        }
+                    }
+                    let disposition =
+                        disposition.ok_or("multipart part without Content-Disposition")?;
+                    let name = disposition_param(&disposition, "name")
+                        .ok_or("multipart part without a name")?;
+                    self.part = Some(PartInfo {
+                        name,
+                        file_name: disposition_param(&disposition, "filename"),
+                        content_type,
+                    });
+                    self.state = PartState::Data;
+                }
+            }
+        }
+    }
+}
+
+/// Serves one request on the upload route, streaming its body (never buffered whole): the file
+/// part is hashed (SHA-256) as it arrives, the other fields are kept. Requires `Content-Length`
+/// and `multipart/form-data`. Idempotency as for other mutations: a replayed key gets the stored
+/// answer and stores nothing. Faults: `Down`/`BlackHole` as usual; `Status`/`RetryAfter` drain the
+/// body, then answer the status; `Slow` delays the answer; `Truncate`/`ResetMidBody` store the
+/// upload, then break the answer. The upload fault ([`Server::set_upload_reset_after`]) resets the
+/// connection mid-body.
+async fn serve_upload(
+    inner: &Arc<ServerInner>,
+    io: &mut BufReader<TcpStream>,
+    head: &Head,
+    faults: &mut watch::Receiver<Fault>,
+    count: u64,
+    received_at: Instant,
+    connection: u64,
+) -> UploadEnd {
+    let keep_alive = head.keep_alive();
+    let extra = [
+        ("X-Backend", inner.index.to_string()),
+        ("X-Request-Count", count.to_string()),
+    ];
+    if !matches!(head.method.as_str(), "POST" | "PUT") {
+        let response = Response::text(405, "uploads are POST or PUT")
+            .with_header("Allow", "POST, PUT".to_owned());
+        let _ = write_response(io.get_mut(), &response, &extra, false, true).await;
+        return UploadEnd::Close;
+    }
+    if head.header("transfer-encoding").is_some() {
+        let _ = reject(io.get_mut(), 411, "uploads need a Content-Length").await;
+        return UploadEnd::Close;
+    }
+    let Some(length) = head
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        let _ = reject(io.get_mut(), 411, "uploads need a Content-Length").await;
+        return UploadEnd::Close;
+    };
+    let continue_first = length > 0 && head.has_token("expect", "100-continue");
+    if continue_first
+        && io
+            .get_mut()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return UploadEnd::Close;
+    }
+    let fault = faults.borrow_and_update().clone();
+    if fault == Fault::Down {
+        return UploadEnd::Close;
+    }
+    if fault == Fault::BlackHole {
+        black_hole(io, faults).await;
+        return UploadEnd::Close;
+    }
+    let mut sink = head
+        .header("content-type")
+        .and_then(multipart_boundary)
+        .map(|b| MultipartSink::new(&b));
+    let mut error: Option<&'static str> = if sink.is_none() {
+        Some("expected multipart/form-data with a boundary")
+    } else {
+        None
+    };
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let record = |received: u64| {
+        let request = RecordedRequest {
+            method: head.method.clone(),
+            path: head.target.clone(),
+            headers: head.headers.clone(),
+            body: Vec::new(),
+            body_len: received as usize,
+            received_at,
+            connection,
+        };
+        let mut log = lock(&inner.log);
+        if log.requests.len() >= MAX_RECORDED {
+            log.requests.pop_front();
+        }
+        log.requests.push_back(request);
+    };
+    while received < length {
+        let want = (length - received).min(buf.len() as u64) as usize;
+        let n = match io.read(&mut buf[..want]).await {
+            Ok(0) | Err(_) => {
+                record(received);
+                return UploadEnd::Close;
+            }
+            Ok(n) => n,
+        };
+        received += n as u64;
+        inner
+            .upload
+            .bytes_received
+            .fetch_add(n as u64, Ordering::SeqCst);
+        let reset = {
+            let mut armed = lock(&inner.upload.reset_after);
+            match *armed {
+                Some(at) if received >= at => {
+                    *armed = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if reset {
+            record(received);
+            let _ = io.get_mut().set_zero_linger();
+            return UploadEnd::Close; // dropping the socket with SO_LINGER 0 sends RST
+        }
+        if error.is_none() {
+            if let Some(s) = sink.as_mut() {
+                if let Err(e) = s.feed(&buf[..n]) {
+                    error = Some(e);
+                }
+            }
+        }
+    }
+    record(received);
+    let response = match fault {
+        Fault::Status(status) => Response::text(status, format!("error {status}")),
+        Fault::RetryAfter { status, secs } => Response::text(status, format!("error {status}"))
+            .with_header("Retry-After", secs.to_string()),
+        _ => match (error, sink) {
+            (Some(e), _) => Response::text(400, e),
+            (None, Some(s)) if s.state != PartState::Done => {
+                Response::text(400, "multipart body without its closing delimiter")
+            }
+            (None, Some(s)) => match s.file {
+                None => Response::text(400, "no file part (a part with a filename)"),
+                Some((field_name, file_name, content_type, size, sha256)) => {
+                    let upload = StoredUpload {
+                        key: head.header("idempotency-key").map(str::to_owned),
+                        path: head.target.clone(),
+                        field_name,
+                        file_name,
+                        content_type,
+                        size,
+                        sha256,
+                        fields: s.fields,
+                    };
+                    inner.store_upload(upload)
+                }
+            },
+            (None, None) => Response::text(400, "expected multipart/form-data"),
+        },
+    };
+    if let Fault::Slow(delay) = fault {
+        tokio::time::sleep(delay).await;
+    }
+    if matches!(fault, Fault::Truncate | Fault::ResetMidBody) {
+        let _ = send_broken_upload(io, &extra, fault == Fault::ResetMidBody).await;
+        return UploadEnd::Close;
+    }
+    match write_response(io.get_mut(), &response, &extra, false, !keep_alive).await {
+        Ok(()) if keep_alive => UploadEnd::KeepAlive,
+        _ => UploadEnd::Close,
+    }
+}
+
+/// [`send_broken`] on a borrowed connection (the upload route does not own the stream).
+async fn send_broken_upload(
+    io: &mut BufReader<TcpStream>,
+    extra: &[(&str, String)],
+    reset: bool,
+) -> io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {BROKEN_DECLARED_LEN}\r\n"
+    );
+    for (name, value) in extra {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend((0..BROKEN_SENT_LEN).map(pattern_byte));
+    let stream = io.get_mut();
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    if reset {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stream.set_zero_linger()?;
+    } else {
+        stream.shutdown().await?;
+    }
+    Ok(())
+}
+
+impl ServerInner {
+    /// Applies an upload's effect (idempotently) and returns the answer.
+    fn store_upload(&self, upload: StoredUpload) -> Response {
+        let key = upload.key.clone();
+        let mut store = lock(&self.idempotency);
+        if let Some(stored) = key.as_ref().and_then(|k| store.responses.get(k)) {
+            return stored
+                .clone()
+                .with_header("Idempotent-Replayed", "true".to_owned());
+        }
+        let effect = self.unique_effects.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = {
+            let mut stored = lock(&self.upload.stored);
+            if stored.len() >= MAX_STORED_UPLOADS {
+                stored.pop_front();
+            }
+            stored.push_back(upload.clone());
+            stored.len()
+        };
+        let json = format!(
+            r#"{{"server":{},"effect":{effect},"upload":{n},{}}}"#,
+            self.index,
+            upload.json_fields()
+        );
+        let response = Response {
+            status: 201,
+            headers: vec![("Content-Type", "application/json".to_owned())],
+            body: Body::Bytes(json.into_bytes()),
+        };
+        if let Some(key) = key {
+            if store.order.len() >= MAX_IDEMPOTENCY_KEYS {
+                if let Some(oldest) = store.order.pop_front() {
+                    store.responses.remove(&oldest);
+                }
+            }
+            store.order.push_back(key.clone());
+            store.responses.insert(key, response.clone());
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod upload_sink_tests {
+    #[allow(unused_imports)] // bench targets compile this module without running its tests
+    use super::*;
+
+    #[test]
+    fn parses_fields_and_hashes_the_file_across_any_split() {
+        use sha2::Digest;
+        let b = "XyZ";
+        let content: Vec<u8> = (0..5000u32).map(|i| (i % 13) as u8 + b'\r' - 3).collect();
+        let mut body = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&content);
+        body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+        let want: String = sha2::Sha256::digest(&content)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        for split in [1usize, 2, 3, 7, 64, 4096, body.len()] {
+            let mut s = MultipartSink::new(b);
+            for chunk in body.chunks(split) {
+                s.feed(chunk).unwrap();
+            }
+            assert!(s.state == PartState::Done, "split {split}");
+            assert_eq!(s.fields, vec![("title".to_owned(), "Hello".to_owned())]);
+            let (field, name, ct, size, hash) = s.file.unwrap();
+            assert_eq!(
+                (field.as_str(), name.as_str(), ct.as_str()),
+                ("file", "a.bin", "application/octet-stream")
+            );
+            assert_eq!(
+                (size, hash),
+                (content.len() as u64, want.clone()),
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn boundaries() {
+        assert_eq!(
+            multipart_boundary("multipart/form-data; boundary=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            multipart_boundary("Multipart/Form-Data; charset=x; boundary=\"a b\"").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(multipart_boundary("application/json"), None);
+        assert_eq!(find_bytes(b"abcabd", b"abd"), Some(3));
+        assert_eq!(find_bytes(b"ab", b"abd"), None);
     }
 }

@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod ws_server;

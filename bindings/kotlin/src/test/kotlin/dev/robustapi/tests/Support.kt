@@ -78,6 +78,20 @@ class Fleet private constructor(
         check(control("POST", "/backends/$i/reset-hits", "").first == 200)
     }
 
+    /** Uploads backend [i] stored, as the fleet's JSON array (see `StoredUpload` in tests/support/fleet.rs). */
+    fun uploads(i: Int): String {
+        val (code, body) = control("GET", "/backends/$i/uploads", null)
+        check(code == 200) { "uploads of backend $i: HTTP $code $body" }
+        return body
+    }
+
+    /** Body bytes backend [i] received on its upload route (finished or aborted uploads). */
+    fun uploadBytes(i: Int): Long {
+        val (code, body) = control("GET", "/backends/$i/upload-bytes", null)
+        check(code == 200) { "upload bytes of backend $i: HTTP $code $body" }
+        return body.trim().toLong()
+    }
+
     /**
      * One control call on its own connection (`Connection: close`), so the JVM's keep-alive cache holds
      * no sockets that would blur the file-descriptor counts of the leak tests.

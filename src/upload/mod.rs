@@ -1,0 +1,726 @@
+//! File uploads: a file streamed from disk as `multipart/form-data`, with progress, cancellation and
+//! a retry policy of its own.
+//!
+//! - [`body`]: the multipart layout (exact `Content-Length`) and the chunked file stream; memory
+//!   stays at a few [`body::CHUNK`]s whatever the file size;
+//! - [`progress`]: when the [`UploadProgressListener`] is called (every 1 % or 250 ms, monotonic,
+//!   one final call at the total);
+//! - [`policy`]: what is retried, where, after how long (idle timeout, own retry count, failover
+//!   only before the first byte, always an idempotency key);
+//! - [`run`]: the loop that acts on them, with the backends' breakers ([`crate::pipeline::select`]).
+//!
+//! Cancellation: the call's future is polled by the caller (see [`crate::runtime`]); dropping it (a
+//! Kotlin coroutine or Swift task cancelled, a Python task cancelled) drops the request and its
+//! connection, and the body stream fails at its next chunk. An [`UploadCancelToken`] does the same
+//! from anywhere (e.g. a "Cancel" button) and makes the call return `ApiError::Cancelled`.
+//!
+//! The progress listener is called from the upload's own task — on the thread polling the call (the
+//! foreign executor's), never on the client's I/O threads and never with a lock held; the body
+//! stream only bumps an atomic counter and, every 1 %, wakes that task.
+
+mod body;
+mod policy;
+mod progress;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
+use reqwest::Url;
+
+use crate::error::ApiError;
+use crate::pipeline::select::Permit;
+use crate::pipeline::transport::{self, AttemptErrorKind};
+use crate::pipeline::Pipeline;
+use crate::status::Counters;
+use crate::types::{ApiResponse, HttpMethod};
+use body::{Layout, Meter};
+use policy::{BreakerVerdict, Outcome, Step};
+use progress::{Throttle, REPORT_INTERVAL};
+
+/// Largest upload response body kept (the answer to an upload is normally a small JSON document).
+const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
+
+/// A file to upload as `multipart/form-data` (`POST`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct UploadRequest {
+    /// Path relative to the backend's base URL, e.g. `/api/videos`.
+    pub path: String,
+    /// The file on disk (read in chunks while sending; never loaded whole).
+    pub file_path: String,
+    /// The form field carrying the file.
+    #[uniffi(default = "file")]
+    pub field_name: String,
+    /// The file name sent to the server; `None` = the last component of `file_path`.
+    #[uniffi(default = None)]
+    pub file_name: Option<String>,
+    /// The file part's `Content-Type`; `None` = guessed from the extension
+    /// (`application/octet-stream` if unknown).
+    #[uniffi(default = None)]
+    pub content_type: Option<String>,
+    /// Extra form fields (e.g. `title`), sent before the file, sorted by name.
+    #[uniffi(default)]
+    pub fields: HashMap<String, String>,
+    /// Request headers (override the client's default headers; `Content-Type` and `Content-Length`
+    /// are set by the upload).
+    #[uniffi(default)]
+    pub headers: HashMap<String, String>,
+    /// Sent as `Idempotency-Key` on every attempt, so a retried upload is stored once. `None` = a
+    /// random UUID generated for this call.
+    #[uniffi(default = None)]
+    pub idempotency_key: Option<String>,
+}
+
+impl UploadRequest {
+    /// An upload of `file_path` to `path` with every optional field at its default.
+    pub fn new(path: impl Into<String>, file_path: impl Into<String>) -> Self {
+        UploadRequest {
+            path: path.into(),
+            file_path: file_path.into(),
+            field_name: "file".into(),
+            file_name: None,
+            content_type: None,
+            fields: HashMap::new(),
+            headers: HashMap::new(),
+            idempotency_key: None,
+        }
+    }
+}
+
+/// Receives an upload's progress. Called on the thread that polls the upload (not on the client's
+/// network threads), at most every 1 % of the body or every 250 ms, with values that never go
+/// backwards (a retry re-sends from the start; progress holds until it passes the last value), and
+/// exactly once with `bytes_sent == total_bytes`, after the server accepted the upload.
+/// `total_bytes` is the request body: the file plus a few hundred bytes of multipart framing.
+/// Return quickly (post to the UI thread).
+#[uniffi::export(with_foreign)]
+pub trait UploadProgressListener: Send + Sync {
+    /// `bytes_sent` of `total_bytes` have gone out.
+    fn on_progress(&self, bytes_sent: u64, total_bytes: u64);
+}
+
+/// Cancels the uploads it is passed to (`RobustClient::upload_file_with_token`) from any thread:
+/// their network I/O stops and they fail with `ApiError::Cancelled`. Once cancelled it stays
+/// cancelled (an upload started with it fails at once): use a new token per upload.
+#[derive(Debug, Default, uniffi::Object)]
+pub struct UploadCancelToken {
+    cancelled: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+#[uniffi::export]
+impl UploadCancelToken {
+    /// A token not yet cancelled.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Cancels every upload using this token (idempotent; never blocks).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether `cancel` was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl UploadCancelToken {
+    /// Resolves once cancelled.
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Resolves when `token` (if any) is cancelled; never without one.
+async fn cancelled(token: Option<&UploadCancelToken>) {
+    match token {
+        Some(t) => t.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn cancelled_error() -> ApiError {
+    ApiError::Cancelled {
+        reason: "the upload was cancelled".into(),
+    }
+}
+
+/// The checked upload settings (from `ClientConfig`).
+#[derive(Debug, Clone)]
+pub(crate) struct UploadSettings {
+    /// An attempt fails after this long without a byte going out or coming in.
+    pub idle_timeout: Duration,
+    /// Backoff rounds after the first attempt.
+    pub max_retries: u32,
+    /// Where `upload_video_file` posts.
+    pub video_path: String,
+}
+
+impl UploadSettings {
+    pub(crate) fn from_config(c: &crate::config::ClientConfig) -> Result<Self, ApiError> {
+        if c.upload_idle_timeout_ms == 0 {
+            return Err(ApiError::invalid_config(
+                "upload_idle_timeout_ms must be greater than 0 ms",
+            ));
+        }
+        if !c.upload_video_path.starts_with('/') {
+            return Err(ApiError::invalid_config(format!(
+                "upload_video_path {:?} must start with '/'",
+                c.upload_video_path
+            )));
+        }
+        Ok(UploadSettings {
+            idle_timeout: Duration::from_millis(c.upload_idle_timeout_ms),
+            max_retries: c.upload_max_retries,
+            video_path: c.upload_video_path.clone(),
+        })
+    }
+}
+
+/// The request `upload_video_file` sends: the file as field `file`, the title as field `title`.
+pub(crate) fn video_request(path: &str, file_path: String, title: String) -> UploadRequest {
+    let mut r = UploadRequest::new(path, file_path);
+    r.fields.insert("title".into(), title);
+    r
+}
+
+/// A MIME type from the file extension (the common mobile media and document types).
+fn guess_content_type(file_name: &str) -> &'static str {
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "mp4" => "video/mp4",
+        "m4v" => "video/x-m4v",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        "mkv" => "video/x-matroska",
+        "3gp" => "video/3gpp",
+        "avi" => "video/x-msvideo",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        "mp3" => "audio/mpeg",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        "wav" => "audio/wav",
+        "ogg" => "audio/ogg",
+        "pdf" => "application/pdf",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Everything checked before the first byte goes out.
+struct Prepared {
+    urls: Vec<Url>,
+    headers: reqwest::header::HeaderMap,
+    layout: Layout,
+    file_path: String,
+}
+
+/// Checks the request and the file. Every error here is `InvalidRequest` (nothing was sent).
+async fn prepare(pipeline: &Pipeline, req: &UploadRequest) -> Result<Prepared, ApiError> {
+    let urls = (0..pipeline.backends.len())
+        .map(|i| transport::join_url(&pipeline.backends.get(i).url, &req.path, &[]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let unreadable = |e: std::io::Error| {
+        ApiError::invalid_request(format!("file {:?} cannot be read: {e}", req.file_path))
+    };
+    if req.file_path.is_empty() {
+        return Err(ApiError::invalid_request("file_path must not be empty"));
+    }
+    let meta = tokio::fs::metadata(&req.file_path)
+        .await
+        .map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(ApiError::invalid_request(format!(
+            "file {:?} is not a regular file",
+            req.file_path
+        )));
+    }
+    // Opened once here so a permission problem is reported now, not as a failed attempt.
+    drop(
+        tokio::fs::File::open(&req.file_path)
+            .await
+            .map_err(unreadable)?,
+    );
+    let file_name = match &req.file_name {
+        Some(n) => n.clone(),
+        None => std::path::Path::new(&req.file_path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into()),
+    };
+    let content_type = req
+        .content_type
+        .clone()
+        .unwrap_or_else(|| guess_content_type(&file_name).to_string());
+    let mut fields: Vec<(String, String)> = req
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    fields.sort();
+    let layout = Layout::new(
+        &fields,
+        &req.field_name,
+        &file_name,
+        &content_type,
+        meta.len(),
+    )?;
+    let mut headers = pipeline.call_headers(
+        HttpMethod::Post,
+        &req.path,
+        &req.headers,
+        req.idempotency_key.as_deref(),
+    )?;
+    headers.remove(TRANSFER_ENCODING);
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(&layout.content_type())
+            .map_err(|_| ApiError::invalid_request("content type not valid in HTTP"))?,
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(layout.content_length()));
+    Ok(Prepared {
+        urls,
+        headers,
+        layout,
+        file_path: req.file_path.clone(),
+    })
+}
+
+/// Sets the meter's abort flag when an attempt ends or is dropped, so its body stream stops even
+/// if the transport still holds it.
+struct AbortOnDrop(Arc<Meter>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why driving an attempt stopped early.
+enum Interrupt {
+    Cancelled,
+    Idle,
+}
+
+/// One attempt's result.
+struct Finished {
+    outcome: Outcome,
+    /// The response, when one arrived.
+    response: Option<(u16, HashMap<String, String>, Vec<u8>)>,
+    /// What went wrong, when nothing arrived.
+    detail: String,
+}
+
+/// One upload call.
+struct Upload<'a> {
+    pipeline: &'a Pipeline,
+    settings: &'a UploadSettings,
+    prepared: Prepared,
+    listener: Option<Arc<dyn UploadProgressListener>>,
+    token: Option<&'a UploadCancelToken>,
+    throttle: Throttle,
+}
+
+impl Upload<'_> {
+    /// Calls the listener (outside any lock; a panicking listener is logged and dropped).
+    fn notify(&mut self, sent: u64) {
+        let total = self.prepared.layout.content_length();
+        if let Some(l) = &self.listener {
+            if catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total))).is_err() {
+                log::warn!(
+                    "robust-api: an upload progress listener panicked; it is no longer called"
+                );
+                self.listener = None;
+            }
+        }
+    }
+
+    fn report(&mut self, meter: &Meter) {
+        if let Some(v) = self.throttle.offer(meter.sent(), Instant::now()) {
+            self.notify(v);
+        }
+    }
+
+    /// Runs `fut` while reporting progress and watching the idle timeout and the cancel token.
+    async fn drive<F: Future>(&mut self, meter: &Meter, fut: F) -> Result<F::Output, Interrupt> {
+        tokio::pin!(fut);
+        let idle = self.settings.idle_timeout;
+        let period = (idle / 4).clamp(Duration::from_millis(5), REPORT_INTERVAL);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let token = self.token;
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancelled(token) => return Err(Interrupt::Cancelled),
+                out = &mut fut => return Ok(out),
+                _ = meter.wake.notified() => self.report(meter),
+                _ = tick.tick() => {
+                    self.report(meter);
+                    if meter.idle_for() >= idle {
+                        return Err(Interrupt::Idle);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt on the permitted backend; reports the outcome to its breaker.
+    async fn attempt(&mut self, permit: Permit) -> Result<Finished, ApiError> {
+        let started = Instant::now();
+        // Re-opened per attempt (from byte 0); the size must not have changed since `prepare`.
+        let unreadable = |e: std::io::Error| {
+            ApiError::invalid_request(format!(
+                "file {:?} cannot be read: {e}",
+                self.prepared.file_path
+            ))
+        };
+        let file = tokio::fs::File::open(&self.prepared.file_path)
+            .await
+            .map_err(unreadable)?;
+        let len = file.metadata().await.map_err(unreadable)?.len();
+        if len != self.prepared.layout.file_len() {
+            return Err(ApiError::invalid_request(format!(
+                "file {:?} changed size during the upload ({} -> {len} bytes)",
+                self.prepared.file_path,
+                self.prepared.layout.file_len()
+            )));
+        }
+        let meter = Arc::new(Meter::new(self.throttle.step()));
+        let _abort = AbortOnDrop(meter.clone());
+        let body = body::stream(self.prepared.layout.clone(), file, meter.clone());
+        let send = self
+            .pipeline
+            .transport
+            .client()
+            .post(self.prepared.urls[permit.index].clone())
+            .headers(self.prepared.headers.clone())
+            .body(reqwest::Body::wrap_stream(body))
+            .send();
+        let failed = |kind, detail: String, meter: &Meter| Finished {
+            outcome: Outcome::Failed {
+                kind,
+                body_bytes_sent: meter.sent(),
+            },
+            response: None,
+            detail,
+        };
+        let idle_ms = self.settings.idle_timeout.as_millis();
+        let idle_detail = |meter: &Meter| {
+            format!(
+                "no progress for {idle_ms} ms after {} body bytes",
+                meter.sent()
+            )
+        };
+        let finished = match self.drive(&meter, send).await {
+            Err(Interrupt::Cancelled) => return Err(cancelled_error()),
+            Err(Interrupt::Idle) => failed(AttemptErrorKind::Timeout, idle_detail(&meter), &meter),
+            Ok(Err(e)) => {
+                let e = transport::attempt_error(e);
+                failed(e.kind, e.detail, &meter)
+            }
+            Ok(Ok(mut resp)) => {
+                let answered = Instant::now();
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| crate::pipeline::retry::parse_retry_after(v, SystemTime::now()));
+                let headers = transport::flatten_headers(resp.headers());
+                // Latency for the backend's EWMA: from the end of the body, not the transfer.
+                let latency =
+                    answered.saturating_duration_since(meter.body_done_at().unwrap_or(started));
+                let mut body = Vec::new();
+                let read = self
+                    .drive(&meter, async {
+                        while let Some(chunk) = resp.chunk().await? {
+                            meter.touch();
+                            if body.len() + chunk.len() > MAX_RESPONSE_BODY {
+                                return Ok(Err(()));
+                            }
+                            body.extend_from_slice(&chunk);
+                        }
+                        Ok::<_, reqwest::Error>(Ok(()))
+                    })
+                    .await;
+                match read {
+                    Err(Interrupt::Cancelled) => return Err(cancelled_error()),
+                    Err(Interrupt::Idle) => {
+                        failed(AttemptErrorKind::Timeout, idle_detail(&meter), &meter)
+                    }
+                    Ok(Err(e)) => {
+                        let e = transport::attempt_error(e);
+                        failed(e.kind, e.detail, &meter)
+                    }
+                    Ok(Ok(Err(()))) => {
+                        return Err(ApiError::Transport {
+                            backend: permit.backend().name.clone(),
+                            reason: format!(
+                                "HTTP {status}: response body larger than {MAX_RESPONSE_BODY} bytes"
+                            ),
+                        })
+                    }
+                    Ok(Ok(Ok(()))) => {
+                        let outcome = Outcome::Response {
+                            status,
+                            retry_after,
+                        };
+                        return Ok(self.settle(
+                            permit,
+                            Finished {
+                                outcome,
+                                response: Some((status, headers, body)),
+                                detail: format!("HTTP {status}"),
+                            },
+                            latency,
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(self.settle(permit, finished, started.elapsed()))
+    }
+
+    /// Reports the attempt to its backend's breaker.
+    fn settle(&self, permit: Permit, f: Finished, latency: Duration) -> Finished {
+        match policy::breaker_verdict(&f.outcome) {
+            BreakerVerdict::Success => permit.success(latency),
+            BreakerVerdict::Failure => permit.failure(f.detail.clone(), false),
+            BreakerVerdict::Neutral => permit.neutral(f.detail.clone()),
+        }
+        f
+    }
+
+    /// The error the upload ends with, from its last attempt.
+    fn final_error(&self, last: Finished, backend: &str, attempts: u32, pinned: bool) -> ApiError {
+        match (last.response, last.outcome) {
+            (Some((status, _, body)), _) => ApiError::Http {
+                status,
+                body,
+                backend: backend.to_string(),
+            },
+            (
+                None,
+                Outcome::Failed {
+                    kind: AttemptErrorKind::Timeout,
+                    ..
+                },
+            ) => ApiError::Timeout {
+                backend: backend.to_string(),
+                timeout_ms: self.settings.idle_timeout.as_millis() as u64,
+            },
+            (None, _) if pinned || attempts <= 1 => ApiError::Transport {
+                backend: backend.to_string(),
+                reason: last.detail,
+            },
+            (None, _) => ApiError::AllBackendsUnavailable {
+                attempts,
+                last_error: format!("{backend}: {}", last.detail),
+            },
+        }
+    }
+
+    /// The loop: backend choice, attempts, failover before the first byte, backoff rounds.
+    async fn run(mut self) -> Result<ApiResponse, ApiError> {
+        let started = Instant::now();
+        let backends = self.pipeline.backends.clone();
+        let mut attempts = 0u32;
+        let mut round = 0u32;
+        // Set once body bytes went to a backend: every retry goes there.
+        let mut pinned: Option<usize> = None;
+        let mut last: Option<(Finished, usize)> = None;
+        loop {
+            let mut tried: Vec<usize> = Vec::new();
+            let mut retry_after = None;
+            loop {
+                let permit = match pinned {
+                    Some(i) => backends.acquire(i, Instant::now()),
+                    None => backends.acquire_best(Instant::now(), &tried),
+                };
+                let Some(permit) = permit else { break };
+                if !tried.is_empty() {
+                    Counters::bump(&self.pipeline.counters.failovers);
+                }
+                let index = permit.index;
+                tried.push(index);
+                attempts += 1;
+                let finished = self.attempt(permit).await?;
+                match policy::next_step(&finished.outcome) {
+                    Step::Success => {
+                        if let Some(total) = self.throttle.finish() {
+                            self.notify(total);
+                        }
+                        let Some((status, headers, body)) = finished.response else {
+                            return Err(ApiError::Internal {
+                                reason: "upload succeeded without a response".into(),
+                            });
+                        };
+                        return Ok(ApiResponse {
+                            status,
+                            headers,
+                            body,
+                            backend: backends.get(index).name.clone(),
+                            attempts,
+                            elapsed_ms: started.elapsed().as_millis() as u64,
+                            from_cache: false,
+                            stale: false,
+                            age_ms: None,
+                            queued: None,
+                        });
+                    }
+                    Step::Final => {
+                        let name = backends.get(index).name.clone();
+                        return Err(self.final_error(finished, &name, attempts, true));
+                    }
+                    Step::FailOver => {
+                        log::info!(
+                            "robust-api: upload to {} failed before the body: {}",
+                            backends.get(index).name,
+                            finished.detail
+                        );
+                        last = Some((finished, index));
+                        if pinned.is_some() {
+                            break; // the pinned backend: back off, then try it again
+                        }
+                    }
+                    Step::Retry { retry_after: ra } => {
+                        log::info!(
+                            "robust-api: upload to {} failed: {}",
+                            backends.get(index).name,
+                            finished.detail
+                        );
+                        retry_after = ra;
+                        pinned = Some(index);
+                        last = Some((finished, index));
+                        break;
+                    }
+                }
+            }
+            let Some((failure, index)) = last.take() else {
+                return Err(ApiError::AllBackendsUnavailable {
+                    attempts,
+                    last_error: "every backend's circuit breaker is open; nothing was sent".into(),
+                });
+            };
+            let name = backends.get(index).name.clone();
+            if round >= self.settings.max_retries {
+                return Err(self.final_error(failure, &name, attempts, pinned.is_some()));
+            }
+            let Some(delay) = policy::delay_before_retry(
+                round,
+                self.pipeline.settings.retry_base_delay,
+                self.pipeline.settings.retry_max_delay,
+                retry_after,
+                fastrand::f64(),
+            ) else {
+                return Err(self.final_error(failure, &name, attempts, pinned.is_some()));
+            };
+            last = Some((failure, index));
+            tokio::select! {
+                biased;
+                _ = cancelled(self.token) => return Err(cancelled_error()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            if !self.pipeline.network_available() {
+                return Err(ApiError::Offline);
+            }
+            round += 1;
+            Counters::bump(&self.pipeline.counters.retries);
+        }
+    }
+}
+
+/// Uploads `req` (see [`UploadRequest`]); the body of `RobustClient::upload_file`.
+pub(crate) async fn run(
+    pipeline: Arc<Pipeline>,
+    settings: UploadSettings,
+    mut req: UploadRequest,
+    listener: Option<Arc<dyn UploadProgressListener>>,
+    token: Option<Arc<UploadCancelToken>>,
+) -> Result<ApiResponse, ApiError> {
+    if token.as_ref().is_some_and(|t| t.is_cancelled()) {
+        return Err(cancelled_error());
+    }
+    req.idempotency_key
+        .get_or_insert_with(crate::ids::new_uuid_v4);
+    let prepared = prepare(&pipeline, &req).await?;
+    if !pipeline.network_available() {
+        return Err(ApiError::Offline);
+    }
+    Counters::bump(&pipeline.counters.requests);
+    let throttle = Throttle::new(prepared.layout.content_length(), REPORT_INTERVAL);
+    Upload {
+        pipeline: &pipeline,
+        settings: &settings,
+        prepared,
+        listener,
+        token: token.as_deref(),
+        throttle,
+    }
+    .run()
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_from_extensions() {
+        assert_eq!(guess_content_type("clip.MP4"), "video/mp4");
+        assert_eq!(guess_content_type("a.b.jpeg"), "image/jpeg");
+        assert_eq!(guess_content_type("noext"), "application/octet-stream");
+        assert_eq!(guess_content_type("x.unknown"), "application/octet-stream");
+    }
+
+    #[test]
+    fn a_cancelled_token_resolves_at_once_and_wakes_waiters() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let t = UploadCancelToken::new();
+            let t2 = t.clone();
+            let waiter = tokio::spawn(async move { t2.cancelled().await });
+            tokio::task::yield_now().await;
+            assert!(!t.is_cancelled());
+            t.cancel();
+            tokio::time::timeout(Duration::from_secs(1), waiter)
+                .await
+                .unwrap()
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(1), t.cancelled())
+                .await
+                .unwrap();
+        });
+    }
+}
