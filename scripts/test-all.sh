@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite — the README's test command, also what .ci/run calls.
 # On a fresh Debian 12 machine (root) it installs what it needs (apt, npm, PyPI; caches under
-# ~/.cache/robust-api), then runs the Rust tests and every binding suite (Python, Kotlin, Swift).
+# ~/.cache/robust-api), then runs the Rust tests and every binding suite (Python, Kotlin, Swift,
+# React Native).
 # Every suite runs even if an earlier one failed; the exit status is non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ run() {
 
 # One feature set for everything (see scripts/build-bindings.sh).
 run rust cargo test --features bindgen
-for lang in python kotlin swift; do
+for lang in python kotlin swift react-native; do
   run "$lang" "bindings/$lang/run-tests.sh"
 done
 

@@ -222,11 +222,11 @@ impl RobustClient {
     pub async fn upload_file(
         &self,
         request: UploadRequest,
-        listener: Option<Arc<dyn UploadProgressListener>>,
+        listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
         let (pipeline, settings) = (self.pipeline.clone(), self.pipeline.settings.upload.clone());
         self.runtime
-            .call(upload::run(pipeline, settings, request, listener, None))
+            .call(upload::run(pipeline, settings, request, listener.map(Arc::from), None))
             .await
     }
 
@@ -237,11 +237,11 @@ impl RobustClient {
         &self,
         request: UploadRequest,
         token: Arc<UploadCancelToken>,
-        listener: Option<Arc<dyn UploadProgressListener>>,
+        listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
         let (pipeline, settings) = (self.pipeline.clone(), self.pipeline.settings.upload.clone());
         self.runtime
-            .call(upload::run(pipeline, settings, request, listener, Some(token)))
+            .call(upload::run(pipeline, settings, request, listener.map(Arc::from), Some(token)))
             .await
     }
 
@@ -252,7 +252,7 @@ impl RobustClient {
         &self,
         file_path: String,
         title: String,
-        listener: Option<Arc<dyn UploadProgressListener>>,
+        listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
         let request =
             upload::video_request(&self.pipeline.settings.upload.video_path, file_path, title);

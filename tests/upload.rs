@@ -75,7 +75,7 @@ async fn a_file_arrives_intact_with_its_fields_headers_and_a_generated_key() {
     let progress = Progress::new();
 
     let r = client
-        .upload_file(req, Some(progress.clone()))
+        .upload_file(req, Some(Box::new(progress.clone())))
         .await
         .unwrap();
 
@@ -144,7 +144,7 @@ async fn upload_video_file_posts_the_title_to_the_configured_path() {
         .upload_video_file(
             path.to_string_lossy().into_owned(),
             "My trip".into(),
-            Some(progress.clone()),
+            Some(Box::new(progress.clone())),
         )
         .await
         .unwrap();
@@ -170,7 +170,7 @@ async fn a_missing_or_unreadable_file_is_invalid_request_before_any_network_io()
     let err = client
         .upload_file(
             UploadRequest::new("/upload", &missing),
-            Some(progress.clone()),
+            Some(Box::new(progress.clone())),
         )
         .await
         .unwrap_err();
@@ -224,7 +224,7 @@ async fn dropping_the_future_mid_way_stops_the_server_receiving() {
     });
     let upload = client.upload_file(
         UploadRequest::new("/upload", path.to_string_lossy()),
-        Some(progress.clone()),
+        Some(Box::new(progress.clone())),
     );
     tokio::select! {
         r = upload => panic!("the upload finished before it was cancelled: {r:?}"),
@@ -270,7 +270,7 @@ async fn a_cancel_token_stops_the_upload_with_cancelled() {
         .upload_file_with_token(
             UploadRequest::new("/upload", path.to_string_lossy()),
             token.clone(),
-            Some(progress.clone()),
+            Some(Box::new(progress.clone())),
         )
         .await
         .unwrap_err();
@@ -317,7 +317,7 @@ async fn a_reset_at_half_is_retried_on_the_same_backend_with_the_same_key_and_st
     let progress = Progress::new();
 
     let r = client
-        .upload_file(req, Some(progress.clone()))
+        .upload_file(req, Some(Box::new(progress.clone())))
         .await
         .unwrap();
 

@@ -44,7 +44,7 @@ async fn a_200_mb_upload_streams_with_flat_memory_and_arrives_intact() {
         .upload_video_file(
             path.to_string_lossy().into_owned(),
             "Big one".into(),
-            Some(progress.clone()),
+            Some(Box::new(progress.clone())),
         )
         .await
         .unwrap();

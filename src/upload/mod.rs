@@ -97,10 +97,20 @@ impl UploadRequest {
 /// exactly once with `bytes_sent == total_bytes`, after the server accepted the upload.
 /// `total_bytes` is the request body: the file plus a few hundred bytes of multipart framing.
 /// Return quickly (post to the UI thread).
-#[uniffi::export(with_foreign)]
+///
+/// A callback interface (not a `with_foreign` trait object) because uniffi-bindgen-react-native
+/// 0.31 cannot pass a TypeScript object as an optional foreign trait object.
+#[uniffi::export(callback_interface)]
 pub trait UploadProgressListener: Send + Sync {
     /// `bytes_sent` of `total_bytes` have gone out.
     fn on_progress(&self, bytes_sent: u64, total_bytes: u64);
+}
+
+/// Lets Rust callers keep a handle on their listener (`Some(Box::new(listener.clone()))`).
+impl<T: UploadProgressListener + ?Sized> UploadProgressListener for Arc<T> {
+    fn on_progress(&self, bytes_sent: u64, total_bytes: u64) {
+        (**self).on_progress(bytes_sent, total_bytes)
+    }
 }
 
 /// Cancels the uploads it is passed to (`RobustClient::upload_file_with_token`) from any thread:

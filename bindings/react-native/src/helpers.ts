@@ -1,0 +1,199 @@
+// A thin, typed layer over the generated API for React Native code. No behaviour of the SDK lives
+// here (failover, retries, caching and queueing are all in Rust): only JavaScript conveniences.
+// It imports the generated bindings only as types, so it works over the JSI bindings in an app and
+// over the N-API bindings in the Node tests alike.
+import type {
+  ApiResponse,
+  RobustClientInterface,
+  StatusEvent,
+  StatusListener,
+  UploadProgressListener,
+} from './generated/robust_api';
+
+export type StatusEventHandler = (event: StatusEvent) => void;
+
+/** What `addListener` returns, as React Native's own emitters do: call `remove()` to unsubscribe. */
+export interface Subscription {
+  remove(): void;
+}
+
+/**
+ * Fans a client's status events (breaker changes, backend health, network, storage recovery) out to
+ * any number of JavaScript handlers, in the React Native style:
+ *
+ * ```ts
+ * const events = new StatusEvents(client);
+ * useEffect(() => {
+ *   const sub = events.addListener(() => setStatus(client.serviceStatus()));
+ *   return () => sub.remove();
+ * }, []);
+ * ```
+ *
+ * One `StatusListener` is registered with the client, on the first `addListener`. The core API has
+ * no way to unregister it, so it stays for the client's lifetime and forwards to nobody once every
+ * handler is removed. A handler that throws does not stop the others (its error is re-thrown
+ * asynchronously, as an unhandled rejection, so it is still reported).
+ */
+export class StatusEvents {
+  private readonly handlers = new Set<{ handler: StatusEventHandler }>();
+  private registered = false;
+
+  constructor(private readonly client: Pick<RobustClientInterface, 'addStatusListener'>) {}
+
+  addListener(handler: StatusEventHandler): Subscription {
+    if (!this.registered) {
+      const listener: StatusListener = { onEvent: (event) => this.emit(event) };
+      this.client.addStatusListener(listener);
+      this.registered = true;
+    }
+    const entry = { handler };
+    this.handlers.add(entry);
+    return { remove: () => void this.handlers.delete(entry) };
+  }
+
+  removeAllListeners(): void {
+    this.handlers.clear();
+  }
+
+  get listenerCount(): number {
+    return this.handlers.size;
+  }
+
+  private emit(event: StatusEvent): void {
+    for (const { handler } of [...this.handlers]) {
+      try {
+        handler(event);
+      } catch (error) {
+        void Promise.reject(error);
+      }
+    }
+  }
+}
+
+/** An upload's progress, as numbers (the SDK reports `bigint`s). */
+export interface UploadProgress {
+  bytesSent: number;
+  totalBytes: number;
+  /** `bytesSent / totalBytes`, 0 to 1. */
+  fraction: number;
+}
+export type UploadProgressHandler = (progress: UploadProgress) => void;
+
+/**
+ * Uploads a video picked in the app: `uri` is a `file://` URI (what camera and picker libraries
+ * return) or a plain path, `title` the form field `title`; the file goes as form field `file` to the
+ * configured `uploadVideoPath`, streamed from disk, with every retry rule of `client.uploadVideoFile`
+ * (which this calls). `onProgress` gets numbers. Pass `{ signal }` to cancel.
+ * A `content://` (Android) or `ph://` (iOS Photos) URI is not a file: copy it to a file first.
+ */
+export function uploadVideoFile(
+  client: Pick<RobustClientInterface, 'uploadVideoFile'>,
+  uri: string,
+  title: string,
+  onProgress?: UploadProgressHandler,
+  options?: Parameters<RobustClientInterface['uploadVideoFile']>[3],
+): Promise<ApiResponse> {
+  return client.uploadVideoFile(filePathFromUri(uri), title, uploadProgressListener(onProgress), options);
+}
+
+/** An `UploadProgressListener` calling `onProgress` with numbers (`undefined` for no handler). */
+export function uploadProgressListener(onProgress?: UploadProgressHandler): UploadProgressListener | undefined {
+  if (!onProgress) return undefined;
+  return {
+    onProgress(bytesSent: bigint, totalBytes: bigint): void {
+      const sent = Number(bytesSent);
+      const total = Number(totalBytes);
+      onProgress({ bytesSent: sent, totalBytes: total, fraction: total > 0 ? sent / total : 1 });
+    },
+  };
+}
+
+/**
+ * The file path of a `file://` URI (`file:///a/b%20c.mp4` → `/a/b c.mp4`; host empty or `localhost`);
+ * a string without a scheme is returned as it is. Throws a `TypeError` for any other scheme.
+ */
+export function filePathFromUri(uri: string): string {
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(uri);
+  if (!scheme) return uri;
+  if (scheme[1]!.toLowerCase() !== 'file') {
+    throw new TypeError(`not a file:// URI: ${uri} (copy content:// or ph:// assets to a file first)`);
+  }
+  let rest = uri.slice(scheme[0].length).replace(/[?#].*$/, '');
+  if (rest.startsWith('//')) {
+    const slash = rest.indexOf('/', 2);
+    const host = rest.slice(2, slash < 0 ? undefined : slash);
+    if (host !== '' && host.toLowerCase() !== 'localhost') {
+      throw new TypeError(`not a local file URI (host ${host}): ${uri}`);
+    }
+    rest = slash < 0 ? '/' : rest.slice(slash);
+  }
+  return decodeURIComponent(rest);
+}
+
+/** A response body as text (UTF-8; invalid sequences become U+FFFD). */
+export function responseText(response: Pick<ApiResponse, 'body'>): string {
+  return utf8Decode(new Uint8Array(response.body));
+}
+
+/** A response body parsed as JSON. */
+export function responseJson<T = unknown>(response: Pick<ApiResponse, 'body'>): T {
+  return JSON.parse(responseText(response)) as T;
+}
+
+/** A string as the UTF-8 bytes of a request body (`ApiRequest.body`). */
+export function utf8Bytes(text: string): ArrayBuffer {
+  const bytes = utf8Encode(text);
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+// TextDecoder/TextEncoder are not in every React Native JavaScript engine: used when present.
+interface Codecs {
+  TextDecoder?: new (label?: string) => { decode(bytes: Uint8Array): string };
+  TextEncoder?: new () => { encode(text: string): Uint8Array };
+}
+const codecs = globalThis as unknown as Codecs;
+
+function utf8Decode(bytes: Uint8Array): string {
+  if (codecs.TextDecoder) return new codecs.TextDecoder('utf-8').decode(bytes);
+  let out = '';
+  let i = 0;
+  while (i < bytes.length) {
+    const b0 = bytes[i]!;
+    // Sequence length and the smallest code point it may encode (shorter forms are invalid).
+    const [len, min] =
+      b0 < 0x80 ? [1, 0] : b0 >= 0xc2 && b0 < 0xe0 ? [2, 0x80] : b0 >= 0xe0 && b0 < 0xf0 ? [3, 0x800]
+        : b0 >= 0xf0 && b0 < 0xf5 ? [4, 0x10000] : [0, 0];
+    if (len === 0) {
+      out += '\ufffd';
+      i += 1;
+      continue;
+    }
+    let cp = len === 1 ? b0 : b0 & (0xff >> (len + 1));
+    let j = 1;
+    while (j < len && i + j < bytes.length && (bytes[i + j]! & 0xc0) === 0x80) {
+      cp = (cp << 6) | (bytes[i + j]! & 0x3f);
+      j++;
+    }
+    if (j < len || cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000)) {
+      out += '\ufffd';
+      i += j; // skip the maximal invalid prefix
+      continue;
+    }
+    out += String.fromCodePoint(cp);
+    i += len;
+  }
+  return out;
+}
+
+function utf8Encode(text: string): Uint8Array {
+  if (codecs.TextEncoder) return new codecs.TextEncoder().encode(text);
+  const out: number[] = [];
+  for (const ch of text) {
+    const cp = ch.codePointAt(0)!;
+    if (cp < 0x80) out.push(cp);
+    else if (cp < 0x800) out.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
+    else if (cp < 0x10000) out.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+    else out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 0x3f), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+  }
+  return new Uint8Array(out);
+}

@@ -1,0 +1,182 @@
+// The core client through the generated TypeScript API (N-API flavour) against the local fleet:
+// construction, GET, failover, service status, circuit breakers, typed errors, concurrent calls.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import {
+  ApiError,
+  BreakerState,
+  RobustClient,
+  defaultClientConfig,
+  responseJson,
+  type ApiResponse,
+} from './api';
+import { makeClient, startFleet, totalHits, waitUntil } from './support';
+
+const THRESHOLD = 5; // default breaker_failure_threshold
+
+test('a client gets from the fleet: status, body, backend, headers, counters', async (t) => {
+  const fleet = await startFleet(t);
+  const client = makeClient(t, fleet.urls);
+  assert.ok(client instanceof RobustClient);
+
+  const r = await client.get('/api/items?page=2');
+  assert.equal(r.status, 200);
+  assert.ok(fleet.urls.includes(r.backend), r.backend);
+  assert.equal(r.attempts, 1);
+  assert.equal(r.fromCache, false);
+  assert.equal(typeof r.elapsedMs, 'bigint');
+  assert.ok(r.headers instanceof Map);
+  assert.equal(r.headers.get('x-backend'), String(fleet.indexOf(r.backend)));
+  assert.deepEqual(responseJson(r), { server: fleet.indexOf(r.backend), method: 'GET', path: '/api/items?page=2' });
+
+  const status = client.serviceStatus();
+  assert.deepEqual(status.backends.map((b) => b.url), fleet.urls);
+  assert.equal(status.networkAvailable, true);
+  assert.ok(status.counters.requests >= 1n);
+  assert.ok(fleet.urls.includes(status.preferredBackend!));
+  assert.ok(client.storagePath().length > 0);
+});
+
+test('defaultClientConfig carries the documented defaults', () => {
+  const c = defaultClientConfig(['https://a.example', 'https://b.example']);
+  assert.deepEqual(c.backends, ['https://a.example', 'https://b.example']);
+  assert.equal(c.connectTimeoutMs, 10_000n);
+  assert.equal(c.requestTimeoutMs, 30_000n);
+  assert.equal(c.maxRetries, 3);
+  assert.equal(c.breakerFailureThreshold, THRESHOLD);
+  assert.equal(c.breakerOpenMs, 30_000n);
+  assert.equal(c.healthPath, '/api/health');
+  assert.equal(c.hedgeAfterMs, undefined);
+  assert.equal(c.cacheMaxBytes, 20n * 1024n * 1024n);
+  assert.equal(c.maxQueueSize, 50);
+});
+
+test('the preferred backend goes down: calls fail over, its breaker opens, resetCircuitBreakers closes it', async (t) => {
+  const fleet = await startFleet(t);
+  // A long open period and probe interval: only this test's calls move the breaker.
+  const client = makeClient(t, fleet.urls, { breakerOpenMs: 30_000n, healthCheckIntervalMs: 60_000n });
+  // Let the start-up probes finish first, so none of them races with the fault below.
+  assert.ok(await waitUntil(() => client.serviceStatus().backends.every((b) => b.lastCheckedMsAgo !== undefined)));
+  await client.get('/api/warm');
+  const preferred = client.serviceStatus().preferredBackend!;
+  const dead = fleet.indexOf(preferred);
+
+  await fleet.fault(dead, 'down');
+  const responses: ApiResponse[] = [];
+  while (responses.length < 20) {
+    responses.push(await client.get(`/api/after-down/${responses.length}`));
+    if (client.serviceStatus().backends[dead]!.breakerState === BreakerState.Open) break;
+  }
+  for (let i = 0; i < 3; i++) responses.push(await client.get('/api/while-open'));
+
+  for (const r of responses) {
+    assert.equal(r.status, 200);
+    assert.notEqual(r.backend, preferred);
+    assert.equal(r.headers.get('x-backend'), String(fleet.indexOf(r.backend)));
+  }
+  // Each refused connect counted once against the dead backend's breaker, which opened at the threshold.
+  assert.equal(responses.reduce((n, r) => n + r.attempts - 1, 0), THRESHOLD);
+  // With it open, calls go straight to a live backend.
+  assert.deepEqual(responses.slice(-3).map((r) => r.attempts), [1, 1, 1]);
+
+  const status = client.serviceStatus();
+  const deadStatus = status.backends[dead]!;
+  assert.equal(deadStatus.url, preferred);
+  assert.equal(deadStatus.breakerState, BreakerState.Open);
+  assert.equal(deadStatus.healthy, false);
+  assert.equal(deadStatus.consecutiveFailures, THRESHOLD);
+  assert.match(deadStatus.lastError ?? '', /connect/i);
+  assert.ok(status.preferredBackend !== undefined && status.preferredBackend !== preferred);
+  assert.equal(status.counters.failovers, BigInt(THRESHOLD));
+  assert.deepEqual(
+    status.backends.filter((_, i) => i !== dead).map((b) => b.breakerState),
+    [BreakerState.Closed, BreakerState.Closed],
+  );
+
+  client.resetCircuitBreakers();
+  const after = client.serviceStatus().backends[dead]!;
+  assert.equal(after.breakerState, BreakerState.Closed);
+  assert.equal(after.consecutiveFailures, 0);
+
+  // Back up and closed again: the preferred backend takes traffic again.
+  await fleet.fault(dead, 'ok');
+  await fleet.resetHits(dead);
+  const back = await client.get('/api/back');
+  assert.equal(back.backend, preferred);
+  assert.equal(back.attempts, 1);
+  assert.equal(await fleet.hits(dead, '/api/back'), 1);
+});
+
+test('typed errors: InvalidConfig, AllBackendsUnavailable, Http, Offline', async (t) => {
+  assert.throws(
+    () => new RobustClient(defaultClientConfig(['not a url'])),
+    (e: unknown) => {
+      assert.ok(ApiError.InvalidConfig.instanceOf(e), String(e));
+      assert.ok(e instanceof Error);
+      assert.match(e.inner.reason, /not a url/);
+      return true;
+    },
+  );
+  assert.throws(() => new RobustClient(defaultClientConfig([])), (e: unknown) => ApiError.InvalidConfig.instanceOf(e));
+
+  const fleet = await startFleet(t);
+  const client = makeClient(t, fleet.urls);
+  for (let i = 0; i < fleet.urls.length; i++) await fleet.fault(i, 'down');
+  await assert.rejects(client.get('/api/nowhere'), (e: unknown) => {
+    assert.ok(ApiError.AllBackendsUnavailable.instanceOf(e), String(e));
+    assert.ok(e.inner.attempts > 0);
+    assert.match(e.inner.lastError, /connect/i);
+    return true;
+  });
+
+  for (let i = 0; i < fleet.urls.length; i++) await fleet.fault(i, 'status 404');
+  client.resetCircuitBreakers();
+  await assert.rejects(client.get('/api/missing'), (e: unknown) => {
+    assert.ok(ApiError.Http.instanceOf(e), String(e));
+    assert.equal(e.inner.status, 404);
+    assert.ok(fleet.urls.includes(e.inner.backend));
+    return true;
+  });
+  assert.equal(await totalHits(fleet, '/api/missing'), 1, 'a 4xx is final: sent once');
+
+  client.setNetworkAvailable(false);
+  await assert.rejects(client.get('/api/offline'), (e: unknown) => ApiError.Offline.instanceOf(e));
+  assert.equal(client.serviceStatus().networkAvailable, false);
+  assert.equal(await totalHits(fleet, '/api/offline'), 0);
+});
+
+test('async calls run concurrently: Promise.all of 30 GETs and POSTs', async (t) => {
+  const fleet = await startFleet(t);
+  // Each backend answers after 200 ms: 30 calls in sequence would take 6 s.
+  for (let i = 0; i < fleet.urls.length; i++) await fleet.fault(i, 'slow 200');
+  const client = makeClient(t, fleet.urls, { requestTimeoutMs: 5_000n });
+  const started = Date.now();
+  const calls = Array.from({ length: 30 }, (_, i) =>
+    i % 3 === 2 ? client.postJson(`/api/par/${i}`, JSON.stringify({ i })) : client.get(`/api/par/${i}`),
+  );
+  const responses = await Promise.all(calls);
+  const took = Date.now() - started;
+  assert.deepEqual(responses.map((r) => r.status), Array(30).fill(200));
+  responses.forEach((r, i) => {
+    const body = responseJson<{ path: string; method: string }>(r);
+    assert.equal(body.path, `/api/par/${i}`);
+    assert.equal(body.method, i % 3 === 2 ? 'POST' : 'GET');
+  });
+  assert.ok(took < 3_000, `30 calls of 200 ms took ${took} ms: not concurrent`);
+});
+
+test('an AbortSignal cancels a call in flight', async (t) => {
+  const fleet = await startFleet(t, 1);
+  await fleet.fault(0, 'slow 3000');
+  const client = makeClient(t, fleet.urls, { requestTimeoutMs: 10_000n });
+  const controller = new AbortController();
+  const started = Date.now();
+  const call = client.get('/api/slow', { signal: controller.signal });
+  setTimeout(() => controller.abort(), 100);
+  await assert.rejects(call, (e: unknown) => e instanceof Error && e.name === 'AbortError');
+  assert.ok(Date.now() - started < 2_000, 'the call was not cancelled');
+  // The client is still usable.
+  await fleet.fault(0, 'ok');
+  assert.equal((await client.get('/api/after-abort')).status, 200);
+});
