@@ -35,8 +35,12 @@ impl Storage {
                 .prefix("robust-api-")
                 .tempdir()
                 .map(Storage::Temp)
-                .map_err(|e| ApiError::Internal {
-                    reason: format!("creating a temporary storage dir: {e}"),
+                // On Android the process temp dir (/data/local/tmp) is not writable by apps.
+                .map_err(|e| {
+                    ApiError::invalid_config(format!(
+                        "no storage_dir given and no temporary directory is writable ({e}); \
+                         pass the app's files directory (Android: context.filesDir, iOS: Application Support)"
+                    ))
                 }),
         }
     }
