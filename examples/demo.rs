@@ -80,6 +80,13 @@ fn print_status(title: &str, s: &ServiceStatus) {
     );
 }
 
+fn describe(outcome: &Result<robust_api::ApiResponse, ApiError>) -> String {
+    match outcome {
+        Ok(r) => format!("HTTP {} from {}", r.status, r.backend),
+        Err(e) => e.to_string(),
+    }
+}
+
 async fn traffic(client: &RobustClient, n: usize, label: &str) {
     let mut by_backend = std::collections::BTreeMap::<String, usize>::new();
     let mut errors = 0;
@@ -152,20 +159,15 @@ async fn main() -> Result<(), ApiError> {
     fleet.server(2).set_fault(Fault::Status(503)).await;
     fleet.server(1).set_fault(Fault::Status(503)).await;
     let before = fleet.total_hits();
-    let err = client
-        .post_json("/api/orders".into(), r#"{"sku":42}"#.into())
-        .await
-        .unwrap_err();
-    println!(
-        "POST -> {err}; server hits for it: {}",
-        fleet.total_hits() - before
-    );
+    let outcome = client.post_json("/api/orders".into(), r#"{"sku":42}"#.into()).await;
+    println!("POST -> {}; server hits for it: {}", describe(&outcome), fleet.total_hits() - before);
     let mut keyed = ApiRequest::post_json("/api/orders", r#"{"sku":42}"#);
     keyed.idempotency_key = Some("order-42".into());
     let before = fleet.total_hits();
-    let err = client.request(keyed).await.unwrap_err();
+    let outcome = client.request(keyed).await;
     println!(
-        "POST with Idempotency-Key -> {err}; server hits for it: {}",
+        "POST with Idempotency-Key -> {}; server hits for it: {}",
+        describe(&outcome),
         fleet.total_hits() - before
     );
     fleet.server(1).set_fault(Fault::None).await;
@@ -182,14 +184,38 @@ async fn main() -> Result<(), ApiError> {
         &client.service_status(),
     );
 
-    println!("\n>> the app reports the network gone: calls fail at once, nothing is sent");
+    println!("\n>> the app reports the network gone: nothing is sent; reads come from the cache, writes are queued");
     client.set_network_available(false);
     match client.get("/api/items/1".into()).await {
-        Err(e) => println!("GET -> {e}"),
-        Ok(_) => println!("GET unexpectedly succeeded"),
+        Ok(r) => println!(
+            "GET /api/items/1 -> HTTP {} from_cache={} stale={} (age {} ms)",
+            r.status,
+            r.from_cache,
+            r.stale,
+            r.age_ms.unwrap_or(0)
+        ),
+        Err(e) => println!("GET /api/items/1 -> {e}"),
     }
+    match client.get("/api/never-fetched".into()).await {
+        Err(e) => println!("GET /api/never-fetched -> {e}"),
+        Ok(_) => println!("GET /api/never-fetched unexpectedly succeeded"),
+    }
+    let mut like = ApiRequest::post_json("/api/likes", r#"{"item":1}"#);
+    like.offline = Some(robust_api::OfflinePolicy::Queue);
+    let queued = client.request(like).await?;
+    println!(
+        "POST /api/likes with OfflinePolicy::Queue -> HTTP {} queued as {:?}; queue pending: {}",
+        queued.status,
+        queued.queued.map(|id| id.0),
+        client.service_status().queue.pending
+    );
     client.set_network_available(true);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!(
+        "network back: queue pending {}, delivered {}",
+        client.service_status().queue.pending,
+        client.service_status().queue.delivered
+    );
     print_status(
         "network back: every backend probed at once",
         &client.service_status(),
@@ -197,12 +223,14 @@ async fn main() -> Result<(), ApiError> {
 
     println!("\n>> every backend fails; once the breakers are open, calls fail fast; then the user taps retry");
     fleet.set_fault_all(Fault::Status(500)).await;
-    for _ in 0..6 {
-        let _ = client.get("/api/items/1".into()).await;
+    for i in 0..6 {
+        let _ = client.get(format!("/api/orders/{i}")).await;
     }
     let t = Instant::now();
-    let err = client.get("/api/items/1".into()).await.unwrap_err();
-    println!("GET -> {err} (in {} us)", t.elapsed().as_micros());
+    match client.get("/api/orders/new".into()).await {
+        Err(e) => println!("GET -> {e} (in {} us)", t.elapsed().as_micros()),
+        Ok(r) => println!("GET unexpectedly answered HTTP {}", r.status),
+    }
     fleet.set_fault_all(Fault::None).await;
     client.reset_circuit_breakers();
     let r = client.get("/api/items/1".into()).await?;

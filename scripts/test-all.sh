@@ -30,6 +30,8 @@ run() {
 
 # One feature set for everything (see scripts/build-bindings.sh).
 run rust cargo test --features bindgen
+# The README's other command: the demo must keep running end to end.
+run demo cargo run --quiet --features bindgen --example demo
 for lang in python kotlin swift react-native; do
   run "$lang" "bindings/$lang/run-tests.sh"
 done
