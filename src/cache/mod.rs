@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{params, OptionalExtension};
 
 use crate::status::{EventBus, StatusEvent};
-use crate::store::{is_corruption, now_ms, Store};
+use crate::store::{decode_header_lines, encode_header_lines, is_corruption, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse};
 use policy::Freshness;
 
@@ -144,19 +144,6 @@ impl Entry {
     pub(crate) fn validators(&self) -> (Option<&str>, Option<&str>) {
         (self.etag.as_deref(), self.last_modified.as_deref())
     }
-}
-
-fn encode_headers(h: &HashMap<String, String>) -> String {
-    let mut lines: Vec<String> = h.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-    lines.sort();
-    lines.join("\n")
-}
-
-fn decode_headers(s: &str) -> HashMap<String, String> {
-    s.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 /// FNV-1a, 64 bit: a stable (across Rust versions) hash for key scoping. Not for security.
@@ -318,7 +305,7 @@ impl HttpCache {
                         Entry {
                             key: key.to_string(),
                             status: r.get(0)?,
-                            headers: decode_headers(&r.get::<_, String>(1)?),
+                            headers: decode_header_lines(&r.get::<_, String>(1)?),
                             body: r.get(2)?,
                             stored_at_ms: r.get(4)?,
                             initial_age_ms: r.get(5)?,
@@ -377,7 +364,7 @@ impl HttpCache {
         let Some(vary) = vary_fingerprint(resp.headers.get("vary"), &req_headers) else {
             return false;
         };
-        let headers = encode_headers(&resp.headers);
+        let headers = encode_header_lines(&resp.headers);
         let size = (resp.body.len() + headers.len() + key.len()) as u64;
         if size > self.settings.max_bytes / 4 {
             return false; // one entry may not take over the cache
@@ -385,11 +372,7 @@ impl HttpCache {
         let now = now_ms();
         let lifetime = policy::freshness_lifetime(&cc, &resp.headers, self.settings.default_ttl);
         let initial_age = policy::initial_age(&resp.headers);
-        let stale_window = cc
-            .stale_if_error
-            .unwrap_or(self.settings.max_stale)
-            .max(self.settings.max_stale);
-        let purge_at = now + ms(lifetime) + ms(stale_window);
+        let purge_at = self.purge_at(now, ms(lifetime), &cc);
         let path = req.path.split('?').next().unwrap_or_default().to_string();
         let stored = self.with_db("store", |c| {
             c.prepare_cached(
@@ -455,11 +438,7 @@ impl HttpCache {
         if let Some(etag) = not_modified.headers.get("etag") {
             entry.etag = Some(etag.clone());
         }
-        let stale_window = cc
-            .stale_if_error
-            .unwrap_or(self.settings.max_stale)
-            .max(self.settings.max_stale);
-        let purge_at = now + entry.lifetime_ms + ms(stale_window);
+        let purge_at = self.purge_at(now, entry.lifetime_ms, &cc);
         let e = &entry;
         self.with_db("refresh", |c| {
             c.prepare_cached(
@@ -469,7 +448,7 @@ impl HttpCache {
             )?
             .execute(params![
                 e.key,
-                encode_headers(&e.headers),
+                encode_header_lines(&e.headers),
                 now,
                 e.initial_age_ms,
                 e.lifetime_ms,
@@ -482,6 +461,13 @@ impl HttpCache {
             ])
         });
         entry
+    }
+
+    /// When an entry stored `now` is past any use: fresh lifetime plus the longer of `max_stale`
+    /// and the response's `stale-if-error`.
+    fn purge_at(&self, now: i64, lifetime_ms: i64, cc: &policy::CacheControl) -> i64 {
+        let stale_window = cc.stale_if_error.map_or(self.settings.max_stale, |sie| sie.max(self.settings.max_stale));
+        now + lifetime_ms + ms(stale_window)
     }
 
     /// A successful unsafe request to `path`: its cached GETs are no longer trustworthy.
@@ -571,7 +557,7 @@ mod tests {
         let mut h = HashMap::new();
         h.insert("etag".to_string(), "\"a:b\"".to_string());
         h.insert("cache-control".to_string(), "max-age=5".to_string());
-        assert_eq!(decode_headers(&encode_headers(&h)), h);
+        assert_eq!(decode_header_lines(&encode_header_lines(&h)), h);
     }
 
     #[test]

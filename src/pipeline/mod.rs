@@ -151,15 +151,7 @@ impl Pipeline {
             &req.headers,
             req.idempotency_key.as_deref(),
         )?;
-        let timeout = match req.timeout_ms {
-            Some(0) => {
-                return Err(ApiError::invalid_request(
-                    "timeout_ms must be greater than 0",
-                ))
-            }
-            Some(ms) => Duration::from_millis(ms),
-            None => self.settings.request_timeout,
-        };
+        let timeout = self.attempt_timeout(req)?;
         Ok(Prepared {
             method: req.method,
             urls,
@@ -260,10 +252,16 @@ impl Pipeline {
         if let Some(key) = &req.idempotency_key {
             transport::idempotency_header(key)?;
         }
-        if req.timeout_ms == Some(0) {
-            return Err(ApiError::invalid_request("timeout_ms must be greater than 0"));
+        self.attempt_timeout(req).map(|_| ())
+    }
+
+    /// The request's per-attempt timeout, or the configured one.
+    fn attempt_timeout(&self, req: &ApiRequest) -> Result<Duration, ApiError> {
+        match req.timeout_ms {
+            Some(0) => Err(ApiError::invalid_request("timeout_ms must be greater than 0")),
+            Some(ms) => Ok(Duration::from_millis(ms)),
+            None => Ok(self.settings.request_timeout),
         }
-        Ok(())
     }
 
     /// Installs (replaces) the provider of per-call headers.

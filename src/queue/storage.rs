@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{DeadLetter, QueueOutcome, QueuedRequestId, QueuedRequestInfo};
-use crate::store::now_ms;
+use crate::store::{decode_header_lines, encode_header_lines, now_ms};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueryParam};
 
 /// A queued request as persisted.
@@ -26,18 +26,6 @@ pub(crate) struct Stored {
     pub attempts: u32,
 }
 
-fn method_name(m: HttpMethod) -> &'static str {
-    match m {
-        HttpMethod::Get => "GET",
-        HttpMethod::Head => "HEAD",
-        HttpMethod::Post => "POST",
-        HttpMethod::Put => "PUT",
-        HttpMethod::Patch => "PATCH",
-        HttpMethod::Delete => "DELETE",
-        HttpMethod::Options => "OPTIONS",
-    }
-}
-
 fn method_from(s: &str) -> HttpMethod {
     match s {
         "GET" => HttpMethod::Get,
@@ -50,14 +38,53 @@ fn method_from(s: &str) -> HttpMethod {
     }
 }
 
-/// `name:value` lines (names never contain ':'; values never contain newlines — both are
-/// validated HTTP header parts).
-fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> String {
-    pairs.map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join("\n")
+/// Percent-encodes every byte outside the URL-unreserved set.
+fn pct_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
-fn decode_pairs(s: &str) -> Vec<(String, String)> {
-    s.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+fn pct_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Query parameters as `name=value&…`, both percent-encoded: any name or value survives, order and
+/// repeats are kept.
+fn encode_query(q: &[QueryParam]) -> String {
+    q.iter().map(|p| format!("{}={}", pct_encode(&p.name), pct_encode(&p.value))).collect::<Vec<_>>().join("&")
+}
+
+fn decode_query(s: &str) -> Vec<QueryParam> {
+    s.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (name, value) = kv.split_once('=').unwrap_or((kv, ""));
+            QueryParam { name: pct_decode(name), value: pct_decode(value) }
+        })
+        .collect()
 }
 
 impl Stored {
@@ -109,8 +136,8 @@ impl Stored {
             group: r.get("group_key")?,
             method: method_from(&r.get::<_, String>("method")?),
             path: r.get("path")?,
-            query: decode_pairs(&query).into_iter().map(|(name, value)| QueryParam { name, value }).collect(),
-            headers: decode_pairs(&headers).into_iter().collect(),
+            query: decode_query(&query),
+            headers: decode_header_lines(&headers),
             body: r.get("body")?,
             timeout_ms: r.get::<_, Option<i64>>("timeout_ms")?.map(|v| v.max(0) as u64),
             created_at_ms: r.get("created_at_ms")?,
@@ -133,8 +160,8 @@ impl From<rusqlite::Error> for InsertError {
 
 /// Inserts `s` if the pending entries stay within the bounds.
 pub(crate) fn insert(c: &mut Connection, s: &Stored, max_entries: u32, max_bytes: u64) -> Result<(), InsertError> {
-    let query = s.query.iter().map(|q| format!("{}:{}", q.name, q.value)).collect::<Vec<_>>().join("\n");
-    let headers = encode_pairs(s.headers.iter());
+    let query = encode_query(&s.query);
+    let headers = encode_header_lines(&s.headers);
     let size = s.size(&headers, &query);
     let tx = c.transaction()?;
     let (count, bytes): (i64, i64) = tx
@@ -152,7 +179,7 @@ pub(crate) fn insert(c: &mut Connection, s: &Stored, max_entries: u32, max_bytes
         s.id,
         s.idempotency_key,
         s.group,
-        method_name(s.method),
+        s.method.as_reqwest().as_str(),
         s.path,
         query,
         headers,
@@ -212,7 +239,7 @@ fn record_outcome(
     body: Option<&[u8]>,
     attempts: u32,
 ) -> rusqlite::Result<()> {
-    let headers = response.map(|r| encode_pairs(r.headers.iter()));
+    let headers = response.map(|r| encode_header_lines(&r.headers));
     c.prepare_cached(
         "INSERT INTO queue_outcomes (id, delivered, status, headers, body, backend, attempts, reason, at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -347,7 +374,7 @@ fn outcome_from_row(r: &Row<'_>) -> rusqlite::Result<QueueOutcome> {
     let response = delivered.then(|| -> rusqlite::Result<ApiResponse> {
         Ok(ApiResponse {
             status: status.unwrap_or(200),
-            headers: decode_pairs(headers.as_deref().unwrap_or("")).into_iter().collect(),
+            headers: decode_header_lines(headers.as_deref().unwrap_or("")),
             body: r.get::<_, Option<Vec<u8>>>("body")?.unwrap_or_default(),
             backend: r.get::<_, Option<String>>("backend")?.unwrap_or_default(),
             attempts: r.get::<_, i64>("attempts")?.max(0) as u32,
@@ -401,6 +428,17 @@ mod tests {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap()
+    }
+
+    #[test]
+    fn query_parameters_survive_any_characters() {
+        let q = vec![
+            QueryParam { name: "a:b".into(), value: "1\n2&x=y".into() },
+            QueryParam { name: "a:b".into(), value: "".into() },
+            QueryParam { name: "ünï cödé %".into(), value: "=?#".into() },
+        ];
+        assert_eq!(decode_query(&encode_query(&q)), q);
+        assert!(decode_query(&encode_query(&[])).is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   recreated; the caller is told so it can emit a status event. Never a crash, never a hung call.
 //! - Statements go through `prepare_cached`, so hot queries are parsed once.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -130,6 +131,19 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Headers as `name:value` lines, sorted (names never contain ':' and values never contain a
+/// newline: both are validated HTTP header parts). Used by the cache and the queue.
+pub fn encode_header_lines(h: &HashMap<String, String>) -> String {
+    let mut lines: Vec<String> = h.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// The inverse of [`encode_header_lines`].
+pub fn decode_header_lines(s: &str) -> HashMap<String, String> {
+    s.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Is this error a sign of a damaged database file (rather than a busy or full one)?
