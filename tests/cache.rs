@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use robust_api::{
     ApiError, ApiRequest, CachePolicy, ClientConfig, RobustClient, StatusEvent, StatusListener,
 };
+use support::wait_until;
 use support::fleet::{Fault, Fleet};
 
 fn config(fleet: &Fleet, dir: &Path) -> ClientConfig {
@@ -44,13 +45,6 @@ impl StatusListener for Events {
     }
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_hit_costs_no_network_and_expiry_goes_back_to_it() {
@@ -287,7 +281,7 @@ async fn a_corrupted_database_is_moved_aside_and_recreated() {
     let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
     let events = Arc::new(Events::default());
     client.add_status_listener(events.clone());
-    wait_until("StorageRecovered event", || {
+    wait_until("StorageRecovered event", Duration::from_secs(3), || {
         events
             .0
             .lock()
@@ -427,7 +421,7 @@ async fn policies_cache_first_cache_only_network_only_and_stale_while_revalidate
         .unwrap();
     assert!(r.from_cache && r.stale);
     assert_eq!(n_of(&r.body), 2, "answered at once with what was stored");
-    wait_until("background refresh", || {
+    wait_until("background refresh", Duration::from_secs(3), || {
         fleet.server(0).hits_for("/cache/p") == 3
     })
     .await;
@@ -456,7 +450,7 @@ async fn stale_while_revalidate_directive_answers_at_once_and_refreshes() {
         t.elapsed() < Duration::from_millis(200),
         "did not wait for the slow server"
     );
-    wait_until("background revalidation", || {
+    wait_until("background revalidation", Duration::from_secs(3), || {
         fleet.server(0).hits_for("/cache/swr") == 2
     })
     .await;

@@ -10,6 +10,7 @@ use robust_api::{
     ApiError, ApiRequest, BreakerState, ClientConfig, HttpMethod, RobustClient, StatusEvent,
     StatusListener,
 };
+use support::wait_until;
 use support::fleet::{Fault, Fleet};
 
 /// Short delays so the tests run in well under a second each.
@@ -46,13 +47,6 @@ impl Recorder {
     }
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// A client whose start-up probes saw backend 0 clearly fastest, so it is the preferred backend
 /// regardless of scheduling noise on a loaded machine (the others are slowed only while probed).

@@ -7,12 +7,13 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use robust_api::{
     ApiError, ApiRequest, ApiResponse, ClientConfig, HeaderProvider, HttpMethod, OfflinePolicy, QueueListener,
     QueuedRequestId, RobustClient,
 };
+use support::wait_until;
 use support::fleet::{Fault, Fleet};
 
 fn config(fleet: &Fleet, dir: &Path) -> ClientConfig {
@@ -29,13 +30,6 @@ fn config(fleet: &Fleet, dir: &Path) -> ClientConfig {
     c
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[derive(Default)]
 struct Outcomes {

@@ -16,6 +16,7 @@ use robust_api::{
     ApiError, ClientConfig, HeaderProvider, HttpMethod, RobustClient, UploadCancelToken,
     UploadRequest,
 };
+use support::wait_until;
 use support::fleet::{Fault, Fleet, Server};
 use uploads::{json_num, json_str, make_file, sha256_file, Progress};
 
@@ -30,13 +31,6 @@ fn config(fleet: &Fleet) -> ClientConfig {
     c
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Waits until the server's received upload bytes stop changing, and returns the count.
 async fn settled_upload_bytes(server: &Server) -> u64 {

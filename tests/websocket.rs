@@ -3,6 +3,7 @@
 //! shutdown. Short intervals throughout; every wait is bounded.
 
 mod support;
+use support::wait_until;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -158,16 +159,6 @@ fn fast_config(fleet: &WsFleet) -> ClientConfig {
     c
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 async fn open_socket(
     client: &RobustClient,
