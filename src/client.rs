@@ -4,17 +4,20 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::{flow, HttpCache};
+use crate::cache::{CacheLayer, HttpCache};
 use crate::config::{ClientConfig, Settings};
 use crate::error::ApiError;
-use crate::pipeline::{health, Pipeline};
+use crate::events::{Counters, EventBus, StatusEvent, StatusListener};
+use crate::net::Network;
+use crate::queue::{
+    self, DeadLetter, Queue, QueueLayer, QueueListener, QueueOutcome, QueuedRequestInfo,
+};
 use crate::runtime::ClientRuntime;
-use crate::status::{self, Counters, EventBus, ServiceStatus, StatusEvent, StatusListener};
-use crate::queue::{self, DeadLetter, OfflinePolicy, Queue, QueueListener, QueueOutcome, QueuedRequestId, QueuedRequestInfo};
+use crate::status::{self, ServiceStatus};
 use crate::store::Store;
-use crate::types::HeaderProvider;
-use crate::types::{ApiRequest, ApiResponse};
-use crate::upload::{self, UploadCancelToken, UploadProgressListener, UploadRequest};
+use crate::types::{ApiRequest, ApiResponse, HeaderProvider, QueuedRequestId};
+use crate::upload::{self, UploadCancelToken, UploadProgressListener, UploadRequest, UploadSettings};
+use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettings};
 
 /// Where the client keeps its files; a temporary directory is removed with the client.
 enum Storage {
@@ -57,19 +60,23 @@ impl Storage {
 /// call from any thread and any async runtime.
 #[derive(uniffi::Object)]
 pub struct RobustClient {
-    pipeline: Arc<Pipeline>,
+    net: Arc<Network>,
     cache: Arc<HttpCache>,
     queue: Arc<Queue>,
+    /// The request stack's top: queue layer → cache layer → network.
+    stack: QueueLayer,
+    upload: UploadSettings,
+    ws: WsSettings,
     runtime: ClientRuntime,
     events: Arc<EventBus>,
     storage: Storage,
-    sockets: Arc<crate::ws::SocketRegistry>,
+    sockets: Arc<SocketRegistry>,
 }
 
 impl std::fmt::Debug for RobustClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RobustClient")
-            .field("backends", &self.pipeline.backends)
+            .field("backends", &self.net.settings().backends)
             .finish_non_exhaustive()
     }
 }
@@ -99,11 +106,15 @@ impl RobustClient {
             settings.default_header_pairs.clone(),
             events.clone(),
         ));
-        let cleanup_every = settings.cache_cleanup_interval;
+        let cleanup_every = settings.cache.cleanup_interval;
         let runtime = ClientRuntime::new(settings.worker_threads)?;
-        let pipeline = Arc::new(Pipeline::new(settings, events.clone(), counters)?);
-        runtime.spawn_background(health::run(pipeline.clone()));
-        runtime.spawn_background(queue::run(queue.clone(), pipeline.clone()));
+        let net = Arc::new(Network::new(settings.net, events.clone(), counters)?);
+        let stack = QueueLayer::new(queue.clone(), CacheLayer::new(cache.clone(), net.clone()));
+        runtime.spawn_background(net.clone().run_health_probes());
+        runtime.spawn_background(queue::run(
+            queue.clone(),
+            CacheLayer::new(cache.clone(), net.clone()),
+        ));
         let c = cache.clone();
         runtime.spawn_background(async move {
             loop {
@@ -112,9 +123,12 @@ impl RobustClient {
             }
         });
         Ok(Arc::new(RobustClient {
-            pipeline,
+            net,
             cache,
             queue,
+            stack,
+            upload: settings.upload,
+            ws: settings.ws,
             runtime,
             events,
             storage,
@@ -127,35 +141,15 @@ impl RobustClient {
     /// every backend down, retries exhausted on a retryable failure) is persisted in the offline
     /// queue and answered with status `202` and `queued` set; it gets an idempotency key before its
     /// first attempt, so every attempt, live or replayed, carries the same one.
-    pub async fn request(&self, mut request: ApiRequest) -> Result<ApiResponse, ApiError> {
-        if request.offline != Some(OfflinePolicy::Queue) {
-            return self.runtime.call(flow::serve(self.cache.clone(), self.pipeline.clone(), request)).await;
-        }
-        self.pipeline.validate(&request)?;
-        let key = request.idempotency_key.get_or_insert_with(crate::ids::new_uuid_v4).clone();
-        let (cache, pipeline, queue) = (self.cache.clone(), self.pipeline.clone(), self.queue.clone());
-        self.runtime
-            .call(async move {
-                let started = std::time::Instant::now();
-                match flow::serve(cache, pipeline, request.clone()).await {
-                    Err(e) if queue::policy::should_queue(&e) => {
-                        let id = queue.enqueue(&request, key, request.queue_group.clone())?;
-                        log::info!("robust-api: {} queued as {id}: {e}", request.path);
-                        Ok(ApiResponse::queued(id, started.elapsed().as_millis() as u64))
-                    }
-                    other => other,
-                }
-            })
-            .await
+    pub async fn request(&self, request: ApiRequest) -> Result<ApiResponse, ApiError> {
+        self.runtime.call(self.stack.send(request)).await
     }
 
     /// Persists `request` in the offline queue (durable when this returns) for delivery as soon as
     /// possible; `QueueFull` at the bound. Every attempt carries its idempotency key (generated if
     /// the request has none). Credential headers are not stored: see `set_header_provider`.
     pub fn enqueue(&self, request: ApiRequest) -> Result<QueuedRequestId, ApiError> {
-        self.pipeline.validate(&request)?;
-        let key = request.idempotency_key.clone().unwrap_or_else(crate::ids::new_uuid_v4);
-        self.queue.enqueue(&request, key, request.queue_group.clone())
+        self.stack.enqueue(&request)
     }
 
     /// Replays every pending queued request now (ignoring backoff delays), if the network is up.
@@ -201,7 +195,7 @@ impl RobustClient {
     /// Sets the provider of per-call headers (fresh credentials), called for every call and every
     /// queued replay.
     pub fn set_header_provider(&self, provider: Arc<dyn HeaderProvider>) {
-        self.pipeline.set_header_provider(provider);
+        self.net.set_header_provider(provider);
     }
 
     /// `GET path`.
@@ -228,9 +222,9 @@ impl RobustClient {
         request: UploadRequest,
         listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
-        let (pipeline, settings) = (self.pipeline.clone(), self.pipeline.settings.upload.clone());
+        let (net, settings) = (self.net.clone(), self.upload.clone());
         self.runtime
-            .call(upload::run(pipeline, settings, request, listener.map(Arc::from), None))
+            .call(upload::run(net, settings, request, listener.map(Arc::from), None))
             .await
     }
 
@@ -243,9 +237,9 @@ impl RobustClient {
         token: Arc<UploadCancelToken>,
         listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
-        let (pipeline, settings) = (self.pipeline.clone(), self.pipeline.settings.upload.clone());
+        let (net, settings) = (self.net.clone(), self.upload.clone());
         self.runtime
-            .call(upload::run(pipeline, settings, request, listener.map(Arc::from), Some(token)))
+            .call(upload::run(net, settings, request, listener.map(Arc::from), Some(token)))
             .await
     }
 
@@ -259,7 +253,7 @@ impl RobustClient {
         listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
         let request =
-            upload::video_request(&self.pipeline.settings.upload.video_path, file_path, title);
+            upload::video_request(&self.upload.video_path, file_path, title);
         self.upload_file(request, listener).await
     }
 
@@ -273,15 +267,15 @@ impl RobustClient {
     pub fn connect_websocket(
         &self,
         path: String,
-        listener: Arc<dyn crate::ws::WebSocketListener>,
-    ) -> Result<Arc<crate::ws::WebSocketConnection>, ApiError> {
+        listener: Arc<dyn WebSocketListener>,
+    ) -> Result<Arc<WebSocketConnection>, ApiError> {
         self.sockets
-            .connect(&self.pipeline, &self.runtime, path, listener)
+            .connect(&self.net, &self.ws, &self.runtime, path, listener)
     }
 
     /// A snapshot of backends, breakers, latency and counters.
     pub fn service_status(&self) -> ServiceStatus {
-        status::snapshot(&self.pipeline, &self.cache, &self.queue, &self.sockets)
+        status::snapshot(&self.net, &self.cache, &self.queue, &self.sockets)
     }
 
     /// Empties the response cache.
@@ -291,13 +285,13 @@ impl RobustClient {
 
     /// Closes every circuit breaker (e.g. after the user taps "retry").
     pub fn reset_circuit_breakers(&self) {
-        self.pipeline.backends.reset_all();
+        self.net.reset_breakers();
     }
 
     /// Forward the platform's reachability here. While `false`, calls fail with `Offline` at once and
     /// no probes are sent; `true` probes every backend right away.
     pub fn set_network_available(&self, available: bool) {
-        self.pipeline.set_network_available(available);
+        self.net.set_online(available);
     }
 
     /// Adds a listener for breaker, backend-health and network events (called on a background thread).

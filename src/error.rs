@@ -27,14 +27,14 @@ pub enum ApiError {
         /// Base URL of the backend that did not answer.
         backend: String,
         /// The per-attempt timeout that expired.
-        timeout_ms: u64,
+        timeout_ms: i32,
     },
     /// Every backend failed or is fenced off by an open circuit breaker.
     /// `attempts == 0` means the call failed fast without sending anything.
     #[error("all backends unavailable after {attempts} attempt(s); last error: {last_error}")]
     AllBackendsUnavailable {
         /// How many attempts were sent during this call.
-        attempts: u32,
+        attempts: i32,
         /// The last failure seen (or why nothing was sent).
         last_error: String,
     },
@@ -42,7 +42,7 @@ pub enum ApiError {
     #[error("HTTP {status} from {backend}")]
     Http {
         /// The final HTTP status.
-        status: u16,
+        status: i32,
         /// The response body, as received.
         body: Vec<u8>,
         /// Base URL of the backend that answered.
@@ -68,9 +68,9 @@ pub enum ApiError {
     #[error("the offline queue is full ({max_entries} entries / {max_bytes} bytes max)")]
     QueueFull {
         /// The entry bound.
-        max_entries: u32,
+        max_entries: i32,
         /// The byte bound.
-        max_bytes: u64,
+        max_bytes: i32,
     },
     /// Local storage failed (disk full, file unwritable). For the queue this means the request was
     /// NOT persisted.
@@ -91,9 +91,9 @@ pub enum ApiError {
     #[error("the WebSocket outbound buffer is full ({max_messages} messages / {max_bytes} bytes max)")]
     WebSocketBufferFull {
         /// The message bound.
-        max_messages: u32,
+        max_messages: i32,
         /// The byte bound.
-        max_bytes: u64,
+        max_bytes: i32,
     },
     /// The WebSocket is closed (or closing) for good; also reported through `on_error` when a
     /// server closes (a reconnect follows) or unsent messages are discarded at close.

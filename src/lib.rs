@@ -3,46 +3,53 @@
 //! A network layer for mobile apps that keeps working when backends, networks and the app itself fail.
 //! One Rust core; UniFFI generates the Kotlin, Swift and Python bindings.
 //!
-//! The request path, in order (see [`pipeline`]):
-//! 1. [`pipeline::select`] ranks the backends (health, latency EWMA, configured order) and skips those
-//!    whose [`pipeline::breaker`] is open;
-//! 2. [`pipeline::transport`] sends one attempt with reqwest;
-//! 3. [`pipeline::retry`] classifies the outcome and decides: fail over to the next backend, back off and
-//!    retry, or stop (never re-sending a non-idempotent request);
-//! 4. [`pipeline::hedge`] optionally races a second attempt against a slow first one.
+//! Layers, each depending only on the ones below it (`tests/architecture.rs` enforces it):
+//! 1. **ground**: [`types`] (every exported record and enum), `error`, `events` (event bus,
+//!    counters), `http` (URL joining, header conversion, HTTP dates), `tls` (the one rustls
+//!    configuration), `defaults` (how config records are written), `ids`, `runtime`, `store`;
+//! 2. **network** (`net`): backend ranking, breakers, retry policy, hedging, the transport, health
+//!    probes, and the one attempt loop that plain requests, uploads and WebSocket handshakes share;
+//! 3. **features**: `cache` (over the network), `queue` (over the cache: replayed writes
+//!    invalidate like live ones), `upload`, `ws` — each given the narrow [`net`] handle;
+//! 4. **top**: `status` (the snapshot), `config` (the exported config record), `client` (the
+//!    exported object: it converts and delegates).
 //!
-//! [`pipeline::health`] probes every backend in the background; [`status`] turns all of it into one
-//! [`ServiceStatus`] snapshot and fans events out to listeners.
+//! The request path is a stack: client → queue layer (offline fallback) → cache layer → network.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
-pub mod cache;
+mod cache;
 mod client;
 mod config;
+mod defaults;
 mod error;
+mod events;
+mod http;
 mod ids;
-pub mod pipeline;
-pub mod queue;
+mod net;
+mod queue;
 mod runtime;
-pub mod status;
+mod status;
 mod store;
+mod tls;
 mod types;
-mod ws;
 mod upload;
+mod ws;
 
-pub use cache::{CachePolicy, CacheStatus};
+pub use cache::{CacheConfig, CacheStatus};
 pub use client::RobustClient;
 pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
-pub use status::{
-    BackendStatus, BreakerState, ServiceStatus, StatusCounters, StatusEvent, StatusListener,
+pub use events::{StatusCounters, StatusEvent, StatusListener};
+pub use net::{BackendStatus, BreakerConfig, HealthConfig, RetryConfig, TimeoutConfig};
+pub use queue::{DeadLetter, QueueConfig, QueueListener, QueueOutcome, QueueStatus, QueuedRequestInfo};
+pub use status::ServiceStatus;
+pub use types::{
+    ApiRequest, ApiResponse, BreakerState, CachePolicy, HeaderProvider, HttpMethod, OfflinePolicy,
+    QueryParam, QueuedRequestId, RetryMode,
 };
-pub use queue::{
-    DeadLetter, OfflinePolicy, QueueListener, QueueOutcome, QueueStatus, QueuedRequestId, QueuedRequestInfo,
-};
-pub use types::{ApiRequest, ApiResponse, HeaderProvider, HttpMethod, QueryParam, RetryMode};
-pub use upload::{UploadCancelToken, UploadProgressListener, UploadRequest};
-
-pub use ws::{SocketStatus, WebSocketConnection, WebSocketListener, WebSocketState};
+pub use upload::{UploadCancelToken, UploadConfig, UploadProgressListener, UploadRequest};
+pub use ws::{SocketStatus, WebSocketConfig, WebSocketConnection, WebSocketListener, WebSocketState};
 
 uniffi::setup_scaffolding!();

@@ -1,64 +1,10 @@
-//! The status snapshot (`ServiceStatus`), the events listeners receive, and the fan-out to listeners.
-//!
-//! Listeners are called on one dedicated thread, in event order, never while a lock of the pipeline is
-//! held, so a listener may call back into the client (e.g. `service_status()`) and a slow listener
-//! cannot stall network I/O. The queue to that thread is bounded; overflow is counted, not hidden.
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+//! `ServiceStatus`: one snapshot of the whole client, assembled from each module's read-only getters.
 
 use crate::cache::{CacheStatus, HttpCache};
-use crate::pipeline::Pipeline;
+use crate::events::StatusCounters;
+use crate::net::{BackendStatus, Network};
 use crate::queue::{Queue, QueueStatus};
-
-/// Circuit-breaker state of one backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
-pub enum BreakerState {
-    /// Traffic flows; failures are counted.
-    Closed,
-    /// Fenced off: nothing is sent until the open period ends.
-    Open,
-    /// One trial call is allowed to decide between CLOSED and OPEN.
-    HalfOpen,
-}
-
-/// One backend, as of the snapshot.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct BackendStatus {
-    /// Base URL.
-    pub url: String,
-    /// Last probe or request succeeded and the breaker is not OPEN.
-    pub healthy: bool,
-    /// Breaker state.
-    pub breaker_state: BreakerState,
-    /// Consecutive failures the breaker has counted.
-    pub consecutive_failures: u32,
-    /// Latency EWMA over probes and real traffic; `None` before the first sample.
-    pub latency_ewma_ms: Option<f64>,
-    /// The last failure seen on this backend.
-    pub last_error: Option<String>,
-    /// Time since the last probe or request finished; `None` if never.
-    pub last_checked_ms_ago: Option<u64>,
-}
-
-/// Counters since the client was created.
-#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
-pub struct StatusCounters {
-    /// Calls made (`request`, `get`, `post_json`).
-    pub requests: u64,
-    /// Backoff rounds (re-sends after a delay).
-    pub retries: u64,
-    /// Moves to another backend within a call.
-    pub failovers: u64,
-    /// Hedge attempts started.
-    pub hedges: u64,
-    /// Re-sends refused because the retry budget was spent.
-    pub budget_exhausted: u64,
-    /// Status events dropped because listeners were too slow (bounded queue).
-    pub events_dropped: u64,
-}
+use crate::ws::{SocketRegistry, SocketStatus};
 
 /// One consistent-enough snapshot of the whole client.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -76,193 +22,23 @@ pub struct ServiceStatus {
     /// The offline request queue.
     pub queue: QueueStatus,
     /// Every WebSocket connection not yet closed for good, oldest first.
-    pub sockets: Vec<crate::ws::SocketStatus>,
+    pub sockets: Vec<SocketStatus>,
 }
 
 /// Builds the snapshot from each module's read-only getters.
 pub(crate) fn snapshot(
-    pipeline: &Pipeline,
+    net: &Network,
     cache: &HttpCache,
     queue: &Queue,
-    sockets: &crate::ws::SocketRegistry,
+    sockets: &SocketRegistry,
 ) -> ServiceStatus {
-    let now = std::time::Instant::now();
-    let backends = &pipeline.backends;
     ServiceStatus {
-        backends: backends.snapshot(now),
-        preferred_backend: backends
-            .preferred(now)
-            .map(|i| backends.get(i).name.clone()),
-        network_available: pipeline.network_available(),
-        counters: pipeline.counters.snapshot(),
+        backends: net.backend_status(),
+        preferred_backend: net.preferred_backend(),
+        network_available: net.is_online(),
+        counters: net.counters(),
         cache: cache.status(),
         queue: queue.status(),
         sockets: sockets.status(),
-    }
-}
-
-/// Something changed.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
-pub enum StatusEvent {
-    /// A backend's breaker changed state.
-    BreakerChanged {
-        /// Base URL.
-        backend: String,
-        /// Before.
-        from: BreakerState,
-        /// After.
-        to: BreakerState,
-    },
-    /// A backend became healthy or unhealthy.
-    BackendHealthChanged {
-        /// Base URL.
-        backend: String,
-        /// Now healthy?
-        healthy: bool,
-    },
-    /// The app reported a network change.
-    NetworkChanged {
-        /// Now available?
-        available: bool,
-    },
-    /// The database file was damaged; it was moved aside and recreated (cached data is lost, the
-    /// client keeps working).
-    StorageRecovered {
-        /// Where the damaged file now is.
-        moved_to: String,
-        /// What was wrong.
-        reason: String,
-    },
-}
-
-/// Implement this (in any binding language) to hear about breaker, health and network changes.
-/// Called on a background thread.
-#[uniffi::export(with_foreign)]
-pub trait StatusListener: Send + Sync {
-    /// One event.
-    fn on_event(&self, event: StatusEvent);
-}
-
-/// Atomic counters behind [`StatusCounters`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub requests: AtomicU64,
-    pub retries: AtomicU64,
-    pub failovers: AtomicU64,
-    pub hedges: AtomicU64,
-    pub budget_exhausted: AtomicU64,
-    pub events_dropped: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> StatusCounters {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatusCounters {
-            requests: g(&self.requests),
-            retries: g(&self.retries),
-            failovers: g(&self.failovers),
-            hedges: g(&self.hedges),
-            budget_exhausted: g(&self.budget_exhausted),
-            events_dropped: g(&self.events_dropped),
-        }
-    }
-}
-
-const EVENT_QUEUE: usize = 1024;
-/// Events kept for the first listener when none is attached yet.
-const EARLY_EVENTS: usize = 64;
-
-enum Msg {
-    Event(StatusEvent),
-    ListenerAdded,
-}
-
-type Listeners = Arc<Mutex<Vec<Arc<dyn StatusListener>>>>;
-
-/// Delivers events to listeners on a dedicated thread. Dropping it ends the thread.
-pub(crate) struct EventBus {
-    tx: Mutex<Option<SyncSender<Msg>>>,
-    listeners: Listeners,
-    counters: Arc<Counters>,
-}
-
-impl EventBus {
-    pub(crate) fn new(counters: Arc<Counters>) -> Result<Self, crate::ApiError> {
-        let (tx, rx) = sync_channel::<Msg>(EVENT_QUEUE);
-        let listeners: Listeners = Arc::default();
-        let l = listeners.clone();
-        std::thread::Builder::new()
-            .name("robust-api-events".into())
-            .spawn(move || {
-                // Events from before the first listener (e.g. a storage recovery during
-                // construction) wait here, bounded, and go to the first listener added.
-                let mut early: std::collections::VecDeque<StatusEvent> = Default::default();
-                while let Ok(msg) = rx.recv() {
-                    let current: Vec<_> = l.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                    let batch: Vec<StatusEvent> = match msg {
-                        Msg::Event(ev) if current.is_empty() => {
-                            if early.len() == EARLY_EVENTS {
-                                early.pop_front();
-                            }
-                            early.push_back(ev);
-                            continue;
-                        }
-                        Msg::Event(ev) => vec![ev],
-                        Msg::ListenerAdded => early.drain(..).collect(),
-                    };
-                    for ev in batch {
-                        for listener in &current {
-                            // A throwing foreign listener must not take the others (or this thread) down.
-                            let _ =
-                                catch_unwind(AssertUnwindSafe(|| listener.on_event(ev.clone())));
-                        }
-                    }
-                }
-            })
-            .map_err(|e| crate::ApiError::Internal {
-                reason: format!("starting event thread: {e}"),
-            })?;
-        Ok(EventBus {
-            tx: Mutex::new(Some(tx)),
-            listeners,
-            counters,
-        })
-    }
-
-    pub(crate) fn add(&self, listener: Arc<dyn StatusListener>) {
-        self.listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(listener);
-        self.send(Msg::ListenerAdded);
-    }
-
-    pub(crate) fn emit(&self, ev: StatusEvent) {
-        self.send(Msg::Event(ev));
-    }
-
-    fn send(&self, msg: Msg) {
-        let guard = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = guard.as_ref() {
-            match tx.try_send(msg) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(_)) => Counters::bump(&self.counters.events_dropped),
-            }
-        }
-    }
-
-    /// Stops delivery: the thread ends after the queued events.
-    pub(crate) fn close(&self) {
-        // Listeners may hold the client (a foreign closure capturing it): drop them, or the cycle
-        // through Rust keeps the client alive forever.
-        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        self.tx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
     }
 }

@@ -2,8 +2,54 @@
 
 use std::collections::HashMap;
 
-use crate::cache::CachePolicy;
-use crate::queue::{OfflinePolicy, QueuedRequestId};
+/// How a GET uses the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CachePolicy {
+    /// The default: a fresh entry is served without the network (HTTP rules: `max-age`, `Expires`,
+    /// `no-cache`, …); otherwise the network is asked (conditionally, with the entry's validators),
+    /// and on failure (offline, every backend down, 5xx, timeout) a stale entry is served, flagged.
+    NetworkFirst,
+    /// Any stored entry (fresh or stale, flagged) before the network; the network only on a miss.
+    CacheFirst,
+    /// Only the cache; a miss is `ApiError::NotCached`. Never touches the network.
+    CacheOnly,
+    /// Never read the cache (the response is still stored).
+    NetworkOnly,
+    /// Answer from the cache at once (even stale) and refresh a stale entry in the background.
+    StaleWhileRevalidate,
+}
+
+/// What a request does when it cannot be delivered now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, uniffi::Enum)]
+pub enum OfflinePolicy {
+    /// Report the error (the default).
+    #[default]
+    Fail,
+    /// Persist it in the offline queue and answer `202` with `queued` set; it is delivered later.
+    Queue,
+}
+
+/// The id of a queued request (a UUID).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueuedRequestId(pub String);
+uniffi::custom_newtype!(QueuedRequestId, String);
+
+impl std::fmt::Display for QueuedRequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Circuit-breaker state of one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum BreakerState {
+    /// Traffic flows; failures are counted.
+    Closed,
+    /// Fenced off: nothing is sent until the open period ends.
+    Open,
+    /// One trial call is allowed to decide between CLOSED and OPEN.
+    HalfOpen,
+}
 
 /// HTTP method of an [`ApiRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
@@ -83,7 +129,7 @@ pub struct ApiRequest {
     pub body: Option<Vec<u8>>,
     /// Per-attempt timeout override.
     #[uniffi(default = None)]
-    pub timeout_ms: Option<u64>,
+    pub timeout_ms: Option<i32>,
     /// Sent as `Idempotency-Key` on every attempt; makes a non-idempotent request retryable.
     #[uniffi(default = None)]
     pub idempotency_key: Option<String>,
@@ -149,7 +195,7 @@ impl ApiRequest {
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct ApiResponse {
     /// HTTP status.
-    pub status: u16,
+    pub status: i32,
     /// Response headers, names lower-cased; repeated headers are joined with `", "`.
     pub headers: HashMap<String, String>,
     /// Response body.
@@ -157,15 +203,15 @@ pub struct ApiResponse {
     /// Base URL of the backend that answered.
     pub backend: String,
     /// Attempts sent during this call (1 = first try succeeded).
-    pub attempts: u32,
+    pub attempts: i32,
     /// Wall time of the whole call, retries included.
-    pub elapsed_ms: u64,
+    pub elapsed_ms: i32,
     /// Served from the response cache (possibly after a `304` revalidation).
     pub from_cache: bool,
     /// Served from the cache past its freshness (the network failed, or stale-while-revalidate).
     pub stale: bool,
     /// Age of the cached entry; `None` for a fresh network response.
-    pub age_ms: Option<u64>,
+    pub age_ms: Option<i32>,
     /// Set when the request was not delivered but persisted in the offline queue
     /// (`OfflinePolicy::Queue`); the status is then `202` and the body empty.
     pub queued: Option<QueuedRequestId>,
@@ -182,7 +228,7 @@ pub trait HeaderProvider: Send + Sync {
 
 impl ApiResponse {
     /// The answer to a request persisted in the offline queue instead of delivered.
-    pub(crate) fn queued(id: QueuedRequestId, elapsed_ms: u64) -> Self {
+    pub(crate) fn queued(id: QueuedRequestId, elapsed_ms: i32) -> Self {
         ApiResponse {
             status: 202,
             headers: HashMap::new(),

@@ -1,5 +1,6 @@
-//! What a request does with the cache, per [`CachePolicy`]: the only place that combines the cache
-//! and the network pipeline.
+//! The cache layer of the request stack ([`CacheLayer`]): what a request does with the cache, per
+//! [`CachePolicy`] — the only place that combines the cache and the network. Live calls and the
+//! offline queue's replays both enter here, so a replayed write invalidates like a live one.
 //!
 //! - Only GET is cached. A successful POST/PUT/PATCH/DELETE invalidates cached GETs of its path.
 //! - A revalidation sends the entry's validators (`If-None-Match`, `If-Modified-Since`); a `304`
@@ -12,11 +13,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::policy::{parse_cache_control, Use};
-use super::{effective_headers, CachePolicy, Entry, HttpCache};
+use super::{effective_headers, Entry, HttpCache};
+use crate::defaults::ms_i32;
 use crate::error::ApiError;
-use crate::pipeline::Pipeline;
+use crate::net::{Network, Rounds};
 use crate::store::now_ms;
-use crate::types::{ApiRequest, ApiResponse, HttpMethod};
+use crate::types::{ApiRequest, ApiResponse, CachePolicy, HttpMethod};
 
 /// Failures a stale cached answer may stand in for.
 fn network_failed(e: &ApiError) -> bool {
@@ -30,20 +32,43 @@ fn network_failed(e: &ApiError) -> bool {
     }
 }
 
-/// Serves one request through the cache and the pipeline.
-pub(crate) async fn serve(
+/// The cache over the network: cheap to clone (two `Arc`s).
+#[derive(Clone)]
+pub(crate) struct CacheLayer {
     cache: Arc<HttpCache>,
-    pipeline: Arc<Pipeline>,
+    net: Arc<Network>,
+}
+
+impl CacheLayer {
+    pub(crate) fn new(cache: Arc<HttpCache>, net: Arc<Network>) -> Self {
+        CacheLayer { cache, net }
+    }
+
+    /// The network below this layer.
+    pub(crate) fn network(&self) -> &Arc<Network> {
+        &self.net
+    }
+
+    /// Serves one request through the cache and the network.
+    pub(crate) async fn send(&self, req: ApiRequest, rounds: Rounds) -> Result<ApiResponse, ApiError> {
+        serve(self.cache.clone(), self.net.clone(), req, rounds).await
+    }
+}
+
+async fn serve(
+    cache: Arc<HttpCache>,
+    pipeline: Arc<Network>,
     req: ApiRequest,
+    rounds: Rounds,
 ) -> Result<ApiResponse, ApiError> {
     let started = Instant::now();
     if !cache.enabled() {
-        return pipeline.execute(req).await;
+        return pipeline.execute(req, rounds).await;
     }
     if req.method != HttpMethod::Get {
         let invalidates = !matches!(req.method, HttpMethod::Head | HttpMethod::Options);
         let path = req.path.clone();
-        let result = pipeline.execute(req).await;
+        let result = pipeline.execute(req, rounds).await;
         if invalidates && result.is_ok() {
             cache.invalidate_path(&path);
         }
@@ -51,24 +76,24 @@ pub(crate) async fn serve(
     }
     let policy = req.cache.unwrap_or(CachePolicy::NetworkFirst);
     let Some(key) = cache.key(&req) else {
-        return pipeline.execute(req).await;
+        return pipeline.execute(req, rounds).await;
     };
     let headers = effective_headers(&cache.default_headers, &req);
     let req_cc = parse_cache_control(headers.get("cache-control").map(String::as_str));
     if policy == CachePolicy::NetworkOnly || req_cc.no_store {
-        return fetch(&cache, &pipeline, &key, req, None).await;
+        return fetch(&cache, &pipeline, rounds, &key, req, None).await;
     }
     let entry = cache.lookup(&key, &req);
     let hit = |e: &Entry| {
         cache.count_hit();
-        e.to_response(now_ms(), started.elapsed().as_millis() as u64)
+        e.to_response(now_ms(), ms_i32(started.elapsed()))
     };
     match (policy, entry) {
         (CachePolicy::CacheOnly, Some(e)) | (CachePolicy::CacheFirst, Some(e)) => Ok(hit(&e)),
         (CachePolicy::CacheOnly, None) => Err(ApiError::NotCached { key }),
         (CachePolicy::StaleWhileRevalidate, Some(e)) => {
             if !e.freshness(now_ms()).is_fresh() {
-                refresh_in_background(cache.clone(), pipeline, key, req, e.clone());
+                refresh_in_background(cache.clone(), pipeline, rounds, key, req, e.clone());
             }
             Ok(hit(&e))
         }
@@ -76,25 +101,26 @@ pub(crate) async fn serve(
             Use::Fresh => Ok(hit(&e)),
             Use::StaleWhileRevalidate => {
                 let response = hit(&e);
-                refresh_in_background(cache.clone(), pipeline, key, req, e);
+                refresh_in_background(cache.clone(), pipeline, rounds, key, req, e);
                 Ok(response)
             }
-            Use::Revalidate => fetch(&cache, &pipeline, &key, req, Some(e)).await,
+            Use::Revalidate => fetch(&cache, &pipeline, rounds, &key, req, Some(e)).await,
         },
-        (_, None) => fetch(&cache, &pipeline, &key, req, None).await,
+        (_, None) => fetch(&cache, &pipeline, rounds, &key, req, None).await,
     }
 }
 
 fn refresh_in_background(
     cache: Arc<HttpCache>,
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<Network>,
+    rounds: Rounds,
     key: String,
     req: ApiRequest,
     e: Entry,
 ) {
     // Runs on the client's runtime (calls are polled with it entered); cancelled at shutdown.
     tokio::spawn(async move {
-        let _ = fetch(&cache, &pipeline, &key, req, Some(e)).await;
+        let _ = fetch(&cache, &pipeline, rounds, &key, req, Some(e)).await;
     });
 }
 
@@ -102,7 +128,8 @@ fn refresh_in_background(
 /// to `entry` when the network fails and the entry may stand in.
 async fn fetch(
     cache: &HttpCache,
-    pipeline: &Pipeline,
+    pipeline: &Network,
+    rounds: Rounds,
     key: &str,
     req: ApiRequest,
     entry: Option<Entry>,
@@ -125,7 +152,7 @@ async fn fetch(
             conditional = true;
         }
     }
-    match pipeline.execute(net_req).await {
+    match pipeline.execute(net_req, rounds).await {
         Ok(r) if r.status == 304 && conditional => match entry {
             Some(e) => {
                 let e = cache.refresh(e, &r);

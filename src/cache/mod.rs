@@ -7,8 +7,8 @@
 //! The cache is best-effort: a storage error (full disk, busy) makes the operation a no-op with a
 //! logged warning; a damaged database is moved aside and recreated, with a status event.
 
-pub mod flow;
-pub mod policy;
+mod flow;
+mod policy;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,55 +17,72 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::status::{EventBus, StatusEvent};
+use crate::defaults::{config_record, non_negative, non_negative_ms, positive_ms};
+use crate::error::ApiError;
+use crate::events::{EventBus, StatusEvent};
+use crate::http::request_target;
 use crate::store::{decode_header_lines, encode_header_lines, is_corruption, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse};
 use policy::Freshness;
 
-/// How a GET uses the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum CachePolicy {
-    /// The default: a fresh entry is served without the network (HTTP rules: `max-age`, `Expires`,
-    /// `no-cache`, …); otherwise the network is asked (conditionally, with the entry's validators),
-    /// and on failure (offline, every backend down, 5xx, timeout) a stale entry is served, flagged.
-    NetworkFirst,
-    /// Any stored entry (fresh or stale, flagged) before the network; the network only on a miss.
-    CacheFirst,
-    /// Only the cache; a miss is `ApiError::NotCached`. Never touches the network.
-    CacheOnly,
-    /// Never read the cache (the response is still stored).
-    NetworkOnly,
-    /// Answer from the cache at once (even stale) and refresh a stale entry in the background.
-    StaleWhileRevalidate,
-}
+pub(crate) use flow::CacheLayer;
 
 /// The cache section of `ServiceStatus`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
 pub struct CacheStatus {
     /// Stored entries.
-    pub entries: u64,
+    pub entries: i64,
     /// Bytes they take (bodies, headers, keys).
-    pub bytes: u64,
+    pub bytes: i64,
     /// The configured bound.
-    pub max_bytes: u64,
+    pub max_bytes: i64,
     /// Answers served from the cache without the network (fresh, SWR, cache-first/-only).
-    pub hits: u64,
+    pub hits: i64,
     /// Lookups that found nothing usable.
-    pub misses: u64,
+    pub misses: i64,
     /// `304 Not Modified` answers that refreshed an entry.
-    pub revalidations: u64,
+    pub revalidations: i64,
     /// Entries evicted to stay under `max_bytes`.
-    pub evictions: u64,
+    pub evictions: i64,
     /// Stale entries served because the network failed.
-    pub stale_served: u64,
+    pub stale_served: i64,
 }
 
-/// Cache settings (validated from `ClientConfig`).
+config_record! {
+    /// The persistent HTTP response cache.
+    pub struct CacheConfig {
+        /// Size bound (bytes); least recently used entries are evicted beyond it. 0 = no cache.
+        pub max_bytes: i32 = 20971520,
+        /// Freshness given to responses without `Cache-Control: max-age` or `Expires` (0: stored
+        /// for offline use, revalidated on use).
+        pub default_ttl_ms: i32 = 0,
+        /// How long past its freshness an entry may still be served when the network fails
+        /// (unless the response limited it with `stale-if-error` or forbade it with
+        /// `must-revalidate`).
+        pub max_stale_ms: i32 = 604800000,
+        /// How often expired entries are purged.
+        pub cleanup_interval_ms: i32 = 300000,
+    }
+}
+
+/// Cache settings (validated from [`CacheConfig`]).
 #[derive(Debug, Clone)]
 pub(crate) struct CacheSettings {
     pub max_bytes: u64,
     pub default_ttl: Duration,
     pub max_stale: Duration,
+    pub cleanup_interval: Duration,
+}
+
+impl CacheSettings {
+    pub(crate) fn from_config(c: &CacheConfig) -> Result<Self, ApiError> {
+        Ok(CacheSettings {
+            max_bytes: non_negative("cache.max_bytes", c.max_bytes)? as u64,
+            default_ttl: non_negative_ms("cache.default_ttl_ms", c.default_ttl_ms)?,
+            max_stale: non_negative_ms("cache.max_stale_ms", c.max_stale_ms)?,
+            cleanup_interval: positive_ms("cache.cleanup_interval_ms", c.cleanup_interval_ms)?,
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -125,10 +142,10 @@ impl Entry {
     }
 
     /// The entry as a response to the app.
-    pub(crate) fn to_response(&self, now_ms: i64, elapsed_ms: u64) -> ApiResponse {
+    pub(crate) fn to_response(&self, now_ms: i64, elapsed_ms: i32) -> ApiResponse {
         let f = self.freshness(now_ms);
         ApiResponse {
-            status: self.status,
+            status: self.status as i32,
             headers: self.headers.clone(),
             body: self.body.clone(),
             backend: "cache".into(),
@@ -136,7 +153,7 @@ impl Entry {
             elapsed_ms,
             from_cache: true,
             stale: !f.is_fresh(),
-            age_ms: Some(f.age.as_millis() as u64),
+            age_ms: Some(crate::defaults::ms_i32(f.age)),
             queued: None,
         }
     }
@@ -251,12 +268,7 @@ impl HttpCache {
     /// The cache key of a GET, or `None` if the path is not a valid relative path (the network
     /// call will report it).
     pub(crate) fn key(&self, req: &ApiRequest) -> Option<String> {
-        let base = reqwest::Url::parse("http://cache.invalid").ok()?;
-        let url = crate::pipeline::transport::join_url(&base, &req.path, &req.query).ok()?;
-        let mut key = match url.query() {
-            Some(q) => format!("GET {}?{q}", url.path()),
-            None => format!("GET {}", url.path()),
-        };
+        let mut key = format!("GET {}", request_target(&req.path, &req.query).ok()?);
         let headers = effective_headers(&self.default_headers, req);
         if let Some(auth) = headers.get("authorization") {
             key.push_str(&format!(" auth:{:016x}", fnv1a(auth)));
@@ -530,15 +542,15 @@ impl HttpCache {
                 c.query_row(
                     "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM cache_entries",
                     [],
-                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
                 )
             })
             .unwrap_or_default();
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed).min(i64::MAX as u64) as i64;
         CacheStatus {
             entries,
             bytes,
-            max_bytes: self.settings.max_bytes,
+            max_bytes: self.settings.max_bytes as i64,
             hits: g(&self.counters.hits),
             misses: g(&self.counters.misses),
             revalidations: g(&self.counters.revalidations),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// The parts of `Cache-Control` a private client cache acts on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CacheControl {
+pub(crate) struct CacheControl {
     /// `max-age=N`.
     pub max_age: Option<Duration>,
     /// `no-store`: never write it.
@@ -22,7 +22,7 @@ pub struct CacheControl {
 }
 
 /// Parses a `Cache-Control` value (directives are case-insensitive; unknown ones are ignored).
-pub fn parse_cache_control(value: Option<&str>) -> CacheControl {
+pub(crate) fn parse_cache_control(value: Option<&str>) -> CacheControl {
     let mut cc = CacheControl::default();
     for directive in value.unwrap_or("").split(',') {
         let (name, arg) = match directive.split_once('=') {
@@ -49,12 +49,12 @@ pub fn parse_cache_control(value: Option<&str>) -> CacheControl {
 
 /// Statuses a cache may store (RFC 9110 §15.1 "heuristically cacheable", minus errors: a failed
 /// call is reported as an error, not cached).
-pub fn status_is_storable(status: u16) -> bool {
+pub(crate) fn status_is_storable(status: i32) -> bool {
     matches!(status, 200 | 203 | 204 | 300 | 301 | 308)
 }
 
 /// How long a response is fresh: `max-age`, else `Expires - Date`, else the configured default.
-pub fn freshness_lifetime(
+pub(crate) fn freshness_lifetime(
     cc: &CacheControl,
     headers: &HashMap<String, String>,
     default_ttl: Duration,
@@ -65,9 +65,9 @@ pub fn freshness_lifetime(
     if let Some(expires) = headers.get("expires") {
         let date = headers
             .get("date")
-            .and_then(|d| super::super::pipeline::retry::parse_http_date(d));
+            .and_then(|d| crate::http::parse_http_date(d));
         return match (
-            super::super::pipeline::retry::parse_http_date(expires),
+            crate::http::parse_http_date(expires),
             date,
         ) {
             (Some(exp), Some(date)) => exp.duration_since(date).unwrap_or(Duration::ZERO),
@@ -82,7 +82,7 @@ pub fn freshness_lifetime(
 }
 
 /// The `Age` a response already had when it arrived.
-pub fn initial_age(headers: &HashMap<String, String>) -> Duration {
+pub(crate) fn initial_age(headers: &HashMap<String, String>) -> Duration {
     headers
         .get("age")
         .and_then(|a| a.trim().parse::<u64>().ok())
@@ -91,7 +91,7 @@ pub fn initial_age(headers: &HashMap<String, String>) -> Duration {
 
 /// What a stored entry needs to be judged, in the units it is persisted in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Freshness {
+pub(crate) struct Freshness {
     /// Age at the time of the decision.
     pub age: Duration,
     /// Freshness lifetime.
@@ -108,7 +108,7 @@ pub struct Freshness {
 
 /// How a stored entry may be used right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Use {
+pub(crate) enum Use {
     /// Serve it without contacting the network.
     Fresh,
     /// Stale, but inside `stale-while-revalidate`: serve it and refresh in the background.
@@ -119,13 +119,13 @@ pub enum Use {
 
 impl Freshness {
     /// Is the entry fresh?
-    pub fn is_fresh(&self) -> bool {
+    pub(crate) fn is_fresh(&self) -> bool {
         self.age < self.lifetime
     }
 
     /// The decision for a normal (NetworkFirst) read. `request_no_cache` = the request said
     /// `Cache-Control: no-cache`.
-    pub fn decide(&self, request_no_cache: bool) -> Use {
+    pub(crate) fn decide(&self, request_no_cache: bool) -> Use {
         if self.no_cache || request_no_cache {
             Use::Revalidate
         } else if self.is_fresh() {
@@ -140,7 +140,7 @@ impl Freshness {
     /// May this entry stand in for a network failure (offline, all backends down, 5xx, timeout)?
     /// Never after `must-revalidate`; within `stale-if-error` when the server set one; otherwise up
     /// to `max_stale` past its freshness.
-    pub fn usable_on_error(&self, max_stale: Duration) -> bool {
+    pub(crate) fn usable_on_error(&self, max_stale: Duration) -> bool {
         if self.is_fresh() {
             return true;
         }

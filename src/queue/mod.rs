@@ -14,7 +14,8 @@
 //! restart) still receives every `on_delivered` / `on_dead_lettered` it has not seen; they can also
 //! be read back with `queue_outcomes()`.
 
-pub mod policy;
+mod layer;
+mod policy;
 mod replay;
 mod storage;
 
@@ -29,32 +30,13 @@ use tokio::sync::Notify;
 
 use crate::error::ApiError;
 use crate::ids::new_uuid_v4;
-use crate::status::{EventBus, StatusEvent};
+use crate::defaults::{at_least, config_record, positive_ms};
+use crate::events::{EventBus, StatusEvent};
 use crate::store::{is_corruption, now_ms, Store};
-use crate::types::{ApiRequest, ApiResponse, HttpMethod};
+use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueuedRequestId};
 
+pub(crate) use layer::QueueLayer;
 pub(crate) use replay::run;
-
-/// What a request does when it cannot be delivered now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, uniffi::Enum)]
-pub enum OfflinePolicy {
-    /// Report the error (the default).
-    #[default]
-    Fail,
-    /// Persist it in the offline queue and answer `202` with `queued` set; it is delivered later.
-    Queue,
-}
-
-/// The id of a queued request (a UUID).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct QueuedRequestId(pub String);
-uniffi::custom_newtype!(QueuedRequestId, String);
-
-impl std::fmt::Display for QueuedRequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A pending queued request.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -68,11 +50,11 @@ pub struct QueuedRequestInfo {
     /// Path.
     pub path: String,
     /// Replay attempts so far.
-    pub attempts: u32,
+    pub attempts: i32,
     /// When it was queued (Unix ms).
-    pub created_at_ms: u64,
+    pub created_at_ms: i64,
     /// Time until the next attempt (0 = as soon as possible).
-    pub next_attempt_in_ms: u64,
+    pub next_attempt_in_ms: i32,
     /// The last failure.
     pub last_error: Option<String>,
 }
@@ -89,11 +71,11 @@ pub struct DeadLetter {
     /// Path.
     pub path: String,
     /// Attempts made.
-    pub attempts: u32,
+    pub attempts: i32,
     /// Why it was given up.
     pub reason: String,
     /// The server's final status, if one answered.
-    pub status: Option<u16>,
+    pub status: Option<i32>,
     /// The server's final body, if one answered.
     pub body: Option<Vec<u8>>,
 }
@@ -108,11 +90,11 @@ pub struct QueueOutcome {
     /// The server's response when delivered.
     pub response: Option<ApiResponse>,
     /// The final status (delivered or rejected).
-    pub status: Option<u16>,
+    pub status: Option<i32>,
     /// Why it was dead-lettered.
     pub reason: Option<String>,
     /// When (Unix ms).
-    pub at_ms: u64,
+    pub at_ms: i64,
     /// Whether a `QueueListener` has been told.
     pub notified: bool,
 }
@@ -121,17 +103,19 @@ pub struct QueueOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
 pub struct QueueStatus {
     /// Entries waiting for delivery (in flight included).
-    pub pending: u64,
+    pub pending: i64,
     /// Entries being sent right now.
-    pub in_flight: u64,
+    pub in_flight: i64,
     /// Entries given up on.
-    pub dead_lettered: u64,
+    pub dead_lettered: i64,
     /// Age of the oldest pending entry.
-    pub oldest_age_ms: Option<u64>,
+    pub oldest_age_ms: Option<i32>,
     /// Deliveries by this client since it started.
-    pub delivered: u64,
+    pub delivered: i64,
     /// The configured bound on pending entries.
-    pub max_entries: u32,
+    pub max_entries: i32,
+    /// The configured bound on pending bytes.
+    pub max_bytes: i64,
 }
 
 /// Implement this to hear about queued requests' fates (called on a background thread, in order).
@@ -144,7 +128,28 @@ pub trait QueueListener: Send + Sync {
     fn on_dead_lettered(&self, id: QueuedRequestId, reason: String);
 }
 
-/// Queue settings (validated from `ClientConfig`).
+config_record! {
+    /// The durable offline request queue.
+    pub struct QueueConfig {
+        /// Capacity (pending entries); `enqueue` beyond it is `QueueFull`.
+        pub max_entries: i32 = 50,
+        /// Byte bound (bodies, headers, paths of pending entries).
+        pub max_bytes: i32 = 10485760,
+        /// Queued requests older than this are dead-lettered instead of sent.
+        pub max_age_ms: i32 = 604800000,
+        /// First delay after a failed replay (doubles, full jitter).
+        pub retry_base_delay_ms: i32 = 1000,
+        /// Replay backoff cap.
+        pub retry_max_delay_ms: i32 = 300000,
+        /// Queued requests in flight at once (one per ordering group).
+        pub max_in_flight: i32 = 4,
+        /// Extra header names never written to disk (besides Authorization, Cookie,
+        /// Proxy-Authorization).
+        pub sensitive_headers: Vec<String> = [],
+    }
+}
+
+/// Queue settings (validated from [`QueueConfig`]).
 #[derive(Debug, Clone)]
 pub(crate) struct QueueSettings {
     pub max_entries: u32,
@@ -155,6 +160,31 @@ pub(crate) struct QueueSettings {
     pub max_in_flight: usize,
     /// Lower-case header names never written to disk.
     pub sensitive_headers: Vec<String>,
+}
+
+impl QueueSettings {
+    pub(crate) fn from_config(c: &QueueConfig) -> Result<Self, ApiError> {
+        let retry_base = positive_ms("queue.retry_base_delay_ms", c.retry_base_delay_ms)?;
+        let retry_max = positive_ms("queue.retry_max_delay_ms", c.retry_max_delay_ms)?;
+        if retry_max < retry_base {
+            return Err(ApiError::invalid_config(
+                "queue.retry_max_delay_ms must be at least queue.retry_base_delay_ms",
+            ));
+        }
+        let mut sensitive: Vec<String> = ["authorization", "cookie", "proxy-authorization"]
+            .map(String::from)
+            .to_vec();
+        sensitive.extend(c.sensitive_headers.iter().map(|h| h.to_ascii_lowercase()));
+        Ok(QueueSettings {
+            max_entries: at_least("queue.max_entries", c.max_entries, 1)?,
+            max_bytes: at_least("queue.max_bytes", c.max_bytes, 1)? as u64,
+            max_age: positive_ms("queue.max_age_ms", c.max_age_ms)?,
+            retry_base,
+            retry_max,
+            max_in_flight: at_least("queue.max_in_flight", c.max_in_flight, 1)? as usize,
+            sensitive_headers: sensitive,
+        })
+    }
 }
 
 type Listener = Arc<Mutex<Option<Arc<dyn QueueListener>>>>;
@@ -234,7 +264,10 @@ impl Queue {
                 self.wake.notify_one();
                 Ok(QueuedRequestId(id))
             }
-            Err(storage::InsertError::Full) => Err(ApiError::QueueFull { max_entries, max_bytes }),
+            Err(storage::InsertError::Full) => Err(ApiError::QueueFull {
+                max_entries: max_entries.min(i32::MAX as u32) as i32,
+                max_bytes: max_bytes.min(i32::MAX as u64) as i32,
+            }),
             Err(storage::InsertError::Db(e)) => self.db("enqueue", |_| Err(e)),
         }
     }
@@ -285,12 +318,13 @@ impl Queue {
     pub(crate) fn status(&self) -> QueueStatus {
         let (pending, dead, oldest) = self.db("status", |c| storage::counts(c)).unwrap_or_default();
         QueueStatus {
-            pending,
-            in_flight: self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).len() as u64,
-            dead_lettered: dead,
-            oldest_age_ms: oldest.map(|t| (now_ms() - t).max(0) as u64),
-            delivered: self.delivered.load(Ordering::Relaxed),
-            max_entries: self.settings.max_entries,
+            pending: pending as i64,
+            in_flight: self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).len() as i64,
+            dead_lettered: dead as i64,
+            oldest_age_ms: oldest.map(|t| (now_ms() - t).clamp(0, i32::MAX as i64) as i32),
+            delivered: self.delivered.load(Ordering::Relaxed) as i64,
+            max_entries: self.settings.max_entries.min(i32::MAX as u32) as i32,
+            max_bytes: self.settings.max_bytes as i64,
         }
     }
 

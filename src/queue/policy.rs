@@ -16,7 +16,7 @@ use crate::types::ApiResponse;
 
 /// The decision for one replay attempt.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// The server took it.
     Delivered(ApiResponse),
     /// Try again after a backoff delay.
@@ -26,7 +26,7 @@ pub enum Decision {
         /// Why.
         reason: String,
         /// The final status, if a server answered.
-        status: Option<u16>,
+        status: Option<i32>,
         /// The final body, if a server answered.
         body: Option<Vec<u8>>,
     },
@@ -35,7 +35,7 @@ pub enum Decision {
 }
 
 /// Classifies the result of sending a queued request.
-pub fn decide(result: Result<ApiResponse, ApiError>) -> Decision {
+pub(crate) fn decide(result: Result<ApiResponse, ApiError>) -> Decision {
     match result {
         Ok(r) => Decision::Delivered(r),
         Err(ApiError::Http { status, body, .. }) => match status {
@@ -52,7 +52,7 @@ pub fn decide(result: Result<ApiResponse, ApiError>) -> Decision {
 
 /// Should a failed live call with `OfflinePolicy::Queue` be queued rather than reported?
 /// Yes when it failed for reasons a later replay can fix.
-pub fn should_queue(e: &ApiError) -> bool {
+pub(crate) fn should_queue(e: &ApiError) -> bool {
     match e {
         ApiError::Offline
         | ApiError::AllBackendsUnavailable { .. }
@@ -64,7 +64,7 @@ pub fn should_queue(e: &ApiError) -> bool {
 }
 
 /// Is an entry created `age` ago past `max_age`?
-pub fn expired(age: Duration, max_age: Duration) -> bool {
+pub(crate) fn expired(age: Duration, max_age: Duration) -> bool {
     age > max_age
 }
 
@@ -72,7 +72,7 @@ pub fn expired(age: Duration, max_age: Duration) -> bool {
 mod tests {
     use super::*;
 
-    fn http(status: u16) -> Result<ApiResponse, ApiError> {
+    fn http(status: i32) -> Result<ApiResponse, ApiError> {
         Err(ApiError::Http { status, body: b"why".to_vec(), backend: "b".into() })
     }
 

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 use super::policy::{self, Decision};
 use super::storage::{self, Stored};
 use super::Queue;
-use crate::pipeline::retry::backoff_delay;
-use crate::pipeline::Pipeline;
+use crate::cache::CacheLayer;
+use crate::net::retry::backoff_delay;
+use crate::net::Rounds;
 use crate::store::now_ms;
 
 /// Runs until the client's runtime stops.
-pub(crate) async fn run(queue: Arc<Queue>, pipeline: Arc<Pipeline>) {
-    let mut network = pipeline.subscribe_network();
-    let mut recovered = pipeline.backends.subscribe_recovered();
+pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
+    let mut network = layer.network().subscribe_online();
+    let mut recovered = layer.network().subscribe_recovered();
     loop {
         if !*network.borrow_and_update() {
             // Offline: nothing is sent; wait for the network.
@@ -24,7 +25,7 @@ pub(crate) async fn run(queue: Arc<Queue>, pipeline: Arc<Pipeline>) {
             }
             continue;
         }
-        start_due(&queue, &pipeline);
+        start_due(&queue, &layer);
         let next = queue.db("next due", |c| storage::next_due_at(c)).ok().flatten();
         let sleep_for = next.map_or(Duration::from_secs(3600), |at| Duration::from_millis((at - now_ms()).max(0) as u64));
         // Never spin: a due entry that could not start (all slots busy) waits for a delivery's wake-up.
@@ -48,7 +49,7 @@ pub(crate) async fn run(queue: Arc<Queue>, pipeline: Arc<Pipeline>) {
 }
 
 /// Starts deliveries for due group heads while slots are free.
-fn start_due(queue: &Arc<Queue>, pipeline: &Arc<Pipeline>) {
+fn start_due(queue: &Arc<Queue>, layer: &CacheLayer) {
     let busy: Vec<String> = queue.in_flight.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
     let free = queue.settings.max_in_flight.saturating_sub(busy.len());
     if free == 0 {
@@ -57,16 +58,18 @@ fn start_due(queue: &Arc<Queue>, pipeline: &Arc<Pipeline>) {
     let Ok(due) = queue.db("due", |c| storage::due_heads(c, now_ms(), &busy, free)) else { return };
     for entry in due {
         queue.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(entry.id.clone());
-        tokio::spawn(deliver(queue.clone(), pipeline.clone(), entry));
+        tokio::spawn(deliver(queue.clone(), layer.clone(), entry));
     }
 }
 
-async fn deliver(queue: Arc<Queue>, pipeline: Arc<Pipeline>, entry: Stored) {
+async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored) {
     let age = Duration::from_millis((now_ms() - entry.created_at_ms).max(0) as u64);
     let decision = if policy::expired(age, queue.settings.max_age) {
         Decision::DeadLetter { reason: format!("expired: queued {} s ago", age.as_secs()), status: None, body: None }
     } else {
-        policy::decide(pipeline.execute_once(entry.to_request()).await)
+        // Through the cache layer (one pass; the queue backs off itself), so a replayed write
+        // invalidates cached GETs of its path like a live one.
+        policy::decide(layer.send(entry.to_request(), Rounds::OnePass).await)
     };
     let recorded = match &decision {
         Decision::Delivered(r) => {

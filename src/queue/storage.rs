@@ -21,7 +21,7 @@ pub(crate) struct Stored {
     pub query: Vec<QueryParam>,
     pub headers: HashMap<String, String>,
     pub body: Option<Vec<u8>>,
-    pub timeout_ms: Option<u64>,
+    pub timeout_ms: Option<i32>,
     pub created_at_ms: i64,
     pub attempts: u32,
 }
@@ -89,7 +89,7 @@ fn decode_query(s: &str) -> Vec<QueryParam> {
 
 impl Stored {
     /// Prepares `req` for disk: headers named in `sensitive` (lower-case) are dropped.
-    pub fn new(req: &ApiRequest, id: String, key: String, group: String, sensitive: &[String]) -> Stored {
+    pub(crate) fn new(req: &ApiRequest, id: String, key: String, group: String, sensitive: &[String]) -> Stored {
         let headers = req
             .headers
             .iter()
@@ -113,7 +113,7 @@ impl Stored {
 
     /// The request to send on replay (the idempotency key always set; credentials come from the
     /// header provider at send time).
-    pub fn to_request(&self) -> ApiRequest {
+    pub(crate) fn to_request(&self) -> ApiRequest {
         let mut r = ApiRequest::new(self.method, self.path.clone());
         r.query = self.query.clone();
         r.headers = self.headers.clone();
@@ -139,9 +139,9 @@ impl Stored {
             query: decode_query(&query),
             headers: decode_header_lines(&headers),
             body: r.get("body")?,
-            timeout_ms: r.get::<_, Option<i64>>("timeout_ms")?.map(|v| v.max(0) as u64),
+            timeout_ms: r.get::<_, Option<i64>>("timeout_ms")?.map(|v| v.clamp(1, i32::MAX as i64) as i32),
             created_at_ms: r.get("created_at_ms")?,
-            attempts: r.get::<_, i64>("attempts")?.max(0) as u32,
+            attempts: r.get::<_, i64>("attempts")?.clamp(0, u32::MAX as i64) as u32,
         })
     }
 }
@@ -235,7 +235,7 @@ fn record_outcome(
     id: &str,
     response: Option<&ApiResponse>,
     reason: Option<&str>,
-    status: Option<u16>,
+    status: Option<i32>,
     body: Option<&[u8]>,
     attempts: u32,
 ) -> rusqlite::Result<()> {
@@ -284,7 +284,7 @@ pub(crate) fn dead_letter(
     c: &mut Connection,
     s: &Stored,
     reason: &str,
-    status: Option<u16>,
+    status: Option<i32>,
     body: Option<&[u8]>,
     attempted: bool,
 ) -> rusqlite::Result<()> {
@@ -310,9 +310,9 @@ pub(crate) fn pending(c: &Connection, now: i64) -> rusqlite::Result<Vec<QueuedRe
             idempotency_key: r.get(1)?,
             method: method_from(&r.get::<_, String>(2)?),
             path: r.get(3)?,
-            attempts: r.get::<_, i64>(4)?.max(0) as u32,
-            created_at_ms: r.get::<_, i64>(5)?.max(0) as u64,
-            next_attempt_in_ms: (r.get::<_, i64>(6)? - now).max(0) as u64,
+            attempts: r.get::<_, i64>(4)?.clamp(0, i32::MAX as i64) as i32,
+            created_at_ms: r.get::<_, i64>(5)?.max(0),
+            next_attempt_in_ms: (r.get::<_, i64>(6)? - now).clamp(0, i32::MAX as i64) as i32,
             last_error: r.get(7)?,
         })
     })?;
@@ -330,9 +330,9 @@ pub(crate) fn dead_letters(c: &Connection) -> rusqlite::Result<Vec<DeadLetter>> 
             idempotency_key: r.get(1)?,
             method: method_from(&r.get::<_, String>(2)?),
             path: r.get(3)?,
-            attempts: r.get::<_, i64>(4)?.max(0) as u32,
+            attempts: r.get::<_, i64>(4)?.clamp(0, i32::MAX as i64) as i32,
             reason: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
-            status: r.get::<_, Option<i64>>(6)?.map(|s| s as u16),
+            status: r.get::<_, Option<i64>>(6)?.map(|s| s.clamp(0, 999) as i32),
             body: r.get(7)?,
         })
     })?;
@@ -370,14 +370,14 @@ pub(crate) fn counts(c: &Connection) -> rusqlite::Result<(u64, u64, Option<i64>)
 fn outcome_from_row(r: &Row<'_>) -> rusqlite::Result<QueueOutcome> {
     let headers: Option<String> = r.get("headers")?;
     let delivered: bool = r.get("delivered")?;
-    let status = r.get::<_, Option<i64>>("status")?.map(|s| s as u16);
+    let status = r.get::<_, Option<i64>>("status")?.map(|s| s.clamp(0, 999) as i32);
     let response = delivered.then(|| -> rusqlite::Result<ApiResponse> {
         Ok(ApiResponse {
             status: status.unwrap_or(200),
             headers: decode_header_lines(headers.as_deref().unwrap_or("")),
             body: r.get::<_, Option<Vec<u8>>>("body")?.unwrap_or_default(),
             backend: r.get::<_, Option<String>>("backend")?.unwrap_or_default(),
-            attempts: r.get::<_, i64>("attempts")?.max(0) as u32,
+            attempts: r.get::<_, i64>("attempts")?.clamp(0, i32::MAX as i64) as i32,
             elapsed_ms: 0,
             from_cache: false,
             stale: false,
@@ -391,7 +391,7 @@ fn outcome_from_row(r: &Row<'_>) -> rusqlite::Result<QueueOutcome> {
         response: response.transpose()?,
         status,
         reason: r.get("reason")?,
-        at_ms: r.get::<_, i64>("at_ms")?.max(0) as u64,
+        at_ms: r.get::<_, i64>("at_ms")?.max(0),
         notified: r.get("notified")?,
     })
 }

@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode};
 
 /// File name inside `storage_dir`.
-pub const DB_FILE: &str = "robust-api.sqlite3";
+pub(crate) const DB_FILE: &str = "robust-api.sqlite3";
 /// How long a writer waits for another connection (another client on the same dir).
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Schema migrations; index + 1 is the `user_version` after applying it.
 const MIGRATIONS: &[&str] = &[
@@ -105,7 +105,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// Why the database was recreated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovery {
+pub(crate) struct Recovery {
     /// Where the damaged file was moved.
     pub moved_to: String,
     /// What was wrong.
@@ -113,7 +113,7 @@ pub struct Recovery {
 }
 
 /// The client's database connection.
-pub struct Store {
+pub(crate) struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
 }
@@ -127,7 +127,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Milliseconds since the Unix epoch (persisted times survive restarts, unlike `Instant`).
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -135,19 +135,19 @@ pub fn now_ms() -> i64 {
 
 /// Headers as `name:value` lines, sorted (names never contain ':' and values never contain a
 /// newline: both are validated HTTP header parts). Used by the cache and the queue.
-pub fn encode_header_lines(h: &HashMap<String, String>) -> String {
+pub(crate) fn encode_header_lines(h: &HashMap<String, String>) -> String {
     let mut lines: Vec<String> = h.iter().map(|(k, v)| format!("{k}:{v}")).collect();
     lines.sort();
     lines.join("\n")
 }
 
 /// The inverse of [`encode_header_lines`].
-pub fn decode_header_lines(s: &str) -> HashMap<String, String> {
+pub(crate) fn decode_header_lines(s: &str) -> HashMap<String, String> {
     s.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Is this error a sign of a damaged database file (rather than a busy or full one)?
-pub fn is_corruption(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
@@ -188,7 +188,7 @@ fn move_aside(path: &Path) -> String {
 impl Store {
     /// Opens (creating or migrating) the database in `dir`. A damaged file is moved aside and
     /// recreated; the returned [`Recovery`] says so.
-    pub fn open(dir: &Path) -> Result<(Store, Option<Recovery>), String> {
+    pub(crate) fn open(dir: &Path) -> Result<(Store, Option<Recovery>), String> {
         let path = dir.join(DB_FILE);
         match open_and_migrate(&path) {
             Ok(conn) => Ok((
@@ -222,20 +222,20 @@ impl Store {
     }
 
     /// The connection (one at a time; SQLite calls here take microseconds).
-    pub fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Closes the file now (checkpointing the WAL) so another process or client can take it over;
     /// later operations fail harmlessly against an empty in-memory database.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Ok(detached) = Connection::open_in_memory() {
             drop(std::mem::replace(&mut *self.conn(), detached));
         }
     }
 
     /// Replaces a connection whose file turned out to be damaged mid-life.
-    pub fn recover(&self, reason: &str) -> Result<Recovery, String> {
+    pub(crate) fn recover(&self, reason: &str) -> Result<Recovery, String> {
         let mut conn = self.conn();
         // Close our handle on the damaged file before moving it.
         let fresh = Connection::open_in_memory().map_err(|e| e.to_string())?;

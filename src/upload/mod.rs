@@ -7,7 +7,7 @@
 //!   one final call at the total);
 //! - [`policy`]: what is retried, where, after how long (idle timeout, own retry count, failover
 //!   only before the first byte, always an idempotency key);
-//! - [`run`]: the loop that acts on them, with the backends' breakers ([`crate::pipeline::select`]).
+//! - [`run`]: drives them through the network's one attempt loop (`crate::net::attempt`).
 //!
 //! Cancellation: the call's future is polled by the caller (see [`crate::runtime`]); dropping it (a
 //! Kotlin coroutine or Swift task cancelled, a Python task cancelled) drops the request and its
@@ -26,20 +26,21 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
 use reqwest::Url;
 
+use crate::defaults::{config_record, ms_i32, non_negative, positive_ms};
 use crate::error::ApiError;
-use crate::pipeline::select::Permit;
-use crate::pipeline::transport::{self, AttemptErrorKind};
-use crate::pipeline::Pipeline;
-use crate::status::Counters;
+use crate::http::{flatten_headers, join_url, parse_retry_after};
+use crate::net::attempt::{self, Exchange, Health, Plan, Stop, Tried};
+use crate::net::transport::{self, AttemptErrorKind};
+use crate::net::{Backend, Network};
 use crate::types::{ApiResponse, HttpMethod};
 use body::{Layout, Meter};
-use policy::{BreakerVerdict, Outcome, Step};
+use policy::{BreakerVerdict, Outcome, Step, RETRY_AFTER_CAP};
 use progress::{Throttle, REPORT_INTERVAL};
 
 /// Largest upload response body kept (the answer to an upload is normally a small JSON document).
@@ -103,12 +104,12 @@ impl UploadRequest {
 #[uniffi::export(callback_interface)]
 pub trait UploadProgressListener: Send + Sync {
     /// `bytes_sent` of `total_bytes` have gone out.
-    fn on_progress(&self, bytes_sent: u64, total_bytes: u64);
+    fn on_progress(&self, bytes_sent: i64, total_bytes: i64);
 }
 
 /// Lets Rust callers keep a handle on their listener (`Some(Box::new(listener.clone()))`).
 impl<T: UploadProgressListener + ?Sized> UploadProgressListener for Arc<T> {
-    fn on_progress(&self, bytes_sent: u64, total_bytes: u64) {
+    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) {
         (**self).on_progress(bytes_sent, total_bytes)
     }
 }
@@ -171,7 +172,20 @@ fn cancelled_error() -> ApiError {
     }
 }
 
-/// The checked upload settings (from `ClientConfig`).
+config_record! {
+    /// File uploads.
+    pub struct UploadConfig {
+        /// An upload attempt fails after this long without a byte going out or coming in (uploads
+        /// have no total timeout; `timeouts.request_ms` does not apply to them).
+        pub idle_timeout_ms: i32 = 30000,
+        /// Backoff rounds after an upload's first attempt (separate from `retry.max_retries`).
+        pub max_retries: i32 = 3,
+        /// Where `upload_video_file` posts.
+        pub video_path: String = "/api/videos",
+    }
+}
+
+/// The checked upload settings.
 #[derive(Debug, Clone)]
 pub(crate) struct UploadSettings {
     /// An attempt fails after this long without a byte going out or coming in.
@@ -183,27 +197,22 @@ pub(crate) struct UploadSettings {
 }
 
 impl UploadSettings {
-    pub(crate) fn from_config(c: &crate::config::ClientConfig) -> Result<Self, ApiError> {
-        if c.upload_idle_timeout_ms == 0 {
-            return Err(ApiError::invalid_config(
-                "upload_idle_timeout_ms must be greater than 0 ms",
-            ));
-        }
-        if !c.upload_video_path.starts_with('/') {
+    pub(crate) fn from_config(c: &UploadConfig) -> Result<Self, ApiError> {
+        if !c.video_path.starts_with('/') {
             return Err(ApiError::invalid_config(format!(
-                "upload_video_path {:?} must start with '/'",
-                c.upload_video_path
+                "upload.video_path {:?} must start with '/'",
+                c.video_path
             )));
         }
         Ok(UploadSettings {
-            idle_timeout: Duration::from_millis(c.upload_idle_timeout_ms),
-            max_retries: c.upload_max_retries,
-            video_path: c.upload_video_path.clone(),
+            idle_timeout: positive_ms("upload.idle_timeout_ms", c.idle_timeout_ms)?,
+            max_retries: non_negative("upload.max_retries", c.max_retries)?,
+            video_path: c.video_path.clone(),
         })
     }
 }
 
-/// The request `upload_video_file` sends: the file as field `file`, the title as field `title`.
+/// The request `upload_video_file` sends.
 pub(crate) fn video_request(path: &str, file_path: String, title: String) -> UploadRequest {
     let mut r = UploadRequest::new(path, file_path);
     r.fields.insert("title".into(), title);
@@ -253,9 +262,9 @@ struct Prepared {
 }
 
 /// Checks the request and the file. Every error here is `InvalidRequest` (nothing was sent).
-async fn prepare(pipeline: &Pipeline, req: &UploadRequest) -> Result<Prepared, ApiError> {
-    let urls = (0..pipeline.backends.len())
-        .map(|i| transport::join_url(&pipeline.backends.get(i).url, &req.path, &[]))
+async fn prepare(net: &Network, req: &UploadRequest) -> Result<Prepared, ApiError> {
+    let urls = (0..net.backend_count())
+        .map(|i| join_url(&net.backend(i).url, &req.path, &[]))
         .collect::<Result<Vec<_>, _>>()?;
     let unreadable = |e: std::io::Error| {
         ApiError::invalid_request(format!("file {:?} cannot be read: {e}", req.file_path))
@@ -302,7 +311,7 @@ async fn prepare(pipeline: &Pipeline, req: &UploadRequest) -> Result<Prepared, A
         &content_type,
         meta.len(),
     )?;
-    let mut headers = pipeline.call_headers(
+    let mut headers = net.call_headers(
         HttpMethod::Post,
         &req.path,
         &req.headers,
@@ -350,36 +359,43 @@ struct Finished {
 
 /// One upload call.
 struct Upload<'a> {
-    pipeline: &'a Pipeline,
+    net: &'a Network,
     settings: &'a UploadSettings,
     prepared: Prepared,
-    listener: Option<Arc<dyn UploadProgressListener>>,
+    /// The progress throttle and the listener (dropped if it panics); locked only briefly, never
+    /// across an await or a callback.
+    progress: Mutex<(Throttle, Option<Arc<dyn UploadProgressListener>>)>,
     token: Option<&'a UploadCancelToken>,
-    throttle: Throttle,
 }
 
 impl Upload<'_> {
     /// Calls the listener (outside any lock; a panicking listener is logged and dropped).
-    fn notify(&mut self, sent: u64) {
+    fn notify(&self, sent: u64) {
         let total = self.prepared.layout.content_length();
-        if let Some(l) = &self.listener {
+        let listener = self.progress.lock().unwrap_or_else(PoisonError::into_inner).1.clone();
+        if let Some(l) = listener {
+            let (sent, total) = (sent.min(i64::MAX as u64) as i64, total.min(i64::MAX as u64) as i64);
             if catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total))).is_err() {
-                log::warn!(
-                    "robust-api: an upload progress listener panicked; it is no longer called"
-                );
-                self.listener = None;
+                log::warn!("robust-api: an upload progress listener panicked; it is no longer called");
+                self.progress.lock().unwrap_or_else(PoisonError::into_inner).1 = None;
             }
         }
     }
 
-    fn report(&mut self, meter: &Meter) {
-        if let Some(v) = self.throttle.offer(meter.sent(), Instant::now()) {
+    fn report(&self, meter: &Meter) {
+        let offered = self
+            .progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .offer(meter.sent(), Instant::now());
+        if let Some(v) = offered {
             self.notify(v);
         }
     }
 
     /// Runs `fut` while reporting progress and watching the idle timeout and the cancel token.
-    async fn drive<F: Future>(&mut self, meter: &Meter, fut: F) -> Result<F::Output, Interrupt> {
+    async fn drive<F: Future>(&self, meter: &Meter, fut: F) -> Result<F::Output, Interrupt> {
         tokio::pin!(fut);
         let idle = self.settings.idle_timeout;
         let period = (idle / 4).clamp(Duration::from_millis(5), REPORT_INTERVAL);
@@ -402,8 +418,8 @@ impl Upload<'_> {
         }
     }
 
-    /// One attempt on the permitted backend; reports the outcome to its breaker.
-    async fn attempt(&mut self, permit: Permit) -> Result<Finished, ApiError> {
+    /// One attempt to backend `index`.
+    async fn attempt(&self, index: usize, backend: &Backend) -> Result<(Finished, Duration), ApiError> {
         let started = Instant::now();
         // Re-opened per attempt (from byte 0); the size must not have changed since `prepare`.
         let unreadable = |e: std::io::Error| {
@@ -423,14 +439,15 @@ impl Upload<'_> {
                 self.prepared.layout.file_len()
             )));
         }
-        let meter = Arc::new(Meter::new(self.throttle.step()));
+        let step = self.progress.lock().unwrap_or_else(PoisonError::into_inner).0.step();
+        let meter = Arc::new(Meter::new(step));
         let _abort = AbortOnDrop(meter.clone());
         let body = body::stream(self.prepared.layout.clone(), file, meter.clone());
-        let send = self
-            .pipeline
-            .transport
-            .client()
-            .post(self.prepared.urls[permit.index].clone())
+        let client = self.net.http_client().ok_or_else(|| ApiError::Internal {
+            reason: "uploads need the HTTP transport".into(),
+        })?;
+        let send = client
+            .post(self.prepared.urls[index].clone())
             .headers(self.prepared.headers.clone())
             .body(reqwest::Body::wrap_stream(body))
             .send();
@@ -443,97 +460,70 @@ impl Upload<'_> {
             detail,
         };
         let idle_ms = self.settings.idle_timeout.as_millis();
-        let idle_detail = |meter: &Meter| {
-            format!(
-                "no progress for {idle_ms} ms after {} body bytes",
-                meter.sent()
-            )
+        let idle_detail =
+            |meter: &Meter| format!("no progress for {idle_ms} ms after {} body bytes", meter.sent());
+        let mut resp = match self.drive(&meter, send).await {
+            Err(Interrupt::Cancelled) => return Err(cancelled_error()),
+            Err(Interrupt::Idle) => {
+                let f = failed(AttemptErrorKind::Timeout, idle_detail(&meter), &meter);
+                return Ok((f, started.elapsed()));
+            }
+            Ok(Err(e)) => {
+                let e = transport::attempt_error(e);
+                return Ok((failed(e.kind, e.detail, &meter), started.elapsed()));
+            }
+            Ok(Ok(resp)) => resp,
         };
-        let finished = match self.drive(&meter, send).await {
+        let answered = Instant::now();
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let headers = flatten_headers(resp.headers());
+        // Latency for the backend's EWMA: from the end of the body, not the transfer.
+        let latency = answered.saturating_duration_since(meter.body_done_at().unwrap_or(started));
+        let mut body = Vec::new();
+        let read = self
+            .drive(&meter, async {
+                while let Some(chunk) = resp.chunk().await? {
+                    meter.touch();
+                    if body.len() + chunk.len() > MAX_RESPONSE_BODY {
+                        return Ok(Err(()));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok::<_, reqwest::Error>(Ok(()))
+            })
+            .await;
+        let finished = match read {
             Err(Interrupt::Cancelled) => return Err(cancelled_error()),
             Err(Interrupt::Idle) => failed(AttemptErrorKind::Timeout, idle_detail(&meter), &meter),
             Ok(Err(e)) => {
                 let e = transport::attempt_error(e);
                 failed(e.kind, e.detail, &meter)
             }
-            Ok(Ok(mut resp)) => {
-                let answered = Instant::now();
-                let status = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| crate::pipeline::retry::parse_retry_after(v, SystemTime::now()));
-                let headers = transport::flatten_headers(resp.headers());
-                // Latency for the backend's EWMA: from the end of the body, not the transfer.
-                let latency =
-                    answered.saturating_duration_since(meter.body_done_at().unwrap_or(started));
-                let mut body = Vec::new();
-                let read = self
-                    .drive(&meter, async {
-                        while let Some(chunk) = resp.chunk().await? {
-                            meter.touch();
-                            if body.len() + chunk.len() > MAX_RESPONSE_BODY {
-                                return Ok(Err(()));
-                            }
-                            body.extend_from_slice(&chunk);
-                        }
-                        Ok::<_, reqwest::Error>(Ok(()))
-                    })
-                    .await;
-                match read {
-                    Err(Interrupt::Cancelled) => return Err(cancelled_error()),
-                    Err(Interrupt::Idle) => {
-                        failed(AttemptErrorKind::Timeout, idle_detail(&meter), &meter)
-                    }
-                    Ok(Err(e)) => {
-                        let e = transport::attempt_error(e);
-                        failed(e.kind, e.detail, &meter)
-                    }
-                    Ok(Ok(Err(()))) => {
-                        return Err(ApiError::Transport {
-                            backend: permit.backend().name.clone(),
-                            reason: format!(
-                                "HTTP {status}: response body larger than {MAX_RESPONSE_BODY} bytes"
-                            ),
-                        })
-                    }
-                    Ok(Ok(Ok(()))) => {
-                        let outcome = Outcome::Response {
-                            status,
-                            retry_after,
-                        };
-                        return Ok(self.settle(
-                            permit,
-                            Finished {
-                                outcome,
-                                response: Some((status, headers, body)),
-                                detail: format!("HTTP {status}"),
-                            },
-                            latency,
-                        ));
-                    }
-                }
+            Ok(Ok(Err(()))) => {
+                return Err(ApiError::Transport {
+                    backend: backend.name.clone(),
+                    reason: format!("HTTP {status}: response body larger than {MAX_RESPONSE_BODY} bytes"),
+                })
             }
+            Ok(Ok(Ok(()))) => Finished {
+                outcome: Outcome::Response { status, retry_after },
+                response: Some((status, headers, body)),
+                detail: format!("HTTP {status}"),
+            },
         };
-        Ok(self.settle(permit, finished, started.elapsed()))
-    }
-
-    /// Reports the attempt to its backend's breaker.
-    fn settle(&self, permit: Permit, f: Finished, latency: Duration) -> Finished {
-        match policy::breaker_verdict(&f.outcome) {
-            BreakerVerdict::Success => permit.success(latency),
-            BreakerVerdict::Failure => permit.failure(f.detail.clone(), false),
-            BreakerVerdict::Neutral => permit.neutral(f.detail.clone()),
-        }
-        f
+        Ok((finished, latency))
     }
 
     /// The error the upload ends with, from its last attempt.
     fn final_error(&self, last: Finished, backend: &str, attempts: u32, pinned: bool) -> ApiError {
         match (last.response, last.outcome) {
             (Some((status, _, body)), _) => ApiError::Http {
-                status,
+                status: status as i32,
                 body,
                 backend: backend.to_string(),
             },
@@ -545,132 +535,101 @@ impl Upload<'_> {
                 },
             ) => ApiError::Timeout {
                 backend: backend.to_string(),
-                timeout_ms: self.settings.idle_timeout.as_millis() as u64,
+                timeout_ms: ms_i32(self.settings.idle_timeout),
             },
             (None, _) if pinned || attempts <= 1 => ApiError::Transport {
                 backend: backend.to_string(),
                 reason: last.detail,
             },
             (None, _) => ApiError::AllBackendsUnavailable {
-                attempts,
+                attempts: attempts as i32,
                 last_error: format!("{backend}: {}", last.detail),
             },
         }
     }
 
-    /// The loop: backend choice, attempts, failover before the first byte, backoff rounds.
-    async fn run(mut self) -> Result<ApiResponse, ApiError> {
+    /// The loop (the network's one attempt loop): failover before the first byte, then retries
+    /// pinned to the backend that took bytes, with backoff.
+    async fn run(self) -> Result<ApiResponse, ApiError> {
         let started = Instant::now();
-        let backends = self.pipeline.backends.clone();
-        let mut attempts = 0u32;
-        let mut round = 0u32;
-        // Set once body bytes went to a backend: every retry goes there.
-        let mut pinned: Option<usize> = None;
-        let mut last: Option<(Finished, usize)> = None;
-        loop {
-            let mut tried: Vec<usize> = Vec::new();
-            let mut retry_after = None;
-            loop {
-                let permit = match pinned {
-                    Some(i) => backends.acquire(i, Instant::now()),
-                    None => backends.acquire_best(Instant::now(), &tried),
+        let s = self.net.settings();
+        let plan = Plan {
+            max_rounds: self.settings.max_retries,
+            retry_after_cap: RETRY_AFTER_CAP,
+            pin_on_retry: true,
+            ..Plan::new(s.retry_base_delay, s.retry_max_delay)
+        };
+        match attempt::run(self.net, &self, &plan).await {
+            Ok(done) => {
+                let total = self.progress.lock().unwrap_or_else(PoisonError::into_inner).0.finish();
+                if let Some(total) = total {
+                    self.notify(total);
+                }
+                let Some((status, headers, body)) = done.value.response else {
+                    return Err(ApiError::Internal {
+                        reason: "upload succeeded without a response".into(),
+                    });
                 };
-                let Some(permit) = permit else { break };
-                if !tried.is_empty() {
-                    Counters::bump(&self.pipeline.counters.failovers);
-                }
-                let index = permit.index;
-                tried.push(index);
-                attempts += 1;
-                let finished = self.attempt(permit).await?;
-                match policy::next_step(&finished.outcome) {
-                    Step::Success => {
-                        if let Some(total) = self.throttle.finish() {
-                            self.notify(total);
-                        }
-                        let Some((status, headers, body)) = finished.response else {
-                            return Err(ApiError::Internal {
-                                reason: "upload succeeded without a response".into(),
-                            });
-                        };
-                        return Ok(ApiResponse {
-                            status,
-                            headers,
-                            body,
-                            backend: backends.get(index).name.clone(),
-                            attempts,
-                            elapsed_ms: started.elapsed().as_millis() as u64,
-                            from_cache: false,
-                            stale: false,
-                            age_ms: None,
-                            queued: None,
-                        });
-                    }
-                    Step::Final => {
-                        let name = backends.get(index).name.clone();
-                        return Err(self.final_error(finished, &name, attempts, true));
-                    }
-                    Step::FailOver => {
-                        log::info!(
-                            "robust-api: upload to {} failed before the body: {}",
-                            backends.get(index).name,
-                            finished.detail
-                        );
-                        last = Some((finished, index));
-                        if pinned.is_some() {
-                            break; // the pinned backend: back off, then try it again
-                        }
-                    }
-                    Step::Retry { retry_after: ra } => {
-                        log::info!(
-                            "robust-api: upload to {} failed: {}",
-                            backends.get(index).name,
-                            finished.detail
-                        );
-                        retry_after = ra;
-                        pinned = Some(index);
-                        last = Some((finished, index));
-                        break;
-                    }
-                }
+                Ok(ApiResponse {
+                    status: status as i32,
+                    headers,
+                    body,
+                    backend: self.net.backend(done.index).name.clone(),
+                    attempts: done.attempts as i32,
+                    elapsed_ms: ms_i32(started.elapsed()),
+                    from_cache: false,
+                    stale: false,
+                    age_ms: None,
+                    queued: None,
+                })
             }
-            let Some((failure, index)) = last.take() else {
-                return Err(ApiError::AllBackendsUnavailable {
-                    attempts,
+            Err(f) => Err(match f.stop {
+                Stop::Aborted(e) => e,
+                Stop::Offline => ApiError::Offline,
+                Stop::NothingAdmissible => ApiError::AllBackendsUnavailable {
+                    attempts: f.attempts as i32,
                     last_error: "every backend's circuit breaker is open; nothing was sent".into(),
-                });
-            };
-            let name = backends.get(index).name.clone();
-            if round >= self.settings.max_retries {
-                return Err(self.final_error(failure, &name, attempts, pinned.is_some()));
-            }
-            let Some(delay) = policy::delay_before_retry(
-                round,
-                self.pipeline.settings.retry_base_delay,
-                self.pipeline.settings.retry_max_delay,
-                retry_after,
-                fastrand::f64(),
-            ) else {
-                return Err(self.final_error(failure, &name, attempts, pinned.is_some()));
-            };
-            last = Some((failure, index));
-            tokio::select! {
-                biased;
-                _ = cancelled(self.token) => return Err(cancelled_error()),
-                _ = tokio::time::sleep(delay) => {}
-            }
-            if !self.pipeline.network_available() {
-                return Err(ApiError::Offline);
-            }
-            round += 1;
-            Counters::bump(&self.pipeline.counters.retries);
+                },
+                _ => match f.last {
+                    Some((index, last)) => {
+                        let name = self.net.backend(index).name.clone();
+                        self.final_error(last, &name, f.attempts, f.pinned)
+                    }
+                    None => ApiError::AllBackendsUnavailable {
+                        attempts: f.attempts as i32,
+                        last_error: "no attempt made".into(),
+                    },
+                },
+            }),
         }
+    }
+}
+
+impl Exchange for Upload<'_> {
+    type Value = Finished;
+
+    async fn send(&self, index: usize, backend: &Backend) -> Result<Tried<Finished>, ApiError> {
+        let (f, latency) = self.attempt(index, backend).await?;
+        let step = policy::next_step(&f.outcome);
+        if step != Step::Success {
+            log::info!("robust-api: upload to {} failed: {}", backend.name, f.detail);
+        }
+        let health = match policy::breaker_verdict(&f.outcome) {
+            BreakerVerdict::Success => Health::Success(latency),
+            BreakerVerdict::Failure => Health::Failure(f.detail.clone()),
+            BreakerVerdict::Neutral => Health::Neutral(f.detail.clone()),
+        };
+        let sent = !matches!(
+            f.outcome,
+            Outcome::Failed { kind: AttemptErrorKind::Connect, .. }
+        );
+        Ok(Tried { value: f, step, health, sent })
     }
 }
 
 /// Uploads `req` (see [`UploadRequest`]); the body of `RobustClient::upload_file`.
 pub(crate) async fn run(
-    pipeline: Arc<Pipeline>,
+    net: Arc<Network>,
     settings: UploadSettings,
     mut req: UploadRequest,
     listener: Option<Arc<dyn UploadProgressListener>>,
@@ -679,24 +638,26 @@ pub(crate) async fn run(
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(cancelled_error());
     }
-    req.idempotency_key
-        .get_or_insert_with(crate::ids::new_uuid_v4);
-    let prepared = prepare(&pipeline, &req).await?;
-    if !pipeline.network_available() {
+    req.idempotency_key.get_or_insert_with(crate::ids::new_uuid_v4);
+    let prepared = prepare(&net, &req).await?;
+    if !net.is_online() {
         return Err(ApiError::Offline);
     }
-    Counters::bump(&pipeline.counters.requests);
+    net.count_request();
     let throttle = Throttle::new(prepared.layout.content_length(), REPORT_INTERVAL);
-    Upload {
-        pipeline: &pipeline,
+    let upload = Upload {
+        net: &net,
         settings: &settings,
         prepared,
-        listener,
+        progress: Mutex::new((throttle, listener)),
         token: token.as_deref(),
-        throttle,
+    };
+    // Cancelling the token stops everything, backoff sleeps included.
+    tokio::select! {
+        biased;
+        _ = cancelled(token.as_deref()) => Err(cancelled_error()),
+        r = upload.run() => r,
     }
-    .run()
-    .await
 }
 
 #[cfg(test)]

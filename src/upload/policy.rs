@@ -1,5 +1,5 @@
-//! The upload retry policy — separate from API calls' ([`crate::pipeline::retry`]). Policy only
-//! (pure, unit-tested): [`super::run`] is the loop that acts on it.
+//! The upload retry policy — separate from API calls' ([`crate::net::retry`]). Policy only
+//! (pure, unit-tested): `crate::net::attempt` is the loop that acts on it.
 //!
 //! Rules:
 //! - every upload carries an `Idempotency-Key` (generated when the caller gives none), so any
@@ -12,7 +12,7 @@
 //!   bytes went to a backend, every retry goes to that same backend (its idempotency store is the
 //!   one that knows the key);
 //! - timeouts, broken connections, 5xx, 408 and 429 are retried after a full-jitter backoff
-//!   ([`crate::pipeline::retry::backoff_delay`], the client's base/max delays), at most
+//!   (the attempt loop, `crate::net::attempt`, with the client's base/max delays), at most
 //!   `upload_max_retries` times; `Retry-After` is honoured up to [`RETRY_AFTER_CAP`]; other 4xx
 //!   are final;
 //! - breakers: transport errors, idle timeouts and 5xx count as failures, 408/429 are neutral,
@@ -21,8 +21,9 @@
 
 use std::time::Duration;
 
-use crate::pipeline::retry::{classify_status, Verdict};
-use crate::pipeline::transport::AttemptErrorKind;
+pub(crate) use crate::net::attempt::Step;
+use crate::net::retry::{classify_status, Verdict};
+use crate::net::transport::AttemptErrorKind;
 
 /// Longest `Retry-After` an upload waits for; a longer one ends the upload with the status.
 pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
@@ -43,22 +44,6 @@ pub(crate) enum Outcome {
         kind: AttemptErrorKind,
         /// Body bytes the transport took from the stream before the failure.
         body_bytes_sent: u64,
-    },
-}
-
-/// What the upload does next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// 2xx/3xx: hand the response to the caller.
-    Success,
-    /// A final answer (4xx other than 408/429): the caller gets `ApiError::Http`.
-    Final,
-    /// Nothing reached this backend: try the next one now (same round, no backoff).
-    FailOver,
-    /// Back off, then try again on the same backend.
-    Retry {
-        /// Server-requested delay.
-        retry_after: Option<Duration>,
     },
 }
 
@@ -110,19 +95,6 @@ pub(crate) fn breaker_verdict(outcome: &Outcome) -> BreakerVerdict {
         },
         Outcome::Failed { .. } => BreakerVerdict::Failure,
     }
-}
-
-/// The wait before retry round `round` (0-based): the jittered backoff, stretched to a server's
-/// `Retry-After`; `None` when the server asked for longer than [`RETRY_AFTER_CAP`] (stop).
-pub(crate) fn delay_before_retry(
-    round: u32,
-    base: Duration,
-    cap: Duration,
-    retry_after: Option<Duration>,
-    unit: f64,
-) -> Option<Duration> {
-    let backoff = crate::pipeline::retry::backoff_delay(round, base, cap, unit);
-    crate::pipeline::retry::next_delay(backoff, retry_after, RETRY_AFTER_CAP)
 }
 
 #[cfg(test)]
@@ -184,21 +156,5 @@ mod tests {
             breaker_verdict(&failed(AttemptErrorKind::Timeout, 5)),
             BreakerVerdict::Failure
         );
-    }
-
-    #[test]
-    fn backoff_and_retry_after() {
-        let (b, c) = (Duration::from_secs(1), Duration::from_secs(8));
-        assert_eq!(
-            delay_before_retry(0, b, c, None, 0.5),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(
-            delay_before_retry(3, b, c, None, 0.999_999).map(|d| d.as_secs_f64().round()),
-            Some(8.0)
-        );
-        let s = Duration::from_secs;
-        assert_eq!(delay_before_retry(0, b, c, Some(s(20)), 0.5), Some(s(20)));
-        assert_eq!(delay_before_retry(0, b, c, Some(s(61)), 0.5), None);
     }
 }

@@ -4,8 +4,8 @@
 //! Phases, in a loop until the connection is closed for good:
 //! 1. **connect**: wait while the app reports no network; after a drop, sleep a full-jitter backoff
 //!    delay (cut short when the network comes back); then one *pass* over the admissible backends,
-//!    best first ([`crate::pipeline::select::BackendSet::acquire_best`]), each attempt reporting to
-//!    its backend's breaker — a refused connect moves to the next backend at once;
+//!    best first, through the network's one attempt loop (`crate::net::attempt`), each attempt
+//!    reporting to its backend's breaker — a refused connect moves to the next backend at once;
 //! 2. **open**: flush the outbound buffer, read frames, ping on the heartbeat's schedule;
 //! 3. the end: `close` by the app, a server close, a dead or broken connection → reconnect or
 //!    finish (see the module docs of [`super`]).
@@ -32,10 +32,11 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use super::buffer::Outbound;
 use super::dispatch::{Dispatcher, Event};
 use super::heartbeat::{Action, Heartbeat};
-use super::{tls, ws_url, Shared, SocketRegistry, WebSocketState, WsSettings};
+use super::{ws_url, Shared, SocketRegistry, WebSocketState, WsSettings};
+use crate::defaults::ms_i32;
 use crate::error::ApiError;
-use crate::pipeline::select::Permit;
-use crate::pipeline::{retry, Pipeline};
+use crate::net::attempt::{self, Exchange, Health, Plan, Step as Next, Stop, Tried};
+use crate::net::{retry, Backend, Network};
 use crate::types::HttpMethod;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -47,6 +48,66 @@ const DRAIN_BEFORE_DEAD: usize = 64;
 
 /// Code and reason reported by `on_closed`.
 type Final = (u16, String);
+
+/// How one handshake attempt ended, for the connect phase.
+enum Shake {
+    Open(Box<Connected>),
+    /// Retrying cannot help: finish with this reason (the error was reported).
+    Finish(String),
+    /// A retryable failure (reported).
+    Failed,
+    /// A close request or the network going away came first: nothing was attempted.
+    Aborted,
+    /// The listener thread is gone.
+    Gone,
+}
+
+/// One pass of handshakes through the attempt loop.
+struct Handshake<'a> {
+    task: &'a Task,
+    /// Consecutive failed attempts (for `max_reconnect_attempts`).
+    failed: std::sync::atomic::AtomicU32,
+}
+
+impl Exchange for Handshake<'_> {
+    type Value = Shake;
+
+    async fn send(&self, _index: usize, backend: &Backend) -> Result<Tried<Shake>, ApiError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let task = self.task;
+        let tried = |value, step, health| Ok(Tried { value, step, health, sent: true });
+        if task.shared.close_request().is_some() || !*task.network.borrow() {
+            return tried(Shake::Aborted, Next::Final, Health::NotAttempted); // the loop's top handles both
+        }
+        let failed = self.failed.fetch_add(1, Relaxed).saturating_add(1);
+        let (result, health) = task.attempt(backend).await;
+        let error = match result {
+            Ok(c) => return tried(Shake::Open(Box::new(c)), Next::Success, health),
+            Err(AttemptError::Final(e)) => {
+                let reason = format!("handshake rejected: {e}");
+                let shake = if task.error(e).await { Shake::Finish(reason) } else { Shake::Gone };
+                return tried(shake, Next::Final, health);
+            }
+            Err(AttemptError::Retry(e)) => e,
+        };
+        let last = error.to_string();
+        if !task.error(error).await {
+            return tried(Shake::Gone, Next::Final, health);
+        }
+        if let Some(max) = task.settings.max_reconnect_attempts {
+            if failed >= max {
+                let error = ApiError::AllBackendsUnavailable {
+                    attempts: failed.min(i32::MAX as u32) as i32,
+                    last_error: last,
+                };
+                let reason = format!("gave up after {failed} connection attempt(s)");
+                let shake = if task.error(error).await { Shake::Finish(reason) } else { Shake::Gone };
+                return tried(shake, Next::Final, health);
+            }
+        }
+        tried(Shake::Failed, Next::FailOver, health)
+    }
+}
 
 /// A connection that just opened.
 struct Connected {
@@ -103,7 +164,7 @@ enum Wake {
 
 pub(crate) struct Task {
     shared: Arc<Shared>,
-    pipeline: Arc<Pipeline>,
+    net: Arc<Network>,
     settings: WsSettings,
     events: Dispatcher,
     registry: Weak<SocketRegistry>,
@@ -117,15 +178,15 @@ pub(crate) struct Task {
 impl Task {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        pipeline: Arc<Pipeline>,
+        net: Arc<Network>,
         settings: WsSettings,
         events: Dispatcher,
         registry: Weak<SocketRegistry>,
     ) -> Self {
-        let network = pipeline.subscribe_network();
+        let network = net.subscribe_online();
         Task {
             shared,
-            pipeline,
+            net,
             settings,
             events,
             registry,
@@ -292,50 +353,35 @@ impl Task {
                 }
             }
             delay = true;
-            let mut tried: Vec<usize> = Vec::new();
-            while let Some(permit) = self.pipeline.backends.acquire_best(Instant::now(), &tried) {
-                if self.shared.close_request().is_some() || !*self.network.borrow() {
-                    break; // the loop's top handles both
-                }
-                tried.push(permit.index);
-                *failed = failed.saturating_add(1);
-                let error = match self.attempt(permit).await {
-                    Ok(c) => return Connect::Connected(Box::new(c)),
-                    Err(AttemptError::Final(e)) => {
-                        let reason = format!("handshake rejected: {e}");
-                        if !self.error(e).await {
-                            return Connect::Gone;
-                        }
-                        return Connect::Finish((1006, reason));
-                    }
-                    Err(AttemptError::Retry(e)) => e,
-                };
-                let last = error.to_string();
-                if !self.error(error).await {
-                    return Connect::Gone;
-                }
-                if let Some(max) = self.settings.max_reconnect_attempts {
-                    if *failed >= max {
+            let ex = Handshake {
+                task: &*self,
+                failed: std::sync::atomic::AtomicU32::new(*failed),
+            };
+            let plan = Plan::new(self.settings.reconnect_base, self.settings.reconnect_max);
+            let result = attempt::run(&self.net, &ex, &plan).await;
+            *failed = ex.failed.into_inner();
+            match result {
+                Ok(done) => match done.value {
+                    Shake::Open(c) => return Connect::Connected(c),
+                    _ => return Connect::Gone, // only `Open` is a success
+                },
+                Err(f) => match (f.stop, f.last) {
+                    (_, Some((_, Shake::Gone))) => return Connect::Gone,
+                    (_, Some((_, Shake::Finish(reason)))) => return Connect::Finish((1006, reason)),
+                    (Stop::NothingAdmissible, _)
+                        if *self.network.borrow() && self.shared.close_request().is_none() =>
+                    {
                         let error = ApiError::AllBackendsUnavailable {
-                            attempts: *failed,
-                            last_error: last,
+                            attempts: 0,
+                            last_error: "every backend's circuit breaker is open; no attempt made"
+                                .into(),
                         };
-                        let reason = format!("gave up after {failed} connection attempt(s)");
                         if !self.error(error).await {
                             return Connect::Gone;
                         }
-                        return Connect::Finish((1006, reason));
                     }
-                }
-            }
-            if tried.is_empty() && *self.network.borrow() && self.shared.close_request().is_none() {
-                let error = ApiError::AllBackendsUnavailable {
-                    attempts: 0,
-                    last_error: "every backend's circuit breaker is open; no attempt made".into(),
-                };
-                if !self.error(error).await {
-                    return Connect::Gone;
-                }
+                    _ => {} // a failed pass or an abort: the loop's top decides
+                },
             }
         }
     }
@@ -373,18 +419,26 @@ impl Task {
         }
     }
 
-    /// One connection attempt to the permitted backend; reports the outcome to its breaker.
-    async fn attempt(&self, permit: Permit) -> Result<Connected, AttemptError> {
-        let backend = permit.backend().name.clone();
-        let url = ws_url(&permit.backend().url, self.shared.path()).map_err(AttemptError::Final)?;
+    /// One connection attempt to `b`, and how it counts for the backend's breaker.
+    async fn attempt(&self, b: &Backend) -> (Result<Connected, AttemptError>, Health) {
+        match self.handshake(b).await {
+            Ok((c, latency)) => (Ok(c), Health::Success(latency)),
+            Err((e, health)) => (Err(e), health),
+        }
+    }
+
+    async fn handshake(&self, b: &Backend) -> Result<(Connected, Duration), (AttemptError, Health)> {
+        let not_sent = |e: ApiError| (AttemptError::Final(e), Health::NotAttempted);
+        let backend = b.name.clone();
+        let url = ws_url(&b.url, self.shared.path()).map_err(not_sent)?;
         let mut request = url
             .as_str()
             .into_client_request()
-            .map_err(|e| AttemptError::Final(ApiError::invalid_request(format!("{url}: {e}"))))?;
+            .map_err(|e| not_sent(ApiError::invalid_request(format!("{url}: {e}"))))?;
         let headers = self
-            .pipeline
+            .net
             .call_headers(HttpMethod::Get, self.shared.path(), &HashMap::new(), None)
-            .map_err(AttemptError::Final)?;
+            .map_err(not_sent)?;
         let reserved = |name: &header::HeaderName| {
             name == header::HOST
                 || name == header::CONNECTION
@@ -406,11 +460,11 @@ impl Task {
             );
         }
         let connector = if url.scheme() == "wss" {
-            match tls::client_config() {
+            match crate::tls::ws_config() {
                 Ok(config) => Connector::Rustls(config),
                 Err(reason) => {
-                    permit.neutral(reason.clone());
-                    return Err(AttemptError::Retry(ApiError::Transport { backend, reason }));
+                    let health = Health::Neutral(reason.clone());
+                    return Err((AttemptError::Retry(ApiError::Transport { backend, reason }), health));
                 }
             }
         } else {
@@ -432,28 +486,23 @@ impl Task {
         )
         .await;
         match result {
-            Ok(Ok((socket, _response))) => {
-                permit.success(started.elapsed());
-                Ok(Connected { socket, backend })
-            }
+            Ok(Ok((socket, _response))) => Ok((Connected { socket, backend }, started.elapsed())),
             Err(_) => {
-                permit.failure(
-                    format!(
-                        "websocket connect timed out after {} ms",
-                        timeout.as_millis()
-                    ),
-                    false,
-                );
-                Err(AttemptError::Retry(ApiError::Timeout {
+                let health = Health::Unreachable(format!(
+                    "websocket connect timed out after {} ms",
+                    timeout.as_millis()
+                ));
+                let error = ApiError::Timeout {
                     backend,
-                    timeout_ms: timeout.as_millis() as u64,
-                }))
+                    timeout_ms: ms_i32(timeout),
+                };
+                Err((AttemptError::Retry(error), health))
             }
             Ok(Err(tungstenite::Error::Http(response))) => {
                 let status = response.status().as_u16();
                 let body = response.body().clone().unwrap_or_default();
                 let error = ApiError::Http {
-                    status,
+                    status: status as i32,
                     body,
                     backend,
                 };
@@ -462,24 +511,24 @@ impl Task {
                         breaker_failure: true,
                         ..
                     } => {
-                        permit.failure(format!("websocket upgrade: HTTP {status}"), false);
-                        Err(AttemptError::Retry(error))
+                        let health = Health::Failure(format!("websocket upgrade: HTTP {status}"));
+                        Err((AttemptError::Retry(error), health))
                     }
                     retry::Verdict::Retryable { .. } => {
-                        permit.neutral(format!("websocket upgrade: HTTP {status}"));
-                        Err(AttemptError::Retry(error))
+                        let health = Health::Neutral(format!("websocket upgrade: HTTP {status}"));
+                        Err((AttemptError::Retry(error), health))
                     }
                     // The backend answered; the request is what it refuses (or redirects).
                     retry::Verdict::Success | retry::Verdict::Final => {
-                        permit.success(started.elapsed());
-                        Err(AttemptError::Final(error))
+                        let health = Health::Success(started.elapsed());
+                        Err((AttemptError::Final(error), health))
                     }
                 }
             }
             Ok(Err(e)) => {
                 let reason = format!("websocket connect: {e}");
-                permit.failure(reason.clone(), false);
-                Err(AttemptError::Retry(ApiError::Transport { backend, reason }))
+                let health = Health::Unreachable(reason.clone());
+                Err((AttemptError::Retry(ApiError::Transport { backend, reason }), health))
             }
         }
     }

@@ -110,6 +110,6 @@ fn deliver(listener: &dyn WebSocketListener, event: Event) {
         Event::Binary(data) => listener.on_binary(data),
         Event::State(state) => listener.on_state_change(state),
         Event::Error(error) => listener.on_error(error),
-        Event::Closed(code, reason) => listener.on_closed(code, reason),
+        Event::Closed(code, reason) => listener.on_closed(code as i32, reason),
     }
 }

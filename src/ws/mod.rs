@@ -2,7 +2,7 @@
 //!
 //! - **Backend selection**: the URL is the selected backend's base URL with `http` → `ws`,
 //!   `https` → `wss`, plus the path. Every connection attempt takes a breaker permit like an HTTP
-//!   call ([`crate::pipeline::select`]): a failed connect counts against that backend's breaker and
+//!   call (`crate::net`): a failed connect counts against that backend's breaker and
 //!   the next attempt of the same pass goes to the next admissible backend at once.
 //! - **Heartbeat** ([`heartbeat`]): a ping every `ws_heartbeat_interval_ms`; no pong within
 //!   `ws_pong_timeout_ms` → the connection is dead (half-open TCP, a network switch): it is dropped
@@ -32,7 +32,6 @@ pub(crate) mod buffer;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
 pub(crate) mod heartbeat;
-pub(crate) mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -40,27 +39,40 @@ use std::time::{Duration, Instant};
 
 use reqwest::Url;
 
-use crate::config::ClientConfig;
+use crate::defaults::{at_least, config_record, ms_i32, positive_ms};
 use crate::error::ApiError;
-use crate::pipeline::{transport, Pipeline};
+use crate::net::Network;
 use crate::runtime::ClientRuntime;
 use buffer::{Outbound, OutboundBuffer, Refused};
 use dispatch::{Dispatcher, Event};
 
-/// Seed default: ping interval.
-pub const DEFAULT_WS_HEARTBEAT_INTERVAL_MS: u64 = 30_000;
-/// A ping unanswered for this long means the connection is dead.
-pub const DEFAULT_WS_PONG_TIMEOUT_MS: u64 = 10_000;
-/// First reconnect delay (doubles, full jitter).
-pub const DEFAULT_WS_RECONNECT_BASE_DELAY_MS: u64 = 1_000;
-/// Reconnect backoff cap.
-pub const DEFAULT_WS_RECONNECT_MAX_DELAY_MS: u64 = 30_000;
-/// Outbound messages held while (re)connecting.
-pub const DEFAULT_WS_MAX_BUFFERED_MESSAGES: u32 = 1_000;
-/// Outbound bytes held while (re)connecting.
-pub const DEFAULT_WS_MAX_BUFFERED_BYTES: u64 = 1024 * 1024;
+config_record! {
+    /// WebSockets: heartbeat, reconnects, the outbound buffer.
+    pub struct WebSocketConfig {
+        /// A ping every this long; see `pong_timeout_ms`.
+        pub heartbeat_interval_ms: i32 = 30000,
+        /// A ping unanswered this long means the connection is dead (closed, reconnected).
+        pub pong_timeout_ms: i32 = 10000,
+        /// First reconnect delay; doubles per failed pass, full jitter.
+        pub reconnect_base_delay_ms: i32 = 1000,
+        /// Reconnect delay cap.
+        pub reconnect_max_delay_ms: i32 = 30000,
+        /// Consecutive failed connection attempts before giving up (`on_closed(1006, …)`).
+        /// `None` = never give up.
+        pub max_reconnect_attempts: Option<i32> = None,
+        /// Reconnect when the server closes with the normal code 1000 (servers often do when they
+        /// restart). `false`: such a close is final.
+        pub reconnect_on_normal_close: bool = true,
+        /// Outbound messages held per connection while it (re)connects; beyond it `send_*` fails
+        /// with `WebSocketBufferFull`.
+        pub max_buffered_messages: i32 = 1000,
+        /// Outbound bytes held per connection while it (re)connects.
+        pub max_buffered_bytes: i32 = 1048576,
+    }
+}
+
 /// Largest inbound message (and frame) accepted; a bigger one breaks the connection.
-pub const MAX_INBOUND_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_INBOUND_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
@@ -97,14 +109,14 @@ pub trait WebSocketListener: Send + Sync {
     fn on_error(&self, error: ApiError);
     /// Closed for good: by `close` (your code and reason), by the server (its code), or by the
     /// client (1006 after the attempt limit or a rejected handshake, 1001 at shutdown).
-    fn on_closed(&self, code: u16, reason: String);
+    fn on_closed(&self, code: i32, reason: String);
 }
 
 /// One WebSocket connection, as of the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SocketStatus {
     /// Per-client connection number (1, 2, …).
-    pub id: u64,
+    pub id: i64,
     /// The path given to `connect_websocket`.
     pub path: String,
     /// Current state.
@@ -112,15 +124,15 @@ pub struct SocketStatus {
     /// Base URL of the backend of the current (or last) connection.
     pub backend: Option<String>,
     /// How long the current connection has been open; `None` unless `Open`.
-    pub connected_since_ms_ago: Option<u64>,
+    pub connected_since_ms_ago: Option<i32>,
     /// Successful reconnections (opens after the first).
-    pub reconnects: u32,
+    pub reconnects: i32,
     /// Round trip of the last answered heartbeat ping.
-    pub last_pong_rtt_ms: Option<u64>,
+    pub last_pong_rtt_ms: Option<i32>,
     /// Outbound messages waiting to be sent.
-    pub buffered_messages: u32,
+    pub buffered_messages: i32,
     /// Their size in bytes.
-    pub buffered_bytes: u64,
+    pub buffered_bytes: i64,
     /// The last failure (connect error, dead connection, …).
     pub last_error: Option<String>,
 }
@@ -141,50 +153,37 @@ pub(crate) struct WsSettings {
 }
 
 impl WsSettings {
-    pub(crate) fn from_config(c: &ClientConfig) -> Result<Self, ApiError> {
-        let ms = |name: &str, v: u64| {
-            if v == 0 {
-                Err(ApiError::invalid_config(format!(
-                    "{name} must be greater than 0 ms"
-                )))
-            } else {
-                Ok(Duration::from_millis(v))
-            }
-        };
-        let reconnect_base = ms("ws_reconnect_base_delay_ms", c.ws_reconnect_base_delay_ms)?;
-        let reconnect_max = ms("ws_reconnect_max_delay_ms", c.ws_reconnect_max_delay_ms)?;
+    pub(crate) fn from_config(c: &WebSocketConfig, connect_timeout: Duration) -> Result<Self, ApiError> {
+        let reconnect_base =
+            positive_ms("websocket.reconnect_base_delay_ms", c.reconnect_base_delay_ms)?;
+        let reconnect_max = positive_ms("websocket.reconnect_max_delay_ms", c.reconnect_max_delay_ms)?;
         if reconnect_max < reconnect_base {
             return Err(ApiError::invalid_config(
-                "ws_reconnect_max_delay_ms must be at least ws_reconnect_base_delay_ms",
+                "websocket.reconnect_max_delay_ms must be at least websocket.reconnect_base_delay_ms",
             ));
         }
-        if c.ws_max_buffered_messages == 0 || c.ws_max_buffered_bytes == 0 {
-            return Err(ApiError::invalid_config(
-                "ws_max_buffered_messages and ws_max_buffered_bytes must be at least 1",
-            ));
-        }
-        if c.ws_max_reconnect_attempts == Some(0) {
-            return Err(ApiError::invalid_config(
-                "ws_max_reconnect_attempts must be at least 1 (None = unlimited)",
-            ));
-        }
+        let max_reconnect_attempts = c
+            .max_reconnect_attempts
+            .map(|n| at_least("websocket.max_reconnect_attempts (None = unlimited)", n, 1))
+            .transpose()?;
         Ok(WsSettings {
-            heartbeat_interval: ms("ws_heartbeat_interval_ms", c.ws_heartbeat_interval_ms)?,
-            pong_timeout: ms("ws_pong_timeout_ms", c.ws_pong_timeout_ms)?,
+            heartbeat_interval: positive_ms("websocket.heartbeat_interval_ms", c.heartbeat_interval_ms)?,
+            pong_timeout: positive_ms("websocket.pong_timeout_ms", c.pong_timeout_ms)?,
             reconnect_base,
             reconnect_max,
-            max_reconnect_attempts: c.ws_max_reconnect_attempts,
-            reconnect_on_normal_close: c.ws_reconnect_on_normal_close,
-            max_buffered_messages: c.ws_max_buffered_messages as usize,
-            max_buffered_bytes: c.ws_max_buffered_bytes,
-            connect_timeout: ms("connect_timeout_ms", c.connect_timeout_ms)?,
+            max_reconnect_attempts,
+            reconnect_on_normal_close: c.reconnect_on_normal_close,
+            max_buffered_messages: at_least("websocket.max_buffered_messages", c.max_buffered_messages, 1)?
+                as usize,
+            max_buffered_bytes: at_least("websocket.max_buffered_bytes", c.max_buffered_bytes, 1)? as u64,
+            connect_timeout,
         })
     }
 }
 
 /// `base` + `path` with the scheme switched to `ws`/`wss`.
 pub(crate) fn ws_url(base: &Url, path: &str) -> Result<Url, ApiError> {
-    let mut url = transport::join_url(base, path, &[])?;
+    let mut url = crate::http::join_url(base, path, &[])?;
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     url.set_scheme(scheme).map_err(|()| {
         ApiError::invalid_request(format!("path {path:?} does not form a WebSocket URL"))
@@ -238,8 +237,8 @@ impl Shared {
                 Ok(()) => {}
                 Err(Refused::Full) => {
                     return Err(ApiError::WebSocketBufferFull {
-                        max_messages: s.buffer.max_messages() as u32,
-                        max_bytes: s.buffer.max_bytes(),
+                        max_messages: s.buffer.max_messages().min(i32::MAX as usize) as i32,
+                        max_bytes: s.buffer.max_bytes().min(i32::MAX as u64) as i32,
                     })
                 }
                 Err(Refused::TooLarge) => {
@@ -327,17 +326,17 @@ impl Shared {
     fn status(&self, now: Instant) -> SocketStatus {
         let s = self.lock();
         SocketStatus {
-            id: self.id,
+            id: self.id as i64,
             path: self.path.clone(),
             state: s.state,
             backend: s.backend.clone(),
             connected_since_ms_ago: s
                 .opened_at
-                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
-            reconnects: s.reconnects,
-            last_pong_rtt_ms: s.last_rtt.map(|d| d.as_millis() as u64),
-            buffered_messages: s.buffer.len() as u32,
-            buffered_bytes: s.buffer.bytes(),
+                .map(|t| ms_i32(now.saturating_duration_since(t))),
+            reconnects: s.reconnects.min(i32::MAX as u32) as i32,
+            last_pong_rtt_ms: s.last_rtt.map(ms_i32),
+            buffered_messages: s.buffer.len().min(i32::MAX as usize) as i32,
+            buffered_bytes: s.buffer.bytes() as i64,
             last_error: s.last_error.clone(),
         }
     }
@@ -382,12 +381,12 @@ impl WebSocketConnection {
     /// Closes for good, never reconnecting: buffered messages are sent first if a connection is
     /// open (else discarded, reported through `on_error`), then the closing handshake with `code`
     /// (1000, or 3000–4999) and `reason` (at most 123 bytes). Calling it again does nothing.
-    pub fn close(&self, code: u16, reason: String) -> Result<(), ApiError> {
-        if !valid_app_close_code(code) {
+    pub fn close(&self, code: i32, reason: String) -> Result<(), ApiError> {
+        let Some(code) = u16::try_from(code).ok().filter(|c| valid_app_close_code(*c)) else {
             return Err(ApiError::invalid_request(format!(
                 "close code {code} is not allowed: use 1000 or 3000-4999"
             )));
-        }
+        };
         if reason.len() > 123 {
             return Err(ApiError::invalid_request(
                 "close reason must be at most 123 bytes (UTF-8)",
@@ -433,7 +432,8 @@ impl SocketRegistry {
     /// Validates, registers and starts a connection; returns at once (state `Connecting`).
     pub(crate) fn connect(
         self: &Arc<Self>,
-        pipeline: &Arc<Pipeline>,
+        net: &Arc<Network>,
+        settings: &WsSettings,
         runtime: &ClientRuntime,
         path: String,
         listener: Arc<dyn WebSocketListener>,
@@ -443,8 +443,8 @@ impl SocketRegistry {
                 reason: "the client was shut down".into(),
             });
         }
-        ws_url(&pipeline.backends.get(0).url, &path)?;
-        let settings = pipeline.settings.ws.clone();
+        ws_url(&net.backend(0).url, &path)?;
+        let settings = settings.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let dispatcher = Dispatcher::start(id, listener)?;
         let shared = Arc::new(Shared {
@@ -479,7 +479,7 @@ impl SocketRegistry {
         }
         let task = connection::Task::new(
             shared.clone(),
-            pipeline.clone(),
+            net.clone(),
             settings,
             dispatcher,
             Arc::downgrade(self),

@@ -1,18 +1,28 @@
-//! TLS for `wss://`: rustls with the *ring* provider, built once per process, trusting what HTTPS
-//! trusts (see `pipeline::transport`): the platform verifier (the OS trust store), except on Android,
-//! where that verifier needs a JNI initialisation the JNA bindings cannot do and the bundled Mozilla
-//! root set is used. tokio-tungstenite gets this config through `Connector::Rustls`, so neither
-//! aws-lc-rs nor OpenSSL is linked.
+//! The one TLS configuration: rustls with the *ring* provider, built once per process, used by the
+//! HTTP transport (reqwest, `use_preconfigured_tls`) and by WebSockets (tokio-tungstenite,
+//! `Connector::Rustls`), so `https://` and `wss://` trust exactly the same roots: the platform
+//! verifier (the OS trust store), except on Android, where that verifier needs a JNI initialisation
+//! the JNA bindings cannot do and the bundled Mozilla root set is used. Neither aws-lc-rs nor
+//! OpenSSL is linked. The two configs differ only in ALPN (HTTP offers h2; a WebSocket upgrade
+//! needs HTTP/1.1).
 
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::WantsClientCert;
 use rustls::{ClientConfig, ConfigBuilder, WantsVerifier};
 
-/// The shared client config, or why it could not be built.
-pub(crate) fn client_config() -> Result<Arc<ClientConfig>, String> {
+/// The WebSocket client config (ALPN: none, so the server speaks HTTP/1.1), or why it could not be
+/// built.
+pub(crate) fn ws_config() -> Result<Arc<ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
     CONFIG.get_or_init(build).clone()
+}
+
+/// The HTTP client config: the same trust, ALPN `h2` then `http/1.1`.
+pub(crate) fn http_config() -> Result<ClientConfig, String> {
+    let mut config = (*ws_config()?).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn build() -> Result<Arc<ClientConfig>, String> {

@@ -10,14 +10,14 @@ use reqwest::header::HeaderMap;
 use tokio::task::JoinSet;
 
 use super::transport::Outgoing;
-use super::Pipeline;
+use super::Network;
 use crate::types::HttpMethod;
 
 /// Runs until the task is aborted (client shutdown/drop).
-pub(crate) async fn run(p: Arc<Pipeline>) {
+pub(crate) async fn run(p: Arc<Network>) {
     let interval = p.settings.health_check_interval;
     loop {
-        if !p.network_available() {
+        if !p.is_online() {
             p.backends.probe_wake.notified().await;
             continue;
         }
@@ -46,15 +46,15 @@ pub(crate) async fn run(p: Arc<Pipeline>) {
     }
 }
 
-async fn probe(p: Arc<Pipeline>, i: usize) {
-    if !p.network_available() {
+async fn probe(p: Arc<Network>, i: usize) {
+    if !p.is_online() {
         return;
     }
     // A HALF_OPEN trial already out (a request took it): nothing to do this round.
     let Some(permit) = p.backends.acquire(i, Instant::now()) else {
         return;
     };
-    let url = match super::transport::join_url(&permit.backend().url, &p.settings.health_path, &[])
+    let url = match crate::http::join_url(&permit.backend().url, &p.settings.health_path, &[])
     {
         Ok(u) => u,
         Err(e) => return permit.failure(e.to_string(), true),

@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::status::BreakerState;
+use crate::types::BreakerState;
 
 /// What the breaker let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Normal traffic (breaker CLOSED).
     Normal,
     /// The one HALF_OPEN trial. Its outcome must be reported (or the trial released).
@@ -20,7 +20,7 @@ pub enum Admission {
 
 /// A state change worth telling listeners about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     /// State before.
     pub from: BreakerState,
     /// State after.
@@ -29,7 +29,7 @@ pub struct Transition {
 
 /// The breaker of one backend.
 #[derive(Debug, Clone)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     threshold: u32,
     open_for: Duration,
     state: BreakerState,
@@ -40,7 +40,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// A CLOSED breaker opening after `threshold` consecutive failures, for `open_for`.
-    pub fn new(threshold: u32, open_for: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, open_for: Duration) -> Self {
         Breaker {
             threshold: threshold.max(1),
             open_for,
@@ -52,17 +52,17 @@ impl Breaker {
     }
 
     /// Current state (an OPEN breaker whose time is up stays OPEN until someone takes the trial).
-    pub fn state(&self) -> BreakerState {
+    pub(crate) fn state(&self) -> BreakerState {
         self.state
     }
 
     /// Consecutive failures counted so far.
-    pub fn consecutive_failures(&self) -> u32 {
+    pub(crate) fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
     }
 
     /// When an OPEN breaker will admit its trial; `None` when not OPEN.
-    pub fn reopens_at(&self) -> Option<Instant> {
+    pub(crate) fn reopens_at(&self) -> Option<Instant> {
         match self.state {
             BreakerState::Open => self.opened_at.map(|t| t + self.open_for),
             _ => None,
@@ -70,7 +70,7 @@ impl Breaker {
     }
 
     /// Would `try_acquire(now)` succeed? (No state change.)
-    pub fn would_admit(&self, now: Instant) -> bool {
+    pub(crate) fn would_admit(&self, now: Instant) -> bool {
         match self.state {
             BreakerState::Closed => true,
             BreakerState::HalfOpen => !self.trial_in_flight,
@@ -79,7 +79,7 @@ impl Breaker {
     }
 
     /// Asks to send one call. `None` = fenced off, send nothing.
-    pub fn try_acquire(&mut self, now: Instant) -> Option<(Admission, Option<Transition>)> {
+    pub(crate) fn try_acquire(&mut self, now: Instant) -> Option<(Admission, Option<Transition>)> {
         match self.state {
             BreakerState::Closed => Some((Admission::Normal, None)),
             BreakerState::HalfOpen if !self.trial_in_flight => {
@@ -97,7 +97,7 @@ impl Breaker {
     }
 
     /// The call succeeded.
-    pub fn on_success(&mut self, admission: Admission) -> Option<Transition> {
+    pub(crate) fn on_success(&mut self, admission: Admission) -> Option<Transition> {
         self.consecutive_failures = 0;
         match (admission, self.state) {
             (Admission::Trial, BreakerState::HalfOpen) => {
@@ -110,7 +110,7 @@ impl Breaker {
     }
 
     /// The call failed (transport error, timeout, 5xx, or too slow).
-    pub fn on_failure(&mut self, admission: Admission, now: Instant) -> Option<Transition> {
+    pub(crate) fn on_failure(&mut self, admission: Admission, now: Instant) -> Option<Transition> {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         match (admission, self.state) {
             (Admission::Trial, BreakerState::HalfOpen) => {
@@ -127,14 +127,14 @@ impl Breaker {
     }
 
     /// The call ended without a verdict (cancelled, e.g. the losing leg of a hedge).
-    pub fn release(&mut self, admission: Admission) {
+    pub(crate) fn release(&mut self, admission: Admission) {
         if admission == Admission::Trial && self.state == BreakerState::HalfOpen {
             self.trial_in_flight = false;
         }
     }
 
     /// Force CLOSED (`reset_circuit_breakers`).
-    pub fn reset(&mut self) -> Option<Transition> {
+    pub(crate) fn reset(&mut self) -> Option<Transition> {
         self.consecutive_failures = 0;
         self.opened_at = None;
         self.trial_in_flight = false;

@@ -12,7 +12,27 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 
 use super::breaker::{Admission, Breaker, Transition};
-use crate::status::{BackendStatus, BreakerState, EventBus, StatusEvent};
+use crate::events::{EventBus, StatusEvent};
+use crate::types::BreakerState;
+
+/// One backend, as of the snapshot.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct BackendStatus {
+    /// Base URL.
+    pub url: String,
+    /// Last probe or request succeeded and the breaker is not OPEN.
+    pub healthy: bool,
+    /// Breaker state.
+    pub breaker_state: BreakerState,
+    /// Consecutive failures the breaker has counted.
+    pub consecutive_failures: i32,
+    /// Latency EWMA over probes and real traffic; `None` before the first sample.
+    pub latency_ewma_ms: Option<f64>,
+    /// The last failure seen on this backend.
+    pub last_error: Option<String>,
+    /// Time since the last probe or request finished; `None` if never.
+    pub last_checked_ms_ago: Option<i32>,
+}
 
 /// Minimum time between a request failure's extra probe and the previous probe of that backend.
 const PROBE_AFTER_FAILURE: Duration = Duration::from_millis(250);
@@ -34,21 +54,21 @@ struct State {
 
 /// One configured backend.
 #[derive(Debug)]
-pub struct Backend {
+pub(crate) struct Backend {
     /// Base URL, as parsed.
-    pub url: Url,
+    pub(crate) url: Url,
     /// Base URL as shown to callers (no trailing slash).
-    pub name: String,
+    pub(crate) name: String,
     state: Mutex<State>,
 }
 
 /// All backends of a client.
-pub struct BackendSet {
+pub(crate) struct BackendSet {
     backends: Vec<Backend>,
     events: Arc<EventBus>,
     /// Wakes the health-probe loop: a breaker opened (its trial time is a new due date) or the
     /// network came back. `notify_one` keeps a permit if the loop is busy, so no wake-up is lost.
-    pub probe_wake: tokio::sync::Notify,
+    pub(crate) probe_wake: tokio::sync::Notify,
     /// Bumped whenever a backend becomes healthy again (the offline queue replays at once).
     recovered: tokio::sync::watch::Sender<u64>,
 }
@@ -106,17 +126,12 @@ impl BackendSet {
     }
 
     /// Number of backends.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.backends.len()
     }
 
-    /// Never true: a client has at least one backend.
-    pub fn is_empty(&self) -> bool {
-        self.backends.is_empty()
-    }
-
     /// Backend `i`.
-    pub fn get(&self, i: usize) -> &Backend {
+    pub(crate) fn get(&self, i: usize) -> &Backend {
         &self.backends[i]
     }
 
@@ -128,7 +143,7 @@ impl BackendSet {
     }
 
     /// Admissible backends not in `exclude`, best first.
-    pub fn ranked(&self, now: Instant, exclude: &[usize]) -> Vec<usize> {
+    pub(crate) fn ranked(&self, now: Instant, exclude: &[usize]) -> Vec<usize> {
         let mut keyed: Vec<((bool, u32, usize), usize)> = (0..self.backends.len())
             .filter(|i| !exclude.contains(i))
             .filter_map(|i| {
@@ -143,14 +158,14 @@ impl BackendSet {
     }
 
     /// Takes a permit on the best admissible backend not in `exclude`.
-    pub fn acquire_best(self: &Arc<Self>, now: Instant, exclude: &[usize]) -> Option<Permit> {
+    pub(crate) fn acquire_best(self: &Arc<Self>, now: Instant, exclude: &[usize]) -> Option<Permit> {
         self.ranked(now, exclude)
             .into_iter()
             .find_map(|i| self.acquire(i, now))
     }
 
     /// Takes a permit on backend `i`, if its breaker admits a call now.
-    pub fn acquire(self: &Arc<Self>, i: usize, now: Instant) -> Option<Permit> {
+    pub(crate) fn acquire(self: &Arc<Self>, i: usize, now: Instant) -> Option<Permit> {
         let (admission, t) = self.lock(i).breaker.try_acquire(now)?;
         self.announce(i, t, None);
         Some(Permit {
@@ -162,17 +177,17 @@ impl BackendSet {
     }
 
     /// Where the next request would go.
-    pub fn preferred(&self, now: Instant) -> Option<usize> {
+    pub(crate) fn preferred(&self, now: Instant) -> Option<usize> {
         self.ranked(now, &[]).first().copied()
     }
 
     /// Wakes (`changed()`) whenever a backend becomes healthy again.
-    pub fn subscribe_recovered(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn subscribe_recovered(&self) -> tokio::sync::watch::Receiver<u64> {
         self.recovered.subscribe()
     }
 
     /// Closes every breaker.
-    pub fn reset_all(&self) {
+    pub(crate) fn reset_all(&self) {
         for i in 0..self.backends.len() {
             let (t, h) = {
                 let mut s = self.lock(i);
@@ -188,7 +203,7 @@ impl BackendSet {
     }
 
     /// When backend `i` is next due for a probe (`None` = now).
-    pub fn probe_due_at(&self, i: usize, interval: Duration) -> Option<Instant> {
+    pub(crate) fn probe_due_at(&self, i: usize, interval: Duration) -> Option<Instant> {
         let s = self.lock(i);
         // An OPEN breaker is probed as soon as its trial is allowed, not a whole interval later.
         match s.breaker.reopens_at() {
@@ -201,21 +216,21 @@ impl BackendSet {
     }
 
     /// Marks a probe as started on backend `i`.
-    pub fn mark_probed(&self, i: usize, now: Instant) {
+    pub(crate) fn mark_probed(&self, i: usize, now: Instant) {
         let mut s = self.lock(i);
         s.last_probe = Some(now);
         s.probe_soon_at = None;
     }
 
     /// Forgets probe times so every backend is due now (network came back).
-    pub fn make_all_due(&self) {
+    pub(crate) fn make_all_due(&self) {
         for i in 0..self.backends.len() {
             self.lock(i).last_probe = None;
         }
     }
 
     /// Per-backend snapshot.
-    pub fn snapshot(&self, now: Instant) -> Vec<BackendStatus> {
+    pub(crate) fn snapshot(&self, now: Instant) -> Vec<BackendStatus> {
         (0..self.backends.len())
             .map(|i| {
                 let s = self.lock(i);
@@ -224,12 +239,12 @@ impl BackendSet {
                     url: self.backends[i].name.clone(),
                     healthy: s.healthy && state != BreakerState::Open,
                     breaker_state: state,
-                    consecutive_failures: s.breaker.consecutive_failures(),
+                    consecutive_failures: s.breaker.consecutive_failures().min(i32::MAX as u32) as i32,
                     latency_ewma_ms: s.ewma_ms,
                     last_error: s.last_error.clone(),
                     last_checked_ms_ago: s
                         .last_checked
-                        .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                        .map(|t| crate::defaults::ms_i32(now.saturating_duration_since(t))),
                 }
             })
             .collect()
@@ -299,8 +314,8 @@ impl BackendSet {
             }
             self.events.emit(StatusEvent::BreakerChanged {
                 backend: backend.clone(),
-                from: t.from,
-                to: t.to,
+                previous: t.from,
+                current: t.to,
             });
         }
         if let Some(healthy) = healthy {
@@ -332,22 +347,22 @@ enum Outcome {
 /// Leave to send one call to one backend. Report the outcome exactly once; dropping it unreported
 /// releases it without a verdict.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     set: Arc<BackendSet>,
     /// Index of the backend.
-    pub index: usize,
+    pub(crate) index: usize,
     admission: Admission,
     done: bool,
 }
 
 impl Permit {
     /// The backend this permit is for.
-    pub fn backend(&self) -> &Backend {
+    pub(crate) fn backend(&self) -> &Backend {
         self.set.get(self.index)
     }
 
     /// The call succeeded (or got a definitive answer) in `latency`.
-    pub fn success(mut self, latency: Duration) {
+    pub(crate) fn success(mut self, latency: Duration) {
         self.done = true;
         self.set.record(
             self.index,
@@ -358,13 +373,13 @@ impl Permit {
     }
 
     /// The call failed in a way that counts against the breaker. Probes pass `marks_unhealthy`.
-    pub fn failure(self, error: String, marks_unhealthy: bool) {
+    pub(crate) fn failure(self, error: String, marks_unhealthy: bool) {
         self.fail(error, marks_unhealthy, false);
     }
 
     /// The backend could not be reached (connect error, timeout, broken connection): a failure
     /// that also makes it suspect, so it is re-probed quickly.
-    pub fn unreachable(self, error: String, marks_unhealthy: bool) {
+    pub(crate) fn unreachable(self, error: String, marks_unhealthy: bool) {
         self.fail(error, marks_unhealthy, true);
     }
 
@@ -375,7 +390,7 @@ impl Permit {
     }
 
     /// The call failed in a way that says nothing about the backend's health (e.g. 429).
-    pub fn neutral(mut self, error: String) {
+    pub(crate) fn neutral(mut self, error: String) {
         self.done = true;
         self.set.record(
             self.index,

@@ -6,15 +6,27 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::Attempt;
+use super::attempt::{Step, Tried};
+use crate::error::ApiError;
+
+/// One finished leg: the backend index and what it produced.
+type Leg<V> = (usize, Result<Tried<V>, ApiError>);
+
+/// A leg that ends the call (success, a final answer, or an aborting error).
+fn is_conclusive<V>(leg: &Leg<V>) -> bool {
+    match &leg.1 {
+        Ok(t) => matches!(t.step, Step::Success | Step::Final),
+        Err(_) => true,
+    }
+}
 
 /// Races `primary` against a hedge started after `delay` by `start_hedge` (which may decline by
 /// returning `None`, e.g. no other backend or no retry budget). Returns every finished attempt, in
 /// completion order; the last one is the conclusive answer if any attempt was conclusive.
-pub(crate) async fn race<P, H, F>(primary: P, delay: Duration, start_hedge: F) -> Vec<Attempt>
+pub(crate) async fn race<V, P, H, F>(primary: P, delay: Duration, start_hedge: F) -> Vec<Leg<V>>
 where
-    P: Future<Output = Attempt>,
-    H: Future<Output = Attempt>,
+    P: Future<Output = Leg<V>>,
+    H: Future<Output = Leg<V>>,
     F: FnOnce() -> Option<H>,
 {
     tokio::pin!(primary);
@@ -30,7 +42,7 @@ where
         a = &mut primary => (a, true),
         a = &mut hedge => (a, false),
     };
-    if first.is_conclusive() {
+    if is_conclusive(&first) {
         // Returning drops the other leg: its request is cancelled.
         return vec![first];
     }

@@ -1,5 +1,5 @@
 //! Where a retry is decided. Policy only: this module classifies one attempt's outcome, computes
-//! backoff delays and keeps the retry budget; [`super::Pipeline::execute`] is the loop that acts on it.
+//! backoff delays and keeps the retry budget; [`super::attempt`] is the loop that acts on it.
 //!
 //! Rules:
 //! - a connect failure never reached a server, so any request may move to another backend;
@@ -18,7 +18,7 @@ use super::transport::{AttemptError, AttemptErrorKind, RawResponse};
 
 /// What one attempt's outcome means for the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Hand the response to the caller (2xx/3xx). The backend is healthy.
     Success,
     /// A final answer the caller must see as an error (4xx other than 408/429). The backend is healthy.
@@ -35,7 +35,7 @@ pub enum Verdict {
 }
 
 /// Classifies one attempt.
-pub fn classify(result: &Result<RawResponse, AttemptError>) -> Verdict {
+pub(crate) fn classify(result: &Result<RawResponse, AttemptError>) -> Verdict {
     match result {
         Ok(resp) => classify_status(resp.status, resp.retry_after),
         Err(e) => Verdict::Retryable {
@@ -47,7 +47,7 @@ pub fn classify(result: &Result<RawResponse, AttemptError>) -> Verdict {
 }
 
 /// Classifies a response status.
-pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Verdict {
+pub(crate) fn classify_status(status: u16, retry_after: Option<Duration>) -> Verdict {
     match status {
         200..=399 => Verdict::Success,
         408 | 429 => Verdict::Retryable {
@@ -64,62 +64,16 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Verdict {
     }
 }
 
-/// Parses `Retry-After` (delta-seconds or an HTTP date) relative to `now_unix`.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = parse_http_date(v)?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Minimal IMF-fixdate parser (`Sun, 06 Nov 1994 08:49:37 GMT`), the only format servers must send.
-pub fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: u64 = parts[1].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == parts[2])? as u64
-        + 1;
-    let year: u64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4]
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    if hms.len() != 3 || !(1..=31).contains(&day) || year < 1970 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
 /// Full-jitter exponential backoff: uniform in `[0, min(cap, base · 2^round)]`.
 /// `unit` is a uniform random number in `[0, 1)` (injected so tests are deterministic).
-pub fn backoff_delay(round: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
+pub(crate) fn backoff_delay(round: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
     let exp = base.saturating_mul(1u32.checked_shl(round.min(31)).unwrap_or(u32::MAX));
     exp.min(cap).mul_f64(unit.clamp(0.0, 1.0))
 }
 
 /// The delay before the next backoff round: the jittered backoff, stretched to a server's
 /// `Retry-After`. `None` = the server asked for longer than `cap` (the request timeout): stop.
-pub fn next_delay(
+pub(crate) fn next_delay(
     backoff: Duration,
     retry_after: Option<Duration>,
     cap: Duration,
@@ -137,7 +91,7 @@ const BUDGET_WINDOW_SECS: u64 = 10;
 /// `re-sends < min_per_sec · 10 + ratio · requests`. Compared with "max N attempts" alone, it keeps
 /// the extra load of a total outage at about `ratio` instead of `N×`.
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     ratio: f64,
     floor: f64,
     origin: Instant,
@@ -147,7 +101,7 @@ pub struct RetryBudget {
 
 impl RetryBudget {
     /// A budget allowing `ratio` extra load plus `min_per_sec` re-sends per second.
-    pub fn new(ratio: f64, min_per_sec: u32, now: Instant) -> Self {
+    pub(crate) fn new(ratio: f64, min_per_sec: u32, now: Instant) -> Self {
         RetryBudget {
             ratio,
             floor: f64::from(min_per_sec) * BUDGET_WINDOW_SECS as f64,
@@ -174,12 +128,12 @@ impl RetryBudget {
     }
 
     /// A new call started.
-    pub fn deposit(&mut self, now: Instant) {
+    pub(crate) fn deposit(&mut self, now: Instant) {
         self.bucket(now).1 += 1;
     }
 
     /// Asks to re-send once; `false` = budget exhausted, don't.
-    pub fn try_withdraw(&mut self, now: Instant) -> bool {
+    pub(crate) fn try_withdraw(&mut self, now: Instant) -> bool {
         self.bucket(now);
         let (reqs, resends) = self
             .buckets
@@ -259,23 +213,6 @@ mod tests {
         assert_eq!(next_delay(s(1), None, cap), Some(s(1)));
     }
 
-    #[test]
-    fn retry_after_parses_seconds_and_http_dates() {
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
 
     #[test]
     fn budget_allows_the_floor_plus_a_share_of_traffic() {

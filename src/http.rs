@@ -1,0 +1,239 @@
+//! HTTP helpers every layer shares, one place each: URL joining and backend-URL parsing, header
+//! conversion, HTTP dates and `Retry-After`. No policy and no I/O.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::Url;
+
+use crate::error::ApiError;
+use crate::types::QueryParam;
+
+/// Parses a backend base URL: http(s), a host, no query or fragment; a trailing `/` is dropped.
+pub(crate) fn parse_backend_url(raw: &str) -> Result<Url, ApiError> {
+    let url = Url::parse(raw.trim()).map_err(|e| {
+        ApiError::invalid_config(format!("backend URL {raw:?} is not a valid URL: {e}"))
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ApiError::invalid_config(format!(
+            "backend URL {raw:?} must start with http:// or https://"
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid_config(format!(
+            "backend URL {raw:?} has no host"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ApiError::invalid_config(format!(
+            "backend URL {raw:?} must not carry a query or fragment"
+        )));
+    }
+    if url.cannot_be_a_base() {
+        return Err(ApiError::invalid_config(format!(
+            "backend URL {raw:?} cannot be a base URL"
+        )));
+    }
+    Ok(url)
+}
+
+/// Joins a backend base URL, a request path and query parameters.
+pub(crate) fn join_url(
+    base: &Url,
+    path: &str,
+    query: &[QueryParam],
+) -> Result<Url, ApiError> {
+    if path.contains("://") || path.starts_with("//") {
+        return Err(ApiError::invalid_request(format!(
+            "path {path:?} must be relative to the backend (e.g. \"/api/items\"), not a full URL"
+        )));
+    }
+    if path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
+        return Err(ApiError::invalid_request(format!(
+            "path {path:?} contains whitespace, control characters or '#'"
+        )));
+    }
+    let base_str = base.as_str().trim_end_matches('/');
+    let sep = if path.starts_with('/') { "" } else { "/" };
+    let mut url = Url::parse(&format!("{base_str}{sep}{path}")).map_err(|e| {
+        ApiError::invalid_request(format!("path {path:?} does not form a valid URL: {e}"))
+    })?;
+    if !query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for q in query {
+            pairs.append_pair(&q.name, &q.value);
+        }
+    }
+    Ok(url)
+}
+
+/// The normalised `path?query` of a request, independent of any backend (cache keys):
+/// `join_url` against a placeholder origin, minus the origin.
+pub(crate) fn request_target(path: &str, query: &[QueryParam]) -> Result<String, ApiError> {
+    static ORIGIN: std::sync::OnceLock<Url> = std::sync::OnceLock::new();
+    let origin = ORIGIN.get_or_init(|| Url::parse("http://origin.invalid").expect("a valid URL"));
+    let url = join_url(origin, path, query)?;
+    Ok(match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    })
+}
+
+/// The `Idempotency-Key` header value, validated.
+pub(crate) fn idempotency_header(key: &str) -> Result<HeaderValue, ApiError> {
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::invalid_request(
+            "idempotency_key must be 1 to 255 characters",
+        ));
+    }
+    HeaderValue::from_str(key)
+        .map_err(|_| ApiError::invalid_request("idempotency_key must be printable ASCII"))
+}
+
+/// Validates and converts header pairs; `what` names them in error messages.
+pub(crate) fn parse_headers(
+    pairs: &HashMap<String, String>,
+    make_err: impl Fn(String) -> ApiError,
+) -> Result<HeaderMap, ApiError> {
+    let mut map = HeaderMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            make_err(format!(
+                "header name {name:?} is not a valid HTTP header name"
+            ))
+        })?;
+        let v = HeaderValue::from_str(value).map_err(|_| {
+            make_err(format!(
+                "header {name:?} has a value that is not valid in HTTP (control characters?)"
+            ))
+        })?;
+        map.insert(n, v);
+    }
+    Ok(map)
+}
+
+/// Lower-cased names; repeated headers joined with ", ".
+pub(crate) fn flatten_headers(h: &HeaderMap) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::with_capacity(h.keys_len());
+    for (name, value) in h {
+        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        out.entry(name.as_str().to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    out
+}
+
+/// Parses `Retry-After` (delta-seconds or an HTTP date) relative to `now_unix`.
+pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = parse_http_date(v)?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Minimal IMF-fixdate parser (`Sun, 06 Nov 1994 08:49:37 GMT`), the only format servers must send.
+pub(crate) fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: u64 = parts[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as u64
+        + 1;
+    let year: u64 = parts[3].parse().ok()?;
+    let hms: Vec<u64> = parts[4]
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    if hms.len() != 3 || !(1..=31).contains(&day) || year < 1970 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    if hms[0] > 23 || hms[1] > 59 || hms[2] > 60 || year > 9999 {
+        return None;
+    }
+    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_base_path_and_query() {
+        let base = Url::parse("http://h:1/prefix/").unwrap();
+        let q = [QueryParam {
+            name: "a b".into(),
+            value: "1&2".into(),
+        }];
+        let u = join_url(&base, "/items/7", &q).unwrap();
+        assert_eq!(u.as_str(), "http://h:1/prefix/items/7?a+b=1%262");
+        let u = join_url(&base, "items", &[]).unwrap();
+        assert_eq!(u.as_str(), "http://h:1/prefix/items");
+    }
+
+    #[test]
+    fn rejects_absolute_and_malformed_paths() {
+        let base = Url::parse("http://h:1").unwrap();
+        for bad in ["http://evil/x", "//evil/x", "/a b", "/a#frag", "/a\n"] {
+            assert!(
+                matches!(
+                    join_url(&base, bad, &[]),
+                    Err(ApiError::InvalidRequest { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_http_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn far_future_and_out_of_range_dates_are_none_not_a_panic() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 300000000000 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
+        assert!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").is_some());
+    }
+}

@@ -1,0 +1,300 @@
+//! The network layer: backends and their choice ([`select`]), breakers ([`breaker`]), what is
+//! retried and how long to wait ([`retry`], pure), hedging ([`hedge`]), the wire ([`transport`]),
+//! background probes ([`health`]), and the one attempt loop that acts on all of them
+//! ([`attempt`]). [`Network`] is the handle the features above get: its fields are private, and it
+//! offers a few narrow operations — run a plain request, run any [`attempt::Exchange`] through the
+//! loop, build a call's headers, follow reachability.
+
+pub(crate) mod attempt;
+mod breaker;
+mod config;
+mod health;
+mod hedge;
+mod request;
+pub(crate) mod retry;
+mod select;
+pub(crate) mod transport;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
+
+use reqwest::header::{HeaderMap, HeaderName};
+
+pub use config::{BreakerConfig, HealthConfig, RetryConfig, TimeoutConfig};
+pub(crate) use config::{NetConfig, NetSettings};
+pub use select::BackendStatus;
+pub(crate) use select::Backend;
+
+use crate::error::ApiError;
+use crate::events::{Counters, EventBus, StatusCounters, StatusEvent};
+use crate::http::{idempotency_header, parse_headers};
+use crate::types::{ApiRequest, ApiResponse, HeaderProvider, HttpMethod};
+use retry::RetryBudget;
+use select::BackendSet;
+use transport::{HttpTransport, Transport};
+
+/// How many backoff rounds a plain request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rounds {
+    /// The configured `retry.max_retries`.
+    Configured,
+    /// One pass over the backends (failover, no backoff): the offline queue backs off itself.
+    OnePass,
+}
+
+type Jitter = Box<dyn Fn() -> f64 + Send + Sync>;
+
+/// One client's network layer.
+pub(crate) struct Network {
+    settings: NetSettings,
+    backends: Arc<BackendSet>,
+    transport: Arc<dyn Transport>,
+    /// The reqwest client behind the real transport (uploads stream bodies through it).
+    http: Option<reqwest::Client>,
+    counters: Arc<Counters>,
+    events: Arc<EventBus>,
+    budget: Mutex<RetryBudget>,
+    online: AtomicBool,
+    /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
+    online_watch: tokio::sync::watch::Sender<bool>,
+    header_provider: RwLock<Option<Arc<dyn HeaderProvider>>>,
+    /// Uniform in `[0, 1)`: backoff jitter (injectable for deterministic tests).
+    jitter: Jitter,
+}
+
+impl Network {
+    /// The real network: reqwest over the crate's TLS configuration.
+    pub(crate) fn new(
+        settings: NetSettings,
+        events: Arc<EventBus>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, ApiError> {
+        let transport = HttpTransport::new(settings.connect_timeout)?;
+        let http = transport.client().clone();
+        let mut net = Self::with_transport(settings, events, counters, Arc::new(transport), Box::new(fastrand::f64));
+        net.http = Some(http);
+        Ok(net)
+    }
+
+    /// A network over any transport and jitter source (unit tests script both).
+    pub(crate) fn with_transport(
+        settings: NetSettings,
+        events: Arc<EventBus>,
+        counters: Arc<Counters>,
+        transport: Arc<dyn Transport>,
+        jitter: Jitter,
+    ) -> Self {
+        let backends = Arc::new(BackendSet::new(
+            &settings.backends,
+            settings.breaker_failure_threshold,
+            settings.breaker_open,
+            events.clone(),
+        ));
+        let budget = RetryBudget::new(
+            settings.retry_budget_ratio,
+            settings.retry_budget_min_per_sec,
+            Instant::now(),
+        );
+        Network {
+            settings,
+            backends,
+            transport,
+            http: None,
+            counters,
+            events,
+            budget: Mutex::new(budget),
+            online: AtomicBool::new(true),
+            online_watch: tokio::sync::watch::Sender::new(true),
+            header_provider: RwLock::new(None),
+            jitter,
+        }
+    }
+
+    /// The checked network settings.
+    pub(crate) fn settings(&self) -> &NetSettings {
+        &self.settings
+    }
+
+    pub(crate) fn backends(&self) -> &Arc<BackendSet> {
+        &self.backends
+    }
+
+    /// Number of configured backends.
+    pub(crate) fn backend_count(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Backend `i`.
+    pub(crate) fn backend(&self, i: usize) -> &Backend {
+        self.backends.get(i)
+    }
+
+    /// The reqwest client for streamed bodies; `None` over a scripted transport.
+    pub(crate) fn http_client(&self) -> Option<&reqwest::Client> {
+        self.http.as_ref()
+    }
+
+    /// Now, on tokio's clock (paused in tests).
+    pub(crate) fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    pub(crate) fn jitter(&self) -> f64 {
+        (self.jitter)()
+    }
+
+    // ---- reachability ----------------------------------------------------------------------
+
+    pub(crate) fn is_online(&self) -> bool {
+        self.online.load(Ordering::SeqCst)
+    }
+
+    /// Follows `set_network_available`: the value is the current reachability; `changed()` wakes on
+    /// every change.
+    pub(crate) fn subscribe_online(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.online_watch.subscribe()
+    }
+
+    /// Wakes (`changed()`) whenever a backend becomes healthy again.
+    pub(crate) fn subscribe_recovered(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.backends.subscribe_recovered()
+    }
+
+    pub(crate) fn set_online(&self, available: bool) {
+        if self.online.swap(available, Ordering::SeqCst) == available {
+            return;
+        }
+        self.online_watch.send_replace(available);
+        self.events.emit(StatusEvent::NetworkChanged { available });
+        if available {
+            self.backends.make_all_due();
+        }
+        self.backends.probe_wake.notify_one();
+    }
+
+    // ---- status ----------------------------------------------------------------------------
+
+    /// Every backend, in configured order.
+    pub(crate) fn backend_status(&self) -> Vec<BackendStatus> {
+        self.backends.snapshot(self.now())
+    }
+
+    /// Where the next request would go.
+    pub(crate) fn preferred_backend(&self) -> Option<String> {
+        self.backends
+            .preferred(self.now())
+            .map(|i| self.backends.get(i).name.clone())
+    }
+
+    pub(crate) fn counters(&self) -> StatusCounters {
+        self.counters.snapshot()
+    }
+
+    /// Closes every breaker.
+    pub(crate) fn reset_breakers(&self) {
+        self.backends.reset_all();
+    }
+
+    pub(crate) fn count_request(&self) {
+        Counters::bump(&self.counters.requests);
+    }
+
+    pub(crate) fn count_failover(&self) {
+        Counters::bump(&self.counters.failovers);
+    }
+
+    pub(crate) fn count_hedge(&self) {
+        Counters::bump(&self.counters.hedges);
+    }
+
+    pub(crate) fn count_retry(&self) {
+        Counters::bump(&self.counters.retries);
+    }
+
+    /// Records a call in the retry budget (re-sends may add a share of it).
+    pub(crate) fn deposit_budget(&self) {
+        self.budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .deposit(self.now());
+    }
+
+    pub(crate) fn withdraw_budget(&self) -> bool {
+        let ok = self
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_withdraw(self.now());
+        if !ok {
+            Counters::bump(&self.counters.budget_exhausted);
+        }
+        ok
+    }
+
+    // ---- calls -----------------------------------------------------------------------------
+
+    /// Installs (replaces) the provider of per-call headers.
+    pub(crate) fn set_header_provider(&self, provider: Arc<dyn HeaderProvider>) {
+        *self
+            .header_provider
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(provider);
+    }
+
+    /// The headers of one call: the client's defaults, then the request's own, then the header
+    /// provider's (fresh credentials), then `Idempotency-Key`.
+    pub(crate) fn call_headers(
+        &self,
+        method: HttpMethod,
+        path: &str,
+        own: &HashMap<String, String>,
+        idempotency_key: Option<&str>,
+    ) -> Result<HeaderMap, ApiError> {
+        let mut headers = self.settings.default_headers.clone();
+        for (name, value) in parse_headers(own, ApiError::invalid_request)? {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
+        }
+        let provider = self
+            .header_provider
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(provider) = provider {
+            let fresh = provider.headers_for(method, path.to_string());
+            for (name, value) in parse_headers(&fresh, |r| ApiError::InvalidRequest {
+                reason: format!("header provider: {r}"),
+            })? {
+                if let Some(name) = name {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        if let Some(key) = idempotency_key {
+            headers.insert(
+                HeaderName::from_static("idempotency-key"),
+                idempotency_header(key)?,
+            );
+        }
+        Ok(headers)
+    }
+
+    /// Checks what a send would reject, without calling the header provider (used before a request
+    /// is persisted, so nothing unsendable is queued).
+    pub(crate) fn validate(&self, req: &ApiRequest) -> Result<(), ApiError> {
+        request::validate(self, req)
+    }
+
+    /// Runs one plain request through the attempt loop.
+    pub(crate) async fn execute(&self, req: ApiRequest, rounds: Rounds) -> Result<ApiResponse, ApiError> {
+        request::execute(self, req, rounds).await
+    }
+
+    /// Runs the background health probes until the runtime stops.
+    pub(crate) async fn run_health_probes(self: Arc<Self>) {
+        health::run(self).await
+    }
+}

@@ -1,0 +1,219 @@
+//! Plain requests: checked and converted once, then sent through the attempt loop with an
+//! [`Exchange`] that classifies each response by the rules in [`super::retry`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::Url;
+
+use super::attempt::{self, Exchange, Failed, Health, Plan, Step, Stop, Tried};
+use super::retry::{classify, Verdict};
+use super::select::Backend;
+use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse};
+use super::{Network, Rounds};
+use crate::defaults::ms_i32;
+use crate::error::ApiError;
+use crate::http::{idempotency_header, join_url, parse_headers};
+use crate::types::{ApiRequest, ApiResponse, HttpMethod};
+
+type Outcome = Result<RawResponse, AttemptError>;
+
+/// A request checked and converted once, before the first attempt.
+struct Prepared {
+    method: HttpMethod,
+    /// The full URL per backend, by index.
+    urls: Vec<Url>,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+    may_resend: bool,
+}
+
+/// The request's per-attempt timeout, or the configured one.
+fn attempt_timeout(net: &Network, req: &ApiRequest) -> Result<Duration, ApiError> {
+    match req.timeout_ms {
+        Some(ms) if ms <= 0 => Err(ApiError::invalid_request("timeout_ms must be greater than 0")),
+        Some(ms) => Ok(Duration::from_millis(ms as u64)),
+        None => Ok(net.settings.request_timeout),
+    }
+}
+
+pub(super) fn validate(net: &Network, req: &ApiRequest) -> Result<(), ApiError> {
+    join_url(&net.backend(0).url, &req.path, &req.query)?;
+    parse_headers(&req.headers, ApiError::invalid_request)?;
+    if let Some(key) = &req.idempotency_key {
+        idempotency_header(key)?;
+    }
+    attempt_timeout(net, req).map(|_| ())
+}
+
+fn prepare(net: &Network, req: &ApiRequest) -> Result<Prepared, ApiError> {
+    let urls = (0..net.backend_count())
+        .map(|i| join_url(&net.backend(i).url, &req.path, &req.query))
+        .collect::<Result<Vec<_>, _>>()?;
+    let headers = net.call_headers(
+        req.method,
+        &req.path,
+        &req.headers,
+        req.idempotency_key.as_deref(),
+    )?;
+    Ok(Prepared {
+        method: req.method,
+        urls,
+        headers,
+        body: req.body.clone(),
+        timeout: attempt_timeout(net, req)?,
+        may_resend: req.may_resend(),
+    })
+}
+
+/// One plain request's attempts.
+struct Plain<'a> {
+    net: &'a Network,
+    p: Prepared,
+    /// Every attempt that reached a server timed out (so the call is a `Timeout`).
+    only_timeouts: AtomicBool,
+}
+
+impl Exchange for Plain<'_> {
+    type Value = Outcome;
+
+    async fn send(&self, index: usize, _backend: &Backend) -> Result<Tried<Outcome>, ApiError> {
+        let started = self.net.now();
+        let out = Outgoing {
+            method: self.p.method,
+            url: self.p.urls[index].clone(),
+            headers: &self.p.headers,
+            body: self.p.body.as_deref(),
+            timeout: self.p.timeout,
+        };
+        let result = self.net.transport.send(out).await;
+        let latency = self.net.now().saturating_duration_since(started);
+        let sent = match &result {
+            Err(e) if e.kind == AttemptErrorKind::Connect => {
+                self.only_timeouts.store(false, Ordering::Relaxed);
+                false
+            }
+            Err(e) if e.kind == AttemptErrorKind::Timeout => true,
+            _ => {
+                self.only_timeouts.store(false, Ordering::Relaxed);
+                true
+            }
+        };
+        let detail = |r: &Outcome| match r {
+            Ok(r) => format!("HTTP {}", r.status),
+            Err(e) => e.to_string(),
+        };
+        let (step, health) = match classify(&result) {
+            Verdict::Success => (Step::Success, Health::Success(latency)),
+            Verdict::Final => (Step::Final, Health::Success(latency)),
+            Verdict::Retryable { breaker_failure, unsent, retry_after } => {
+                let step = if unsent { Step::FailOver } else { Step::Retry { retry_after } };
+                let health = match (&result, breaker_failure) {
+                    (Ok(_), true) => Health::Failure(detail(&result)),
+                    (Err(_), true) => Health::Unreachable(detail(&result)),
+                    (_, false) => Health::Neutral(detail(&result)),
+                };
+                (step, health)
+            }
+        };
+        Ok(Tried { value: result, step, health, sent })
+    }
+}
+
+pub(super) async fn execute(
+    net: &Network,
+    req: ApiRequest,
+    rounds: Rounds,
+) -> Result<ApiResponse, ApiError> {
+    let started = net.now();
+    net.count_request();
+    let p = prepare(net, &req)?;
+    if !net.is_online() {
+        return Err(ApiError::Offline);
+    }
+    net.deposit_budget();
+    let s = &net.settings;
+    let plan = Plan {
+        max_rounds: match rounds {
+            Rounds::Configured => s.max_retries,
+            Rounds::OnePass => 0,
+        },
+        may_resend: p.may_resend,
+        hedge_after: s.hedge_after,
+        retry_after_cap: p.timeout,
+        spend_budget: true,
+        slow_call: s.slow_call_threshold,
+        ..Plan::new(s.retry_base_delay, s.retry_max_delay)
+    };
+    let ex = Plain {
+        net,
+        p,
+        only_timeouts: AtomicBool::new(true),
+    };
+    match attempt::run(net, &ex, &plan).await {
+        Ok(done) => {
+            let r = done.value.map_err(|e| ApiError::Internal {
+                reason: format!("a failed attempt was classified as success: {e}"),
+            })?;
+            Ok(ApiResponse {
+                status: r.status as i32,
+                headers: r.headers,
+                body: r.body,
+                backend: net.backend(done.index).name.clone(),
+                attempts: done.attempts as i32,
+                elapsed_ms: ms_i32(net.now().saturating_duration_since(started)),
+                from_cache: false,
+                stale: false,
+                age_ms: None,
+                queued: None,
+            })
+        }
+        Err(f) => Err(final_error(net, &ex, f)),
+    }
+}
+
+/// The error a failed call reports: the last answer, or what kind of failure it was.
+fn final_error(net: &Network, ex: &Plain<'_>, f: Failed<Outcome>) -> ApiError {
+    let attempts = f.attempts as i32;
+    match f.stop {
+        Stop::Offline => return ApiError::Offline,
+        Stop::Aborted(e) => return e,
+        Stop::NothingAdmissible => {
+            return ApiError::AllBackendsUnavailable {
+                attempts,
+                last_error: "every backend's circuit breaker is open; nothing was sent".into(),
+            }
+        }
+        Stop::Final | Stop::Exhausted | Stop::RetryAfterTooLong => {}
+    }
+    let Some((index, last)) = f.last else {
+        return ApiError::AllBackendsUnavailable {
+            attempts,
+            last_error: "no attempt made".into(),
+        };
+    };
+    let backend = net.backend(index).name.clone();
+    match last {
+        Ok(r) => ApiError::Http {
+            status: r.status as i32,
+            body: r.body,
+            backend,
+        },
+        Err(e) if ex.only_timeouts.load(Ordering::Relaxed) && e.kind == AttemptErrorKind::Timeout => {
+            ApiError::Timeout {
+                backend,
+                timeout_ms: ms_i32(ex.p.timeout),
+            }
+        }
+        Err(e) if attempts == 1 && !ex.p.may_resend => ApiError::Transport {
+            backend,
+            reason: e.to_string(),
+        },
+        Err(e) => ApiError::AllBackendsUnavailable {
+            attempts,
+            last_error: format!("{backend}: {e}"),
+        },
+    }
+}

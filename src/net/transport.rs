@@ -1,0 +1,171 @@
+//! One HTTP attempt against one backend. [`Transport`] is the seam the attempt loop sends through
+//! (unit tests script it); [`HttpTransport`] is the real one: reqwest over the crate's rustls
+//! configuration ([`crate::tls`]; no OpenSSL, so it cross-compiles to Android and iOS). No policy
+//! lives here.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::Url;
+
+use crate::error::ApiError;
+use crate::http::{flatten_headers, parse_retry_after};
+use crate::types::HttpMethod;
+
+/// A response as received (any status).
+#[derive(Debug, Clone)]
+pub(crate) struct RawResponse {
+    /// HTTP status.
+    pub(crate) status: u16,
+    /// Headers, names lower-cased, repeats joined with ", ".
+    pub(crate) headers: HashMap<String, String>,
+    /// The whole body.
+    pub(crate) body: Vec<u8>,
+    /// Parsed `Retry-After`, if present.
+    pub(crate) retry_after: Option<Duration>,
+}
+
+/// How an attempt failed before a complete response arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttemptErrorKind {
+    /// No connection could be made: nothing reached the server.
+    Connect,
+    /// No complete response within the attempt timeout.
+    Timeout,
+    /// The connection broke after the request was (maybe) sent: reset, truncated body, protocol error.
+    Broken,
+}
+
+/// An attempt that produced no complete response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttemptError {
+    /// What kind of failure.
+    pub(crate) kind: AttemptErrorKind,
+    /// The underlying error, for messages.
+    pub(crate) detail: String,
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            AttemptErrorKind::Connect => "connect failed",
+            AttemptErrorKind::Timeout => "timed out",
+            AttemptErrorKind::Broken => "connection broken",
+        };
+        write!(f, "{kind}: {}", self.detail)
+    }
+}
+
+/// What one attempt sends.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing<'a> {
+    /// Method.
+    pub(crate) method: HttpMethod,
+    /// Absolute URL (backend base + path + query).
+    pub(crate) url: Url,
+    /// All headers (defaults merged, idempotency key added).
+    pub(crate) headers: &'a HeaderMap,
+    /// Body.
+    pub(crate) body: Option<&'a [u8]>,
+    /// Attempt timeout.
+    pub(crate) timeout: Duration,
+}
+
+/// A boxed attempt future (object-safe, so the network layer holds `Arc<dyn Transport>`).
+pub(crate) type SendFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<RawResponse, AttemptError>> + Send + 'a>>;
+
+/// Sends one attempt. The attempt loop only ever talks to this trait.
+pub(crate) trait Transport: Send + Sync {
+    /// Sends `out` and reads the whole response.
+    fn send<'a>(&'a self, out: Outgoing<'a>) -> SendFuture<'a>;
+}
+
+/// The real transport: one pooled reqwest client shared by all backends.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpTransport {
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    /// Builds the pooled client over the crate's TLS configuration.
+    pub(crate) fn new(connect_timeout: Duration) -> Result<Self, ApiError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(8)
+            .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")));
+        match crate::tls::http_config() {
+            Ok(tls) => builder = builder.use_preconfigured_tls(tls),
+            // Only when rustls itself cannot be set up: plain http still works.
+            Err(e) => log::warn!("robust-api: TLS unavailable ({e}); https requests will fail"),
+        }
+        let client = builder.build().map_err(|e| ApiError::Internal {
+            reason: format!("building the HTTP client: {}", error_chain(&e)),
+        })?;
+        Ok(HttpTransport { client })
+    }
+
+    /// The pooled reqwest client (uploads stream their own bodies through it).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send<'a>(&'a self, out: Outgoing<'a>) -> SendFuture<'a> {
+        Box::pin(async move {
+            let mut rb = self
+                .client
+                .request(out.method.as_reqwest(), out.url)
+                .headers(out.headers.clone())
+                .timeout(out.timeout);
+            if let Some(body) = out.body {
+                rb = rb.body(body.to_vec());
+            }
+            let resp = rb.send().await.map_err(attempt_error)?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let headers = flatten_headers(resp.headers());
+            let body = resp.bytes().await.map_err(attempt_error)?.to_vec();
+            Ok(RawResponse {
+                status,
+                headers,
+                body,
+                retry_after,
+            })
+        })
+    }
+}
+
+/// An error with its causes: reqwest's own text hides them ("builder error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    text
+}
+
+/// Classifies a reqwest error (connect / timeout / broken). Also used by uploads.
+pub(crate) fn attempt_error(e: reqwest::Error) -> AttemptError {
+    let kind = if e.is_connect() {
+        AttemptErrorKind::Connect
+    } else if e.is_timeout() {
+        AttemptErrorKind::Timeout
+    } else {
+        AttemptErrorKind::Broken
+    };
+    let detail = error_chain(&e);
+    AttemptError { kind, detail }
+}
