@@ -13,6 +13,8 @@ mod hedge;
 mod request;
 pub(crate) mod retry;
 mod select;
+#[cfg(test)]
+mod tests;
 pub(crate) mod transport;
 
 use std::collections::HashMap;
