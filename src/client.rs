@@ -16,7 +16,9 @@ use crate::runtime::ClientRuntime;
 use crate::status::{self, ServiceStatus};
 use crate::store::Store;
 use crate::types::{ApiRequest, ApiResponse, HeaderProvider, QueuedRequestId};
-use crate::upload::{self, UploadCancelToken, UploadProgressListener, UploadRequest, UploadSettings};
+use crate::upload::{
+    self, UploadCancelToken, UploadProgressListener, UploadRequest, UploadSettings,
+};
 use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettings};
 
 /// Where the client keeps its files; a temporary directory is removed with the client.
@@ -224,7 +226,13 @@ impl RobustClient {
     ) -> Result<ApiResponse, ApiError> {
         let (net, settings) = (self.net.clone(), self.upload.clone());
         self.runtime
-            .call(upload::run(net, settings, request, listener.map(Arc::from), None))
+            .call(upload::run(
+                net,
+                settings,
+                request,
+                listener.map(Arc::from),
+                None,
+            ))
             .await
     }
 
@@ -239,7 +247,13 @@ impl RobustClient {
     ) -> Result<ApiResponse, ApiError> {
         let (net, settings) = (self.net.clone(), self.upload.clone());
         self.runtime
-            .call(upload::run(net, settings, request, listener.map(Arc::from), Some(token)))
+            .call(upload::run(
+                net,
+                settings,
+                request,
+                listener.map(Arc::from),
+                Some(token),
+            ))
             .await
     }
 
@@ -252,8 +266,7 @@ impl RobustClient {
         title: String,
         listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
-        let request =
-            upload::video_request(&self.upload.video_path, file_path, title);
+        let request = upload::video_request(&self.upload.video_path, file_path, title);
         self.upload_file(request, listener).await
     }
 

@@ -101,9 +101,14 @@ pub(crate) struct Settings {
 impl Settings {
     pub(crate) fn from_config(c: &ClientConfig) -> Result<Self, ApiError> {
         if !(1..=8).contains(&c.worker_threads) {
-            return Err(ApiError::invalid_config("worker_threads must be between 1 and 8"));
+            return Err(ApiError::invalid_config(
+                "worker_threads must be between 1 and 8",
+            ));
         }
-        if c.storage_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        if c.storage_dir
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty())
+        {
             return Err(ApiError::invalid_config(
                 "storage_dir must not be empty (None = a temporary directory)",
             ));
@@ -141,13 +146,25 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_values() {
         let c = cfg(&["http://a"]);
-        assert_eq!((c.timeouts.connect_ms, c.timeouts.request_ms), (10_000, 30_000));
+        assert_eq!(
+            (c.timeouts.connect_ms, c.timeouts.request_ms),
+            (10_000, 30_000)
+        );
         assert_eq!(c.retry.max_retries, 3);
-        assert_eq!((c.retry.base_delay_ms, c.retry.max_delay_ms), (1_000, 8_000));
-        assert_eq!((c.breaker.failure_threshold, c.breaker.open_ms), (5, 30_000));
+        assert_eq!(
+            (c.retry.base_delay_ms, c.retry.max_delay_ms),
+            (1_000, 8_000)
+        );
+        assert_eq!(
+            (c.breaker.failure_threshold, c.breaker.open_ms),
+            (5, 30_000)
+        );
         assert_eq!(c.health.path, "/api/health");
         assert_eq!(c.health.interval_ms, 60_000);
-        assert_eq!((c.retry.hedge_after_ms, c.breaker.slow_call_threshold_ms), (None, None));
+        assert_eq!(
+            (c.retry.hedge_after_ms, c.breaker.slow_call_threshold_ms),
+            (None, None)
+        );
         assert_eq!(c.cache.max_bytes, 20 * 1024 * 1024);
         assert_eq!(c.queue.max_entries, 50);
         assert_eq!(c.upload.video_path, "/api/videos");
@@ -157,11 +174,23 @@ mod tests {
 
     #[test]
     fn bad_urls_are_invalid_config() {
-        for bad in ["not a url", "ftp://x", "http://", "http://a?q=1", "mailto:x@y"] {
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "http://",
+            "http://a?q=1",
+            "mailto:x@y",
+        ] {
             let err = Settings::from_config(&cfg(&[bad])).unwrap_err();
-            assert!(matches!(err, ApiError::InvalidConfig { .. }), "{bad}: {err:?}");
+            assert!(
+                matches!(err, ApiError::InvalidConfig { .. }),
+                "{bad}: {err:?}"
+            );
         }
-        assert!(matches!(Settings::from_config(&cfg(&[])), Err(ApiError::InvalidConfig { .. })));
+        assert!(matches!(
+            Settings::from_config(&cfg(&[])),
+            Err(ApiError::InvalidConfig { .. })
+        ));
         assert!(matches!(
             Settings::from_config(&cfg(&["http://a", "http://a/"])),
             Err(ApiError::InvalidConfig { .. })
@@ -189,7 +218,10 @@ mod tests {
             let mut c = cfg(&["http://a"]);
             f(&mut c);
             let err = Settings::from_config(&c).unwrap_err();
-            assert!(matches!(err, ApiError::InvalidConfig { .. }), "case {i}: {err:?}");
+            assert!(
+                matches!(err, ApiError::InvalidConfig { .. }),
+                "case {i}: {err:?}"
+            );
         }
     }
 

@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn defaults_come_from_the_one_literal() {
         let s = Sample::default();
-        assert_eq!((s.n, s.s.as_str(), s.o, s.v.len(), s.b, s.r), (7, "x", None, 0, true, 0.5));
+        assert_eq!(
+            (s.n, s.s.as_str(), s.o, s.v.len(), s.b, s.r),
+            (7, "x", None, 0, true, 0.5)
+        );
     }
 
     #[test]

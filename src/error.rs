@@ -88,7 +88,9 @@ pub enum ApiError {
     /// A WebSocket's outbound buffer is at its bound (`ws_max_buffered_messages` or
     /// `ws_max_buffered_bytes`) while it (re)connects or the socket is slow. The message was NOT
     /// taken: retry later or drop it knowingly.
-    #[error("the WebSocket outbound buffer is full ({max_messages} messages / {max_bytes} bytes max)")]
+    #[error(
+        "the WebSocket outbound buffer is full ({max_messages} messages / {max_bytes} bytes max)"
+    )]
     WebSocketBufferFull {
         /// The message bound.
         max_messages: i32,

@@ -187,7 +187,10 @@ impl EventBus {
     pub(crate) fn close(&self) {
         // Listeners may hold the client (a foreign closure capturing it): drop them, or the cycle
         // through Rust keeps the client alive forever.
-        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self.tx
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

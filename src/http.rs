@@ -39,11 +39,7 @@ pub(crate) fn parse_backend_url(raw: &str) -> Result<Url, ApiError> {
 }
 
 /// Joins a backend base URL, a request path and query parameters.
-pub(crate) fn join_url(
-    base: &Url,
-    path: &str,
-    query: &[QueryParam],
-) -> Result<Url, ApiError> {
+pub(crate) fn join_url(base: &Url, path: &str, query: &[QueryParam]) -> Result<Url, ApiError> {
     if path.contains("://") || path.starts_with("//") {
         return Err(ApiError::invalid_request(format!(
             "path {path:?} must be relative to the backend (e.g. \"/api/items\"), not a full URL"
@@ -180,7 +176,6 @@ pub(crate) fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
     std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +227,10 @@ mod tests {
 
     #[test]
     fn far_future_and_out_of_range_dates_are_none_not_a_panic() {
-        assert_eq!(parse_http_date("Sun, 06 Nov 300000000000 08:49:37 GMT"), None);
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 300000000000 08:49:37 GMT"),
+            None
+        );
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
         assert!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").is_some());
     }

@@ -43,13 +43,17 @@ pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
 pub use events::{StatusCounters, StatusEvent, StatusListener};
 pub use net::{BackendStatus, BreakerConfig, HealthConfig, RetryConfig, TimeoutConfig};
-pub use queue::{DeadLetter, QueueConfig, QueueListener, QueueOutcome, QueueStatus, QueuedRequestInfo};
+pub use queue::{
+    DeadLetter, QueueConfig, QueueListener, QueueOutcome, QueueStatus, QueuedRequestInfo,
+};
 pub use status::ServiceStatus;
 pub use types::{
     ApiRequest, ApiResponse, BreakerState, CachePolicy, HeaderProvider, HttpMethod, OfflinePolicy,
     QueryParam, QueuedRequestId, RetryMode,
 };
 pub use upload::{UploadCancelToken, UploadConfig, UploadProgressListener, UploadRequest};
-pub use ws::{SocketStatus, WebSocketConfig, WebSocketConnection, WebSocketListener, WebSocketState};
+pub use ws::{
+    SocketStatus, WebSocketConfig, WebSocketConnection, WebSocketListener, WebSocketState,
+};
 
 uniffi::setup_scaffolding!();

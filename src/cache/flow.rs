@@ -50,7 +50,11 @@ impl CacheLayer {
     }
 
     /// Serves one request through the cache and the network.
-    pub(crate) async fn send(&self, req: ApiRequest, rounds: Rounds) -> Result<ApiResponse, ApiError> {
+    pub(crate) async fn send(
+        &self,
+        req: ApiRequest,
+        rounds: Rounds,
+    ) -> Result<ApiResponse, ApiError> {
         serve(self.cache.clone(), self.net.clone(), req, rounds).await
     }
 }

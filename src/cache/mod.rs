@@ -414,7 +414,10 @@ impl HttpCache {
             ])
         });
         if stored.is_some() {
-            let estimate = self.estimated_bytes.fetch_add(size, Ordering::Relaxed).saturating_add(size);
+            let estimate = self
+                .estimated_bytes
+                .fetch_add(size, Ordering::Relaxed)
+                .saturating_add(size);
             if estimate > self.settings.max_bytes {
                 self.evict_to_bound();
             }
@@ -478,7 +481,9 @@ impl HttpCache {
     /// When an entry stored `now` is past any use: fresh lifetime plus the longer of `max_stale`
     /// and the response's `stale-if-error`.
     fn purge_at(&self, now: i64, lifetime_ms: i64, cc: &policy::CacheControl) -> i64 {
-        let stale_window = cc.stale_if_error.map_or(self.settings.max_stale, |sie| sie.max(self.settings.max_stale));
+        let stale_window = cc.stale_if_error.map_or(self.settings.max_stale, |sie| {
+            sie.max(self.settings.max_stale)
+        });
         now + lifetime_ms + ms(stale_window)
     }
 
@@ -532,7 +537,8 @@ impl HttpCache {
         });
         if let Some((n, total)) = result {
             self.counters.evictions.fetch_add(n, Ordering::Relaxed);
-            self.estimated_bytes.store(total.max(0) as u64, Ordering::Relaxed);
+            self.estimated_bytes
+                .store(total.max(0) as u64, Ordering::Relaxed);
         }
     }
 

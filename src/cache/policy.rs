@@ -66,10 +66,7 @@ pub(crate) fn freshness_lifetime(
         let date = headers
             .get("date")
             .and_then(|d| crate::http::parse_http_date(d));
-        return match (
-            crate::http::parse_http_date(expires),
-            date,
-        ) {
+        return match (crate::http::parse_http_date(expires), date) {
             (Some(exp), Some(date)) => exp.duration_since(date).unwrap_or(Duration::ZERO),
             (Some(exp), None) => exp
                 .duration_since(std::time::SystemTime::now())

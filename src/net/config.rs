@@ -93,7 +93,9 @@ pub(crate) struct NetConfig<'a> {
 impl NetSettings {
     pub(crate) fn from_config(c: NetConfig<'_>) -> Result<Self, ApiError> {
         if c.backends.is_empty() {
-            return Err(ApiError::invalid_config("backends must list at least one base URL"));
+            return Err(ApiError::invalid_config(
+                "backends must list at least one base URL",
+            ));
         }
         let mut backends: Vec<Url> = Vec::with_capacity(c.backends.len());
         for raw in c.backends {
@@ -136,7 +138,10 @@ impl NetSettings {
             retry_base_delay,
             retry_max_delay,
             retry_budget_ratio: r.budget_ratio,
-            retry_budget_min_per_sec: non_negative("retry.budget_min_per_sec", r.budget_min_per_sec)?,
+            retry_budget_min_per_sec: non_negative(
+                "retry.budget_min_per_sec",
+                r.budget_min_per_sec,
+            )?,
             hedge_after: optional("retry.hedge_after_ms", r.hedge_after_ms)?,
             breaker_failure_threshold: at_least(
                 "breaker.failure_threshold",

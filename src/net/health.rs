@@ -54,8 +54,7 @@ async fn probe(p: Arc<Network>, i: usize) {
     let Some(permit) = p.backends.acquire(i, Instant::now()) else {
         return;
     };
-    let url = match crate::http::join_url(&permit.backend().url, &p.settings.health_path, &[])
-    {
+    let url = match crate::http::join_url(&permit.backend().url, &p.settings.health_path, &[]) {
         Ok(u) => u,
         Err(e) => return permit.failure(e.to_string(), true),
     };

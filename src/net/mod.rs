@@ -26,8 +26,8 @@ use reqwest::header::{HeaderMap, HeaderName};
 
 pub use config::{BreakerConfig, HealthConfig, RetryConfig, TimeoutConfig};
 pub(crate) use config::{NetConfig, NetSettings};
-pub use select::BackendStatus;
 pub(crate) use select::Backend;
+pub use select::BackendStatus;
 
 use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusCounters, StatusEvent};
@@ -75,7 +75,13 @@ impl Network {
     ) -> Result<Self, ApiError> {
         let transport = HttpTransport::new(settings.connect_timeout)?;
         let http = transport.client().clone();
-        let mut net = Self::with_transport(settings, events, counters, Arc::new(transport), Box::new(fastrand::f64));
+        let mut net = Self::with_transport(
+            settings,
+            events,
+            counters,
+            Arc::new(transport),
+            Box::new(fastrand::f64),
+        );
         net.http = Some(http);
         Ok(net)
     }
@@ -291,7 +297,11 @@ impl Network {
     }
 
     /// Runs one plain request through the attempt loop.
-    pub(crate) async fn execute(&self, req: ApiRequest, rounds: Rounds) -> Result<ApiResponse, ApiError> {
+    pub(crate) async fn execute(
+        &self,
+        req: ApiRequest,
+        rounds: Rounds,
+    ) -> Result<ApiResponse, ApiError> {
         request::execute(self, req, rounds).await
     }
 

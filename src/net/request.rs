@@ -33,7 +33,9 @@ struct Prepared {
 /// The request's per-attempt timeout, or the configured one.
 fn attempt_timeout(net: &Network, req: &ApiRequest) -> Result<Duration, ApiError> {
     match req.timeout_ms {
-        Some(ms) if ms <= 0 => Err(ApiError::invalid_request("timeout_ms must be greater than 0")),
+        Some(ms) if ms <= 0 => Err(ApiError::invalid_request(
+            "timeout_ms must be greater than 0",
+        )),
         Some(ms) => Ok(Duration::from_millis(ms as u64)),
         None => Ok(net.settings.request_timeout),
     }
@@ -108,8 +110,16 @@ impl Exchange for Plain<'_> {
         let (step, health) = match classify(&result) {
             Verdict::Success => (Step::Success, Health::Success(latency)),
             Verdict::Final => (Step::Final, Health::Success(latency)),
-            Verdict::Retryable { breaker_failure, unsent, retry_after } => {
-                let step = if unsent { Step::FailOver } else { Step::Retry { retry_after } };
+            Verdict::Retryable {
+                breaker_failure,
+                unsent,
+                retry_after,
+            } => {
+                let step = if unsent {
+                    Step::FailOver
+                } else {
+                    Step::Retry { retry_after }
+                };
                 let health = match (&result, breaker_failure) {
                     (Ok(_), true) => Health::Failure(detail(&result)),
                     (Err(_), true) => Health::Unreachable(detail(&result)),
@@ -118,7 +128,12 @@ impl Exchange for Plain<'_> {
                 (step, health)
             }
         };
-        Ok(Tried { value: result, step, health, sent })
+        Ok(Tried {
+            value: result,
+            step,
+            health,
+            sent,
+        })
     }
 }
 
@@ -201,7 +216,9 @@ fn final_error(net: &Network, ex: &Plain<'_>, f: Failed<Outcome>) -> ApiError {
             body: r.body,
             backend,
         },
-        Err(e) if ex.only_timeouts.load(Ordering::Relaxed) && e.kind == AttemptErrorKind::Timeout => {
+        Err(e)
+            if ex.only_timeouts.load(Ordering::Relaxed) && e.kind == AttemptErrorKind::Timeout =>
+        {
             ApiError::Timeout {
                 backend,
                 timeout_ms: ms_i32(ex.p.timeout),

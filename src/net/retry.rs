@@ -213,7 +213,6 @@ mod tests {
         assert_eq!(next_delay(s(1), None, cap), Some(s(1)));
     }
 
-
     #[test]
     fn budget_allows_the_floor_plus_a_share_of_traffic() {
         let t0 = Instant::now();

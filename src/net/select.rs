@@ -158,7 +158,11 @@ impl BackendSet {
     }
 
     /// Takes a permit on the best admissible backend not in `exclude`.
-    pub(crate) fn acquire_best(self: &Arc<Self>, now: Instant, exclude: &[usize]) -> Option<Permit> {
+    pub(crate) fn acquire_best(
+        self: &Arc<Self>,
+        now: Instant,
+        exclude: &[usize],
+    ) -> Option<Permit> {
         self.ranked(now, exclude)
             .into_iter()
             .find_map(|i| self.acquire(i, now))
@@ -239,7 +243,8 @@ impl BackendSet {
                     url: self.backends[i].name.clone(),
                     healthy: s.healthy && state != BreakerState::Open,
                     breaker_state: state,
-                    consecutive_failures: s.breaker.consecutive_failures().min(i32::MAX as u32) as i32,
+                    consecutive_failures: s.breaker.consecutive_failures().min(i32::MAX as u32)
+                        as i32,
                     latency_ewma_ms: s.ewma_ms,
                     last_error: s.last_error.clone(),
                     last_checked_ms_ago: s
@@ -385,8 +390,13 @@ impl Permit {
 
     fn fail(mut self, error: String, marks_unhealthy: bool, unreachable: bool) {
         self.done = true;
-        let outcome = Outcome::Failure { error, marks_unhealthy, unreachable };
-        self.set.record(self.index, self.admission, outcome, Instant::now());
+        let outcome = Outcome::Failure {
+            error,
+            marks_unhealthy,
+            unreachable,
+        };
+        self.set
+            .record(self.index, self.admission, outcome, Instant::now());
     }
 
     /// The call failed in a way that says nothing about the backend's health (e.g. 429).

@@ -6,7 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse, SendFuture, Transport};
+use super::transport::{
+    AttemptError, AttemptErrorKind, Outgoing, RawResponse, SendFuture, Transport,
+};
 use super::{NetConfig, NetSettings, Network, Rounds};
 use crate::error::ApiError;
 use crate::events::{Counters, EventBus};
@@ -78,7 +80,12 @@ impl Script {
     }
 
     fn sent_to(&self) -> Vec<String> {
-        self.sent.lock().unwrap().iter().map(|s| s.0.clone()).collect()
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.0.clone())
+            .collect()
     }
 
     fn sent_at(&self) -> Vec<Duration> {
@@ -89,7 +96,10 @@ impl Script {
 impl Transport for Script {
     fn send<'a>(&'a self, out: Outgoing<'a>) -> SendFuture<'a> {
         let host = out.url.host_str().unwrap_or_default().to_string();
-        self.sent.lock().unwrap().push((host.clone(), self.started.elapsed()));
+        self.sent
+            .lock()
+            .unwrap()
+            .push((host.clone(), self.started.elapsed()));
         let reply = {
             let mut all = self.replies.lock().unwrap();
             let q = all.get_mut(&host).expect("a scripted backend");
@@ -131,7 +141,9 @@ impl Default for Setup {
 }
 
 fn network(setup: Setup, script: Arc<Script>) -> Network {
-    let backends: Vec<String> = (0..setup.backends).map(|i| format!("http://b{i}")).collect();
+    let backends: Vec<String> = (0..setup.backends)
+        .map(|i| format!("http://b{i}"))
+        .collect();
     let timeouts = TimeoutConfig {
         request_ms: setup.request_ms,
         ..TimeoutConfig::default()
@@ -161,10 +173,16 @@ fn post() -> ApiRequest {
 
 #[tokio::test(start_paused = true)]
 async fn a_connect_failure_fails_over_to_the_next_backend_within_the_call() {
-    let script = Script::new(&[("b0", vec![fail(AttemptErrorKind::Connect)]), ("b1", vec![status(200)])]);
+    let script = Script::new(&[
+        ("b0", vec![fail(AttemptErrorKind::Connect)]),
+        ("b1", vec![status(200)]),
+    ]);
     let net = network(Setup::default(), script.clone());
     let r = net.execute(get(), Rounds::Configured).await.unwrap();
-    assert_eq!((r.status, r.backend.as_str(), r.attempts), (200, "http://b1", 2));
+    assert_eq!(
+        (r.status, r.backend.as_str(), r.attempts),
+        (200, "http://b1", 2)
+    );
     assert_eq!(script.sent_to(), ["b0", "b1"]);
     assert_eq!(net.counters().failovers, 1);
 }
@@ -180,7 +198,10 @@ async fn a_post_without_a_key_reaches_a_server_at_most_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_post_whose_connect_failed_may_still_move_on_nothing_was_sent() {
-    let script = Script::new(&[("b0", vec![fail(AttemptErrorKind::Connect)]), ("b1", vec![status(201)])]);
+    let script = Script::new(&[
+        ("b0", vec![fail(AttemptErrorKind::Connect)]),
+        ("b1", vec![status(201)]),
+    ]);
     let net = network(Setup::default(), script.clone());
     let r = net.execute(post(), Rounds::Configured).await.unwrap();
     assert_eq!((r.status, r.attempts), (201, 2));
@@ -189,7 +210,13 @@ async fn a_post_whose_connect_failed_may_still_move_on_nothing_was_sent() {
 #[tokio::test(start_paused = true)]
 async fn a_keyed_post_is_retried_like_an_idempotent_request() {
     let script = Script::new(&[("b0", vec![status(503), status(200)])]);
-    let net = network(Setup { backends: 1, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            backends: 1,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let mut req = post();
     req.idempotency_key = Some("k-1".into());
     let r = net.execute(req, Rounds::Configured).await.unwrap();
@@ -205,7 +232,14 @@ async fn backoff_rounds_are_full_jitter_exponential_and_bounded_by_max_retries()
         max_delay_ms: 3_000,
         ..RetryConfig::default()
     };
-    let net = network(Setup { backends: 1, retry, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            backends: 1,
+            retry,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let e = net.execute(get(), Rounds::Configured).await.unwrap_err();
     assert!(matches!(e, ApiError::Http { status: 503, .. }), "{e:?}");
     // Jitter 0.5: waits of 0.5, 1.0, 1.5 (capped at 3.0 · 0.5) seconds between the 4 attempts,
@@ -227,16 +261,37 @@ async fn one_pass_means_failover_but_no_backoff_round() {
 #[tokio::test(start_paused = true)]
 async fn retry_after_stretches_the_backoff_and_a_longer_one_than_the_timeout_stops_the_call() {
     let script = Script::new(&[("b0", vec![retry_after(503, 4), status(200)])]);
-    let net = network(Setup { backends: 1, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            backends: 1,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let r = net.execute(get(), Rounds::Configured).await.unwrap();
     assert_eq!(r.status, 200);
-    assert!(script.sent_at()[1] >= Duration::from_secs(4), "{:?}", script.sent_at());
+    assert!(
+        script.sent_at()[1] >= Duration::from_secs(4),
+        "{:?}",
+        script.sent_at()
+    );
 
     let script = Script::new(&[("b0", vec![retry_after(429, 120)])]);
-    let net = network(Setup { backends: 1, request_ms: 5_000, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            backends: 1,
+            request_ms: 5_000,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let e = net.execute(get(), Rounds::Configured).await.unwrap_err();
     assert!(matches!(e, ApiError::Http { status: 429, .. }), "{e:?}");
-    assert_eq!(script.sent_to().len(), 1, "no wait of 120 s for a 5 s request");
+    assert_eq!(
+        script.sent_to().len(),
+        1,
+        "no wait of 120 s for a 5 s request"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -247,7 +302,13 @@ async fn an_empty_retry_budget_refuses_every_re_send() {
         budget_min_per_sec: 0,
         ..RetryConfig::default()
     };
-    let net = network(Setup { retry, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            retry,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let e = net.execute(get(), Rounds::Configured).await.unwrap_err();
     assert!(matches!(e, ApiError::Http { status: 503, .. }), "{e:?}");
     assert_eq!(script.sent_to(), ["b0"]);
@@ -264,7 +325,13 @@ async fn a_slow_first_attempt_is_hedged_and_the_faster_answer_wins() {
         hedge_after_ms: Some(100),
         ..RetryConfig::default()
     };
-    let net = network(Setup { retry, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            retry,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let r = net.execute(get(), Rounds::Configured).await.unwrap();
     assert_eq!((r.backend.as_str(), r.attempts), ("http://b1", 2));
     assert_eq!(script.sent_at()[1], Duration::from_millis(100));
@@ -281,7 +348,13 @@ async fn a_post_is_never_hedged() {
         hedge_after_ms: Some(100),
         ..RetryConfig::default()
     };
-    let net = network(Setup { retry, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            retry,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let r = net.execute(post(), Rounds::Configured).await.unwrap();
     assert_eq!(r.backend, "http://b0");
     assert_eq!(script.sent_to(), ["b0"]);
@@ -298,12 +371,27 @@ async fn an_open_breaker_fences_its_backend_off_and_all_open_fails_fast() {
         max_retries: 5,
         ..RetryConfig::default()
     };
-    let net = network(Setup { backends: 1, breaker, retry, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            backends: 1,
+            breaker,
+            retry,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let e = net.execute(get(), Rounds::Configured).await.unwrap_err();
     assert!(matches!(e, ApiError::Http { status: 503, .. }), "{e:?}");
-    assert_eq!(script.sent_to().len(), 2, "the breaker opened after two failures");
+    assert_eq!(
+        script.sent_to().len(),
+        2,
+        "the breaker opened after two failures"
+    );
     let e = net.execute(get(), Rounds::Configured).await.unwrap_err();
-    assert!(matches!(e, ApiError::AllBackendsUnavailable { attempts: 0, .. }), "{e:?}");
+    assert!(
+        matches!(e, ApiError::AllBackendsUnavailable { attempts: 0, .. }),
+        "{e:?}"
+    );
     assert_eq!(script.sent_to().len(), 2, "nothing sent while open");
 }
 
@@ -314,9 +402,26 @@ async fn timeouts_alone_are_reported_as_a_timeout() {
         max_retries: 1,
         ..RetryConfig::default()
     };
-    let net = network(Setup { backends: 1, retry, request_ms: 1_000, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            backends: 1,
+            retry,
+            request_ms: 1_000,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     let e = net.execute(get(), Rounds::Configured).await.unwrap_err();
-    assert!(matches!(e, ApiError::Timeout { timeout_ms: 1_000, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ApiError::Timeout {
+                timeout_ms: 1_000,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(script.sent_to().len(), 2);
 }
 
@@ -333,8 +438,17 @@ async fn a_final_4xx_is_not_retried_and_keeps_the_backend_healthy() {
 #[tokio::test(start_paused = true)]
 async fn offline_sends_nothing() {
     let script = Script::new(&[("b0", vec![status(200)])]);
-    let net = network(Setup { backends: 1, ..Setup::default() }, script.clone());
+    let net = network(
+        Setup {
+            backends: 1,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
     net.set_online(false);
-    assert_eq!(net.execute(get(), Rounds::Configured).await.unwrap_err(), ApiError::Offline);
+    assert_eq!(
+        net.execute(get(), Rounds::Configured).await.unwrap_err(),
+        ApiError::Offline
+    );
     assert!(script.sent_to().is_empty());
 }

@@ -54,7 +54,10 @@ impl QueueLayer {
     }
 
     /// Persists `req` for delivery as soon as possible (durable when this returns).
-    pub(crate) fn enqueue(&self, req: &ApiRequest) -> Result<crate::types::QueuedRequestId, ApiError> {
+    pub(crate) fn enqueue(
+        &self,
+        req: &ApiRequest,
+    ) -> Result<crate::types::QueuedRequestId, ApiError> {
         self.validate(req)?;
         let key = req
             .idempotency_key

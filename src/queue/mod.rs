@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::error::ApiError;
-use crate::ids::new_uuid_v4;
 use crate::defaults::{at_least, config_record, positive_ms};
+use crate::error::ApiError;
 use crate::events::{EventBus, StatusEvent};
+use crate::ids::new_uuid_v4;
 use crate::store::{is_corruption, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueuedRequestId};
 
@@ -203,7 +203,11 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    pub(crate) fn new(store: Arc<Store>, settings: QueueSettings, events: Arc<EventBus>) -> Result<Arc<Self>, ApiError> {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        settings: QueueSettings,
+        events: Arc<EventBus>,
+    ) -> Result<Arc<Self>, ApiError> {
         // Outcomes reach the listener from one thread, in order, straight from the database: nothing
         // is lost if no listener is attached, nothing is told twice.
         let (tx, rx) = sync_channel::<()>(1);
@@ -223,12 +227,25 @@ impl Queue {
             .spawn(move || {
                 while rx.recv().is_ok() {
                     loop {
-                        let Some(l) = listener.lock().unwrap_or_else(PoisonError::into_inner).clone() else { break };
+                        let Some(l) = listener
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clone()
+                        else {
+                            break;
+                        };
                         let next = storage::next_unnotified(&store.conn());
-                        let Ok(Some((seq, outcome))) = next else { break };
-                        let _ = catch_unwind(AssertUnwindSafe(|| match (outcome.delivered, outcome.response) {
-                            (true, Some(r)) => l.on_delivered(outcome.id, r),
-                            _ => l.on_dead_lettered(outcome.id, outcome.reason.unwrap_or_default()),
+                        let Ok(Some((seq, outcome))) = next else {
+                            break;
+                        };
+                        let _ = catch_unwind(AssertUnwindSafe(|| {
+                            match (outcome.delivered, outcome.response) {
+                                (true, Some(r)) => l.on_delivered(outcome.id, r),
+                                _ => l.on_dead_lettered(
+                                    outcome.id,
+                                    outcome.reason.unwrap_or_default(),
+                                ),
+                            }
                         }));
                         if storage::mark_notified(&store.conn(), seq).is_err() {
                             break;
@@ -236,27 +253,49 @@ impl Queue {
                     }
                 }
             })
-            .map_err(|e| ApiError::Internal { reason: format!("starting the queue listener thread: {e}") })?;
+            .map_err(|e| ApiError::Internal {
+                reason: format!("starting the queue listener thread: {e}"),
+            })?;
         Ok(queue)
     }
 
-    fn db<T>(&self, what: &str, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, ApiError> {
+    fn db<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ApiError> {
         let result = f(&mut self.store.conn());
         result.map_err(|e| {
             if is_corruption(&e) {
                 if let Ok(r) = self.store.recover(&e.to_string()) {
-                    self.events.emit(StatusEvent::StorageRecovered { moved_to: r.moved_to, reason: r.reason });
+                    self.events.emit(StatusEvent::StorageRecovered {
+                        moved_to: r.moved_to,
+                        reason: r.reason,
+                    });
                 }
             }
             log::warn!("robust-api: queue {what}: {e}");
-            ApiError::Storage { reason: format!("queue {what}: {e}") }
+            ApiError::Storage {
+                reason: format!("queue {what}: {e}"),
+            }
         })
     }
 
     /// Persists `req` (with `key` as its idempotency key). Durable when this returns.
-    pub(crate) fn enqueue(&self, req: &ApiRequest, key: String, group: Option<String>) -> Result<QueuedRequestId, ApiError> {
+    pub(crate) fn enqueue(
+        &self,
+        req: &ApiRequest,
+        key: String,
+        group: Option<String>,
+    ) -> Result<QueuedRequestId, ApiError> {
         let id = new_uuid_v4();
-        let stored = storage::Stored::new(req, id.clone(), key, group.unwrap_or_default(), &self.settings.sensitive_headers);
+        let stored = storage::Stored::new(
+            req,
+            id.clone(),
+            key,
+            group.unwrap_or_default(),
+            &self.settings.sensitive_headers,
+        );
         let (max_entries, max_bytes) = (self.settings.max_entries, self.settings.max_bytes);
         let result = storage::insert(&mut self.store.conn(), &stored, max_entries, max_bytes);
         match result {
@@ -278,7 +317,12 @@ impl Queue {
     }
 
     fn poke_listener(&self) {
-        if let Some(tx) = self.notify_tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+        if let Some(tx) = self
+            .notify_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
             let _ = tx.try_send(()); // a pending poke already covers this one
         }
     }
@@ -316,10 +360,16 @@ impl Queue {
     }
 
     pub(crate) fn status(&self) -> QueueStatus {
-        let (pending, dead, oldest) = self.db("status", |c| storage::counts(c)).unwrap_or_default();
+        let (pending, dead, oldest) = self
+            .db("status", |c| storage::counts(c))
+            .unwrap_or_default();
         QueueStatus {
             pending: pending as i64,
-            in_flight: self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).len() as i64,
+            in_flight: self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len() as i64,
             dead_lettered: dead as i64,
             oldest_age_ms: oldest.map(|t| (now_ms() - t).clamp(0, i32::MAX as i64) as i32),
             delivered: self.delivered.load(Ordering::Relaxed) as i64,
@@ -330,7 +380,13 @@ impl Queue {
 
     /// Stops the listener thread (client shutdown).
     pub(crate) fn close(&self) {
-        self.listener.lock().unwrap_or_else(PoisonError::into_inner).take();
-        self.notify_tx.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.notify_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }

@@ -40,11 +40,19 @@ pub(crate) fn decide(result: Result<ApiResponse, ApiError>) -> Decision {
         Ok(r) => Decision::Delivered(r),
         Err(ApiError::Http { status, body, .. }) => match status {
             408 | 409 | 429 | 500..=599 => Decision::RetryLater(format!("HTTP {status}")),
-            _ => Decision::DeadLetter { reason: format!("rejected with HTTP {status}"), status: Some(status), body: Some(body) },
+            _ => Decision::DeadLetter {
+                reason: format!("rejected with HTTP {status}"),
+                status: Some(status),
+                body: Some(body),
+            },
         },
         Err(ApiError::Offline | ApiError::Cancelled { .. }) => Decision::NotAttempted,
         Err(e @ (ApiError::InvalidRequest { .. } | ApiError::InvalidConfig { .. })) => {
-            Decision::DeadLetter { reason: e.to_string(), status: None, body: None }
+            Decision::DeadLetter {
+                reason: e.to_string(),
+                status: None,
+                body: None,
+            }
         }
         Err(e) => Decision::RetryLater(e.to_string()),
     }
@@ -73,7 +81,11 @@ mod tests {
     use super::*;
 
     fn http(status: i32) -> Result<ApiResponse, ApiError> {
-        Err(ApiError::Http { status, body: b"why".to_vec(), backend: "b".into() })
+        Err(ApiError::Http {
+            status,
+            body: b"why".to_vec(),
+            backend: "b".into(),
+        })
     }
 
     #[test]
@@ -91,19 +103,38 @@ mod tests {
             }
         }
         assert_eq!(decide(Err(ApiError::Offline)), Decision::NotAttempted);
-        let t = Err(ApiError::Timeout { backend: "b".into(), timeout_ms: 5 });
+        let t = Err(ApiError::Timeout {
+            backend: "b".into(),
+            timeout_ms: 5,
+        });
         assert!(matches!(decide(t), Decision::RetryLater(_)));
         let inv = Err(ApiError::InvalidRequest { reason: "x".into() });
-        assert!(matches!(decide(inv), Decision::DeadLetter { status: None, .. }));
+        assert!(matches!(
+            decide(inv),
+            Decision::DeadLetter { status: None, .. }
+        ));
     }
 
     #[test]
     fn only_recoverable_failures_are_queued() {
         assert!(should_queue(&ApiError::Offline));
-        assert!(should_queue(&ApiError::AllBackendsUnavailable { attempts: 0, last_error: String::new() }));
-        assert!(should_queue(&ApiError::Http { status: 503, body: vec![], backend: String::new() }));
-        assert!(!should_queue(&ApiError::Http { status: 422, body: vec![], backend: String::new() }));
-        assert!(!should_queue(&ApiError::InvalidRequest { reason: String::new() }));
+        assert!(should_queue(&ApiError::AllBackendsUnavailable {
+            attempts: 0,
+            last_error: String::new()
+        }));
+        assert!(should_queue(&ApiError::Http {
+            status: 503,
+            body: vec![],
+            backend: String::new()
+        }));
+        assert!(!should_queue(&ApiError::Http {
+            status: 422,
+            body: vec![],
+            backend: String::new()
+        }));
+        assert!(!should_queue(&ApiError::InvalidRequest {
+            reason: String::new()
+        }));
     }
 
     #[test]

@@ -26,8 +26,13 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
             continue;
         }
         start_due(&queue, &layer);
-        let next = queue.db("next due", |c| storage::next_due_at(c)).ok().flatten();
-        let sleep_for = next.map_or(Duration::from_secs(3600), |at| Duration::from_millis((at - now_ms()).max(0) as u64));
+        let next = queue
+            .db("next due", |c| storage::next_due_at(c))
+            .ok()
+            .flatten();
+        let sleep_for = next.map_or(Duration::from_secs(3600), |at| {
+            Duration::from_millis((at - now_ms()).max(0) as u64)
+        });
         // Never spin: a due entry that could not start (all slots busy) waits for a delivery's wake-up.
         let sleep_for = sleep_for.max(Duration::from_millis(5));
         tokio::select! {
@@ -50,14 +55,26 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
 
 /// Starts deliveries for due group heads while slots are free.
 fn start_due(queue: &Arc<Queue>, layer: &CacheLayer) {
-    let busy: Vec<String> = queue.in_flight.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+    let busy: Vec<String> = queue
+        .in_flight
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect();
     let free = queue.settings.max_in_flight.saturating_sub(busy.len());
     if free == 0 {
         return;
     }
-    let Ok(due) = queue.db("due", |c| storage::due_heads(c, now_ms(), &busy, free)) else { return };
+    let Ok(due) = queue.db("due", |c| storage::due_heads(c, now_ms(), &busy, free)) else {
+        return;
+    };
     for entry in due {
-        queue.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(entry.id.clone());
+        queue
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(entry.id.clone());
         tokio::spawn(deliver(queue.clone(), layer.clone(), entry));
     }
 }
@@ -65,7 +82,11 @@ fn start_due(queue: &Arc<Queue>, layer: &CacheLayer) {
 async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored) {
     let age = Duration::from_millis((now_ms() - entry.created_at_ms).max(0) as u64);
     let decision = if policy::expired(age, queue.settings.max_age) {
-        Decision::DeadLetter { reason: format!("expired: queued {} s ago", age.as_secs()), status: None, body: None }
+        Decision::DeadLetter {
+            reason: format!("expired: queued {} s ago", age.as_secs()),
+            status: None,
+            body: None,
+        }
     } else {
         // Through the cache layer (one pass; the queue backs off itself), so a replayed write
         // invalidates cached GETs of its path like a live one.
@@ -75,23 +96,44 @@ async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored) {
         Decision::Delivered(r) => {
             let ok = queue.db("delivered", |c| storage::delivered(c, &entry, r));
             if ok.is_ok() {
-                queue.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                queue
+                    .delivered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             ok.is_ok()
         }
         Decision::RetryLater(error) => {
-            let delay = backoff_delay(entry.attempts, queue.settings.retry_base, queue.settings.retry_max, fastrand::f64())
-                .max(queue.settings.retry_base / 2);
-            let _ = queue.db("reschedule", |c| storage::reschedule(c, &entry, error, now_ms() + delay.as_millis() as i64));
+            let delay = backoff_delay(
+                entry.attempts,
+                queue.settings.retry_base,
+                queue.settings.retry_max,
+                fastrand::f64(),
+            )
+            .max(queue.settings.retry_base / 2);
+            let _ = queue.db("reschedule", |c| {
+                storage::reschedule(c, &entry, error, now_ms() + delay.as_millis() as i64)
+            });
             false
         }
-        Decision::DeadLetter { reason, status, body } => {
+        Decision::DeadLetter {
+            reason,
+            status,
+            body,
+        } => {
             let attempted = status.is_some() || !reason.starts_with("expired");
-            queue.db("dead letter", |c| storage::dead_letter(c, &entry, reason, *status, body.as_deref(), attempted)).is_ok()
+            queue
+                .db("dead letter", |c| {
+                    storage::dead_letter(c, &entry, reason, *status, body.as_deref(), attempted)
+                })
+                .is_ok()
         }
         Decision::NotAttempted => false,
     };
-    queue.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&entry.id);
+    queue
+        .in_flight
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&entry.id);
     if recorded {
         queue.poke_listener();
     }

@@ -56,7 +56,9 @@ fn pct_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -74,7 +76,10 @@ fn pct_decode(s: &str) -> String {
 /// Query parameters as `name=value&…`, both percent-encoded: any name or value survives, order and
 /// repeats are kept.
 fn encode_query(q: &[QueryParam]) -> String {
-    q.iter().map(|p| format!("{}={}", pct_encode(&p.name), pct_encode(&p.value))).collect::<Vec<_>>().join("&")
+    q.iter()
+        .map(|p| format!("{}={}", pct_encode(&p.name), pct_encode(&p.value)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn decode_query(s: &str) -> Vec<QueryParam> {
@@ -82,14 +87,23 @@ fn decode_query(s: &str) -> Vec<QueryParam> {
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
             let (name, value) = kv.split_once('=').unwrap_or((kv, ""));
-            QueryParam { name: pct_decode(name), value: pct_decode(value) }
+            QueryParam {
+                name: pct_decode(name),
+                value: pct_decode(value),
+            }
         })
         .collect()
 }
 
 impl Stored {
     /// Prepares `req` for disk: headers named in `sensitive` (lower-case) are dropped.
-    pub(crate) fn new(req: &ApiRequest, id: String, key: String, group: String, sensitive: &[String]) -> Stored {
+    pub(crate) fn new(
+        req: &ApiRequest,
+        id: String,
+        key: String,
+        group: String,
+        sensitive: &[String],
+    ) -> Stored {
         let headers = req
             .headers
             .iter()
@@ -124,7 +138,8 @@ impl Stored {
     }
 
     fn size(&self, headers: &str, query: &str) -> i64 {
-        (self.body.as_ref().map_or(0, Vec::len) + headers.len() + query.len() + self.path.len()) as i64
+        (self.body.as_ref().map_or(0, Vec::len) + headers.len() + query.len() + self.path.len())
+            as i64
     }
 
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Stored> {
@@ -139,7 +154,9 @@ impl Stored {
             query: decode_query(&query),
             headers: decode_header_lines(&headers),
             body: r.get("body")?,
-            timeout_ms: r.get::<_, Option<i64>>("timeout_ms")?.map(|v| v.clamp(1, i32::MAX as i64) as i32),
+            timeout_ms: r
+                .get::<_, Option<i64>>("timeout_ms")?
+                .map(|v| v.clamp(1, i32::MAX as i64) as i32),
             created_at_ms: r.get("created_at_ms")?,
             attempts: r.get::<_, i64>("attempts")?.clamp(0, u32::MAX as i64) as u32,
         })
@@ -159,7 +176,12 @@ impl From<rusqlite::Error> for InsertError {
 }
 
 /// Inserts `s` if the pending entries stay within the bounds.
-pub(crate) fn insert(c: &mut Connection, s: &Stored, max_entries: u32, max_bytes: u64) -> Result<(), InsertError> {
+pub(crate) fn insert(
+    c: &mut Connection,
+    s: &Stored,
+    max_entries: u32,
+    max_bytes: u64,
+) -> Result<(), InsertError> {
     let query = encode_query(&s.query);
     let headers = encode_header_lines(&s.headers);
     let size = s.size(&headers, &query);
@@ -194,7 +216,12 @@ pub(crate) fn insert(c: &mut Connection, s: &Stored, max_entries: u32, max_bytes
 
 /// The oldest pending entry of every ordering group whose next attempt is due, oldest first,
 /// skipping `busy` ids, at most `limit`.
-pub(crate) fn due_heads(c: &Connection, now: i64, busy: &[String], limit: usize) -> rusqlite::Result<Vec<Stored>> {
+pub(crate) fn due_heads(
+    c: &Connection,
+    now: i64,
+    busy: &[String],
+    limit: usize,
+) -> rusqlite::Result<Vec<Stored>> {
     let mut st = c.prepare_cached(
         "SELECT q.* FROM queue_entries q
          WHERE q.dead = 0 AND q.seq = (SELECT MIN(seq) FROM queue_entries p WHERE p.dead = 0 AND p.group_key = q.group_key)
@@ -265,13 +292,19 @@ fn record_outcome(
 /// Delivered: delete the entry and record the outcome, atomically.
 pub(crate) fn delivered(c: &mut Connection, s: &Stored, r: &ApiResponse) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
-    tx.prepare_cached("DELETE FROM queue_entries WHERE id = ?1")?.execute([&s.id])?;
+    tx.prepare_cached("DELETE FROM queue_entries WHERE id = ?1")?
+        .execute([&s.id])?;
     record_outcome(&tx, &s.id, Some(r), None, None, None, s.attempts + 1)?;
     tx.commit()
 }
 
 /// Failed, try again at `next_at`.
-pub(crate) fn reschedule(c: &Connection, s: &Stored, error: &str, next_at: i64) -> rusqlite::Result<()> {
+pub(crate) fn reschedule(
+    c: &Connection,
+    s: &Stored,
+    error: &str,
+    next_at: i64,
+) -> rusqlite::Result<()> {
     c.prepare_cached(
         "UPDATE queue_entries SET attempts = attempts + 1, last_error = ?2, next_attempt_at_ms = ?3 WHERE id = ?1",
     )?
@@ -340,7 +373,9 @@ pub(crate) fn dead_letters(c: &Connection) -> rusqlite::Result<Vec<DeadLetter>> 
 }
 
 pub(crate) fn remove(c: &Connection, id: &str) -> rusqlite::Result<bool> {
-    Ok(c.prepare_cached("DELETE FROM queue_entries WHERE id = ?1")?.execute([id])? > 0)
+    Ok(c.prepare_cached("DELETE FROM queue_entries WHERE id = ?1")?
+        .execute([id])?
+        > 0)
 }
 
 /// Dead letter → pending again (attempts reset, due now). False if no such dead letter.
@@ -370,7 +405,9 @@ pub(crate) fn counts(c: &Connection) -> rusqlite::Result<(u64, u64, Option<i64>)
 fn outcome_from_row(r: &Row<'_>) -> rusqlite::Result<QueueOutcome> {
     let headers: Option<String> = r.get("headers")?;
     let delivered: bool = r.get("delivered")?;
-    let status = r.get::<_, Option<i64>>("status")?.map(|s| s.clamp(0, 999) as i32);
+    let status = r
+        .get::<_, Option<i64>>("status")?
+        .map(|s| s.clamp(0, 999) as i32);
     let response = delivered.then(|| -> rusqlite::Result<ApiResponse> {
         Ok(ApiResponse {
             status: status.unwrap_or(200),
@@ -411,7 +448,9 @@ pub(crate) fn next_unnotified(c: &Connection) -> rusqlite::Result<Option<(i64, Q
 }
 
 pub(crate) fn mark_notified(c: &Connection, seq: i64) -> rusqlite::Result<()> {
-    c.prepare_cached("UPDATE queue_outcomes SET notified = 1 WHERE seq = ?1")?.execute([seq]).map(|_| ())
+    c.prepare_cached("UPDATE queue_outcomes SET notified = 1 WHERE seq = ?1")?
+        .execute([seq])
+        .map(|_| ())
 }
 
 #[cfg(test)]
@@ -420,22 +459,36 @@ mod tests {
     use crate::store::Store;
 
     fn stats(c: &Connection) -> (i64, i64) {
-        c.query_row("SELECT pending, pending_bytes FROM queue_stats", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+        c.query_row("SELECT pending, pending_bytes FROM queue_stats", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
     }
 
     fn recount(c: &Connection) -> (i64, i64) {
-        c.query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM queue_entries WHERE dead = 0", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        c.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM queue_entries WHERE dead = 0",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap()
     }
 
     #[test]
     fn query_parameters_survive_any_characters() {
         let q = vec![
-            QueryParam { name: "a:b".into(), value: "1\n2&x=y".into() },
-            QueryParam { name: "a:b".into(), value: "".into() },
-            QueryParam { name: "ünï cödé %".into(), value: "=?#".into() },
+            QueryParam {
+                name: "a:b".into(),
+                value: "1\n2&x=y".into(),
+            },
+            QueryParam {
+                name: "a:b".into(),
+                value: "".into(),
+            },
+            QueryParam {
+                name: "ünï cödé %".into(),
+                value: "=?#".into(),
+            },
         ];
         assert_eq!(decode_query(&encode_query(&q)), q);
         assert!(decode_query(&encode_query(&[])).is_empty());
@@ -447,19 +500,28 @@ mod tests {
         let (store, _) = Store::open(dir.path()).unwrap();
         let mut c = store.conn();
         let req = ApiRequest::post_json("/x", "{\"a\":1}");
-        let entries: Vec<Stored> =
-            (0..4).map(|i| Stored::new(&req, format!("id{i}"), format!("k{i}"), String::new(), &[])).collect();
+        let entries: Vec<Stored> = (0..4)
+            .map(|i| Stored::new(&req, format!("id{i}"), format!("k{i}"), String::new(), &[]))
+            .collect();
         for e in &entries {
             assert!(insert(&mut c, e, 3, u64::MAX).is_ok() || e.id == "id3");
         }
-        assert!(matches!(insert(&mut c, &entries[3], 3, u64::MAX), Err(InsertError::Full)));
+        assert!(matches!(
+            insert(&mut c, &entries[3], 3, u64::MAX),
+            Err(InsertError::Full)
+        ));
         assert_eq!(stats(&c), recount(&c));
         assert_eq!(stats(&c).0, 3);
         dead_letter(&mut c, &entries[0], "no", Some(400), None, true).unwrap();
         assert_eq!(stats(&c), recount(&c));
         assert!(revive(&c, "id0", 0).unwrap());
         assert_eq!(stats(&c), recount(&c));
-        delivered(&mut c, &entries[1], &ApiResponse::queued(QueuedRequestId("x".into()), 0)).unwrap();
+        delivered(
+            &mut c,
+            &entries[1],
+            &ApiResponse::queued(QueuedRequestId("x".into()), 0),
+        )
+        .unwrap();
         assert!(remove(&c, "id2").unwrap());
         assert_eq!(stats(&c), recount(&c));
         assert_eq!(stats(&c).0, 1);

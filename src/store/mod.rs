@@ -143,7 +143,10 @@ pub(crate) fn encode_header_lines(h: &HashMap<String, String>) -> String {
 
 /// The inverse of [`encode_header_lines`].
 pub(crate) fn decode_header_lines(s: &str) -> HashMap<String, String> {
-    s.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    s.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Is this error a sign of a damaged database file (rather than a busy or full one)?

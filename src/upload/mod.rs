@@ -372,12 +372,25 @@ impl Upload<'_> {
     /// Calls the listener (outside any lock; a panicking listener is logged and dropped).
     fn notify(&self, sent: u64) {
         let total = self.prepared.layout.content_length();
-        let listener = self.progress.lock().unwrap_or_else(PoisonError::into_inner).1.clone();
+        let listener = self
+            .progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone();
         if let Some(l) = listener {
-            let (sent, total) = (sent.min(i64::MAX as u64) as i64, total.min(i64::MAX as u64) as i64);
+            let (sent, total) = (
+                sent.min(i64::MAX as u64) as i64,
+                total.min(i64::MAX as u64) as i64,
+            );
             if catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total))).is_err() {
-                log::warn!("robust-api: an upload progress listener panicked; it is no longer called");
-                self.progress.lock().unwrap_or_else(PoisonError::into_inner).1 = None;
+                log::warn!(
+                    "robust-api: an upload progress listener panicked; it is no longer called"
+                );
+                self.progress
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .1 = None;
             }
         }
     }
@@ -419,7 +432,11 @@ impl Upload<'_> {
     }
 
     /// One attempt to backend `index`.
-    async fn attempt(&self, index: usize, backend: &Backend) -> Result<(Finished, Duration), ApiError> {
+    async fn attempt(
+        &self,
+        index: usize,
+        backend: &Backend,
+    ) -> Result<(Finished, Duration), ApiError> {
         let started = Instant::now();
         // Re-opened per attempt (from byte 0); the size must not have changed since `prepare`.
         let unreadable = |e: std::io::Error| {
@@ -439,7 +456,12 @@ impl Upload<'_> {
                 self.prepared.layout.file_len()
             )));
         }
-        let step = self.progress.lock().unwrap_or_else(PoisonError::into_inner).0.step();
+        let step = self
+            .progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .step();
         let meter = Arc::new(Meter::new(step));
         let _abort = AbortOnDrop(meter.clone());
         let body = body::stream(self.prepared.layout.clone(), file, meter.clone());
@@ -460,8 +482,12 @@ impl Upload<'_> {
             detail,
         };
         let idle_ms = self.settings.idle_timeout.as_millis();
-        let idle_detail =
-            |meter: &Meter| format!("no progress for {idle_ms} ms after {} body bytes", meter.sent());
+        let idle_detail = |meter: &Meter| {
+            format!(
+                "no progress for {idle_ms} ms after {} body bytes",
+                meter.sent()
+            )
+        };
         let mut resp = match self.drive(&meter, send).await {
             Err(Interrupt::Cancelled) => return Err(cancelled_error()),
             Err(Interrupt::Idle) => {
@@ -507,11 +533,16 @@ impl Upload<'_> {
             Ok(Ok(Err(()))) => {
                 return Err(ApiError::Transport {
                     backend: backend.name.clone(),
-                    reason: format!("HTTP {status}: response body larger than {MAX_RESPONSE_BODY} bytes"),
+                    reason: format!(
+                        "HTTP {status}: response body larger than {MAX_RESPONSE_BODY} bytes"
+                    ),
                 })
             }
             Ok(Ok(Ok(()))) => Finished {
-                outcome: Outcome::Response { status, retry_after },
+                outcome: Outcome::Response {
+                    status,
+                    retry_after,
+                },
                 response: Some((status, headers, body)),
                 detail: format!("HTTP {status}"),
             },
@@ -561,7 +592,12 @@ impl Upload<'_> {
         };
         match attempt::run(self.net, &self, &plan).await {
             Ok(done) => {
-                let total = self.progress.lock().unwrap_or_else(PoisonError::into_inner).0.finish();
+                let total = self
+                    .progress
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+                    .finish();
                 if let Some(total) = total {
                     self.notify(total);
                 }
@@ -612,7 +648,11 @@ impl Exchange for Upload<'_> {
         let (f, latency) = self.attempt(index, backend).await?;
         let step = policy::next_step(&f.outcome);
         if step != Step::Success {
-            log::info!("robust-api: upload to {} failed: {}", backend.name, f.detail);
+            log::info!(
+                "robust-api: upload to {} failed: {}",
+                backend.name,
+                f.detail
+            );
         }
         let health = match policy::breaker_verdict(&f.outcome) {
             BreakerVerdict::Success => Health::Success(latency),
@@ -621,9 +661,17 @@ impl Exchange for Upload<'_> {
         };
         let sent = !matches!(
             f.outcome,
-            Outcome::Failed { kind: AttemptErrorKind::Connect, .. }
+            Outcome::Failed {
+                kind: AttemptErrorKind::Connect,
+                ..
+            }
         );
-        Ok(Tried { value: f, step, health, sent })
+        Ok(Tried {
+            value: f,
+            step,
+            health,
+            sent,
+        })
     }
 }
 
@@ -638,7 +686,8 @@ pub(crate) async fn run(
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(cancelled_error());
     }
-    req.idempotency_key.get_or_insert_with(crate::ids::new_uuid_v4);
+    req.idempotency_key
+        .get_or_insert_with(crate::ids::new_uuid_v4);
     let prepared = prepare(&net, &req).await?;
     if !net.is_online() {
         return Err(ApiError::Offline);

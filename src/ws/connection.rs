@@ -75,7 +75,14 @@ impl Exchange for Handshake<'_> {
     async fn send(&self, _index: usize, backend: &Backend) -> Result<Tried<Shake>, ApiError> {
         use std::sync::atomic::Ordering::Relaxed;
         let task = self.task;
-        let tried = |value, step, health| Ok(Tried { value, step, health, sent: true });
+        let tried = |value, step, health| {
+            Ok(Tried {
+                value,
+                step,
+                health,
+                sent: true,
+            })
+        };
         if task.shared.close_request().is_some() || !*task.network.borrow() {
             return tried(Shake::Aborted, Next::Final, Health::NotAttempted); // the loop's top handles both
         }
@@ -85,7 +92,11 @@ impl Exchange for Handshake<'_> {
             Ok(c) => return tried(Shake::Open(Box::new(c)), Next::Success, health),
             Err(AttemptError::Final(e)) => {
                 let reason = format!("handshake rejected: {e}");
-                let shake = if task.error(e).await { Shake::Finish(reason) } else { Shake::Gone };
+                let shake = if task.error(e).await {
+                    Shake::Finish(reason)
+                } else {
+                    Shake::Gone
+                };
                 return tried(shake, Next::Final, health);
             }
             Err(AttemptError::Retry(e)) => e,
@@ -101,7 +112,11 @@ impl Exchange for Handshake<'_> {
                     last_error: last,
                 };
                 let reason = format!("gave up after {failed} connection attempt(s)");
-                let shake = if task.error(error).await { Shake::Finish(reason) } else { Shake::Gone };
+                let shake = if task.error(error).await {
+                    Shake::Finish(reason)
+                } else {
+                    Shake::Gone
+                };
                 return tried(shake, Next::Final, health);
             }
         }
@@ -367,7 +382,9 @@ impl Task {
                 },
                 Err(f) => match (f.stop, f.last) {
                     (_, Some((_, Shake::Gone))) => return Connect::Gone,
-                    (_, Some((_, Shake::Finish(reason)))) => return Connect::Finish((1006, reason)),
+                    (_, Some((_, Shake::Finish(reason)))) => {
+                        return Connect::Finish((1006, reason))
+                    }
                     (Stop::NothingAdmissible, _)
                         if *self.network.borrow() && self.shared.close_request().is_none() =>
                     {
@@ -427,7 +444,10 @@ impl Task {
         }
     }
 
-    async fn handshake(&self, b: &Backend) -> Result<(Connected, Duration), (AttemptError, Health)> {
+    async fn handshake(
+        &self,
+        b: &Backend,
+    ) -> Result<(Connected, Duration), (AttemptError, Health)> {
         let not_sent = |e: ApiError| (AttemptError::Final(e), Health::NotAttempted);
         let backend = b.name.clone();
         let url = ws_url(&b.url, self.shared.path()).map_err(not_sent)?;
@@ -464,7 +484,10 @@ impl Task {
                 Ok(config) => Connector::Rustls(config),
                 Err(reason) => {
                     let health = Health::Neutral(reason.clone());
-                    return Err((AttemptError::Retry(ApiError::Transport { backend, reason }), health));
+                    return Err((
+                        AttemptError::Retry(ApiError::Transport { backend, reason }),
+                        health,
+                    ));
                 }
             }
         } else {
@@ -528,7 +551,10 @@ impl Task {
             Ok(Err(e)) => {
                 let reason = format!("websocket connect: {e}");
                 let health = Health::Unreachable(reason.clone());
-                Err((AttemptError::Retry(ApiError::Transport { backend, reason }), health))
+                Err((
+                    AttemptError::Retry(ApiError::Transport { backend, reason }),
+                    health,
+                ))
             }
         }
     }

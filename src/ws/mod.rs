@@ -153,10 +153,16 @@ pub(crate) struct WsSettings {
 }
 
 impl WsSettings {
-    pub(crate) fn from_config(c: &WebSocketConfig, connect_timeout: Duration) -> Result<Self, ApiError> {
-        let reconnect_base =
-            positive_ms("websocket.reconnect_base_delay_ms", c.reconnect_base_delay_ms)?;
-        let reconnect_max = positive_ms("websocket.reconnect_max_delay_ms", c.reconnect_max_delay_ms)?;
+    pub(crate) fn from_config(
+        c: &WebSocketConfig,
+        connect_timeout: Duration,
+    ) -> Result<Self, ApiError> {
+        let reconnect_base = positive_ms(
+            "websocket.reconnect_base_delay_ms",
+            c.reconnect_base_delay_ms,
+        )?;
+        let reconnect_max =
+            positive_ms("websocket.reconnect_max_delay_ms", c.reconnect_max_delay_ms)?;
         if reconnect_max < reconnect_base {
             return Err(ApiError::invalid_config(
                 "websocket.reconnect_max_delay_ms must be at least websocket.reconnect_base_delay_ms",
@@ -167,15 +173,22 @@ impl WsSettings {
             .map(|n| at_least("websocket.max_reconnect_attempts (None = unlimited)", n, 1))
             .transpose()?;
         Ok(WsSettings {
-            heartbeat_interval: positive_ms("websocket.heartbeat_interval_ms", c.heartbeat_interval_ms)?,
+            heartbeat_interval: positive_ms(
+                "websocket.heartbeat_interval_ms",
+                c.heartbeat_interval_ms,
+            )?,
             pong_timeout: positive_ms("websocket.pong_timeout_ms", c.pong_timeout_ms)?,
             reconnect_base,
             reconnect_max,
             max_reconnect_attempts,
             reconnect_on_normal_close: c.reconnect_on_normal_close,
-            max_buffered_messages: at_least("websocket.max_buffered_messages", c.max_buffered_messages, 1)?
-                as usize,
-            max_buffered_bytes: at_least("websocket.max_buffered_bytes", c.max_buffered_bytes, 1)? as u64,
+            max_buffered_messages: at_least(
+                "websocket.max_buffered_messages",
+                c.max_buffered_messages,
+                1,
+            )? as usize,
+            max_buffered_bytes: at_least("websocket.max_buffered_bytes", c.max_buffered_bytes, 1)?
+                as u64,
             connect_timeout,
         })
     }
@@ -382,7 +395,10 @@ impl WebSocketConnection {
     /// open (else discarded, reported through `on_error`), then the closing handshake with `code`
     /// (1000, or 3000–4999) and `reason` (at most 123 bytes). Calling it again does nothing.
     pub fn close(&self, code: i32, reason: String) -> Result<(), ApiError> {
-        let Some(code) = u16::try_from(code).ok().filter(|c| valid_app_close_code(*c)) else {
+        let Some(code) = u16::try_from(code)
+            .ok()
+            .filter(|c| valid_app_close_code(*c))
+        else {
             return Err(ApiError::invalid_request(format!(
                 "close code {code} is not allowed: use 1000 or 3000-4999"
             )));
