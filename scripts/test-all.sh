@@ -28,6 +28,12 @@ run() {
   fi
 }
 
+# Formatting and lints first: cheap, and they fail the run like any test.
+lint() {
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+  cargo fmt --all --check && cargo clippy --all-targets --features bindgen -- -D warnings
+}
+run lint lint
 # One feature set for everything (see scripts/build-bindings.sh).
 run rust cargo test --features bindgen
 # The README's other command: the demo must keep running end to end.

@@ -1,12 +1,12 @@
-"""Fixtures: `fleet` (3 local backends, fresh per test) and `make_client` (clients with short timings,
-shut down at teardown)."""
+"""Fixtures: `fleet` (3 local backends, fresh per test), `ws_fleet` (1 HTTP and 1 WebSocket backend)
+and `make_client` (clients with short timings, shut down at teardown)."""
 
 import gc
 
 import pytest
 
 import robust_api
-from support import FAST, Fleet
+from support import Fleet, fast_config
 
 
 @pytest.fixture
@@ -17,16 +17,20 @@ def fleet():
 
 
 @pytest.fixture
+def ws_fleet():
+    f = Fleet(1, websockets=True)
+    yield f
+    f.close()
+
+
+@pytest.fixture
 def make_client():
-    """make_client(urls, **overrides) -> RobustClient with FAST timings; all are shut down at teardown."""
+    """make_client(urls, **overrides) -> RobustClient(fast_config(urls, **overrides)) (see support.py),
+    e.g. make_client(urls, breaker={"failure_threshold": 1}); all are shut down at teardown."""
     made = []
 
     def make(urls, **overrides):
-        cfg = robust_api.default_client_config(list(urls))
-        for k, v in {**FAST, **overrides}.items():
-            assert hasattr(cfg, k), k
-            setattr(cfg, k, v)
-        c = robust_api.RobustClient(cfg)
+        c = robust_api.RobustClient(fast_config(urls, **overrides))
         made.append(c)
         return c
 

@@ -17,14 +17,39 @@ def test_module_is_the_installed_wheel_with_its_library_beside_it():
         assert "site-packages" in pkg.parts, f"testing {pkg}, not the installed wheel"
 
 
-def test_default_config_matches_the_python_record_defaults():
-    from_rust = robust_api.default_client_config(["http://a.example"])
-    from_python = ClientConfig(backends=["http://a.example"])
-    assert from_rust == from_python
-    assert (from_rust.connect_timeout_ms, from_rust.request_timeout_ms) == (10_000, 30_000)
-    assert (from_rust.max_retries, from_rust.breaker_failure_threshold) == (3, 5)
-    assert from_rust.health_path == "/api/health"
-    assert from_rust.hedge_after_ms is None and from_rust.default_headers == {}
+def test_nested_config_defaults_are_the_documented_ones():
+    # Only `backends` given: every nested group is its record's defaults (the generated Python
+    # defaults, from #[uniffi(default)]), equal to what Rust's default_client_config builds.
+    cfg = ClientConfig(backends=["http://a.example"])
+    assert cfg == robust_api.default_client_config(["http://a.example"])
+    assert cfg.storage_dir is None and cfg.default_headers == {} and cfg.worker_threads == 2
+    assert isinstance(cfg.timeouts, robust_api.TimeoutConfig)
+    assert (cfg.timeouts.connect_ms, cfg.timeouts.request_ms) == (10_000, 30_000)
+    r = cfg.retry
+    assert (r.max_retries, r.base_delay_ms, r.max_delay_ms) == (3, 1_000, 8_000)
+    assert (r.budget_ratio, r.budget_min_per_sec, r.hedge_after_ms) == (0.2, 10, None)
+    b = cfg.breaker
+    assert (b.failure_threshold, b.open_ms, b.slow_call_threshold_ms) == (5, 30_000, None)
+    assert (cfg.health.path, cfg.health.interval_ms) == ("/api/health", 60_000)
+    c = cfg.cache
+    assert (c.max_bytes, c.default_ttl_ms, c.max_stale_ms, c.cleanup_interval_ms) == (20_971_520, 0, 604_800_000, 300_000)
+    q = cfg.queue
+    assert (q.max_entries, q.max_bytes, q.max_age_ms) == (50, 10_485_760, 604_800_000)
+    assert (q.retry_base_delay_ms, q.retry_max_delay_ms, q.max_in_flight, q.sensitive_headers) == (1_000, 300_000, 4, [])
+    u = cfg.upload
+    assert (u.idle_timeout_ms, u.max_retries, u.video_path) == (30_000, 3, "/api/videos")
+    w = cfg.websocket
+    assert (w.heartbeat_interval_ms, w.pong_timeout_ms, w.reconnect_base_delay_ms, w.reconnect_max_delay_ms) == (
+        30_000, 10_000, 1_000, 30_000)
+    assert (w.max_reconnect_attempts, w.reconnect_on_normal_close) == (None, True)
+    assert (w.max_buffered_messages, w.max_buffered_bytes) == (1_000, 1_048_576)
+    # Each config gets its own nested records (no shared mutable default).
+    other = ClientConfig(backends=["http://b.example"])
+    other.timeouts.connect_ms = 1
+    assert cfg.timeouts.connect_ms == 10_000
+    # A group given explicitly keeps the other fields of that group at their defaults.
+    hedged = ClientConfig(backends=["http://a.example"], retry=robust_api.RetryConfig(hedge_after_ms=300))
+    assert (hedged.retry.hedge_after_ms, hedged.retry.max_retries) == (300, 3)
 
 
 def test_get_with_defaults_returns_status_headers_body_and_backend(fleet):

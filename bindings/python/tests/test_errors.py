@@ -19,12 +19,34 @@ def test_bad_backend_url_raises_invalid_config_at_construction(bad):
 
 
 def test_no_backends_and_bad_numbers_are_invalid_config():
-    with pytest.raises(ApiError.InvalidConfig, match="at least one backend"):
+    with pytest.raises(ApiError.InvalidConfig, match="at least one"):
         RobustClient(robust_api.default_client_config([]))
     cfg = robust_api.default_client_config(["http://a.example"])
-    cfg.request_timeout_ms = 0
-    with pytest.raises(ApiError.InvalidConfig, match="request_timeout_ms"):
+    cfg.timeouts.request_ms = 0
+    with pytest.raises(ApiError.InvalidConfig, match="request_ms"):
         RobustClient(cfg)
+
+
+# The exported numbers are signed (i32): a negative one crosses the binding and Rust rejects it.
+@pytest.mark.parametrize(
+    "group, field",
+    [
+        ("timeouts", "connect_ms"),
+        ("timeouts", "request_ms"),
+        ("retry", "max_retries"),
+        ("retry", "hedge_after_ms"),
+        ("breaker", "open_ms"),
+        ("cache", "max_bytes"),
+        ("queue", "max_entries"),
+        ("websocket", "max_buffered_messages"),
+    ],
+)
+def test_a_negative_number_is_invalid_config(group, field):
+    cfg = robust_api.ClientConfig(backends=["http://a.example"])
+    setattr(getattr(cfg, group), field, -1)
+    with pytest.raises(ApiError.InvalidConfig) as e:
+        RobustClient(cfg)
+    assert field in e.value.reason, e.value.reason
 
 
 def settled(client):
@@ -34,7 +56,7 @@ def settled(client):
 
 def test_all_backends_down_raises_all_backends_unavailable(fleet, make_client):
     # Breakers stay open for the whole test: no probe trial changes the counts below.
-    client = make_client(fleet.urls, max_retries=1, breaker_open_ms=30_000)
+    client = make_client(fleet.urls, retry={"max_retries": 1}, breaker={"open_ms": 30_000})
     assert settled(client)
     for i in range(3):
         fleet.fault(i, "down")
@@ -47,7 +69,7 @@ def test_all_backends_down_raises_all_backends_unavailable(fleet, make_client):
     err = errors[0]
     assert isinstance(err, ApiError)
     # One pass over the 3 backends, then one retry round over all 3; the 3rd call's refused connects
-    # are the 5th failure of each backend (breaker_failure_threshold), which opens every breaker.
+    # are the 5th failure of each backend (breaker.failure_threshold), which opens every breaker.
     assert [x.attempts for x in errors] == [6, 6, 3]
     assert "connect" in err.last_error.lower()
     assert any(u in err.last_error for u in fleet.urls)
@@ -64,7 +86,7 @@ def test_all_backends_down_raises_all_backends_unavailable(fleet, make_client):
 
 
 def test_last_live_backend_failing_while_the_others_are_fenced_is_all_backends_unavailable(fleet, make_client):
-    client = make_client(fleet.urls, breaker_failure_threshold=1, breaker_open_ms=30_000)
+    client = make_client(fleet.urls, breaker={"failure_threshold": 1, "open_ms": 30_000})
     assert settled(client)
     fleet.fault(0, "down")
     fleet.fault(1, "down")

@@ -6,14 +6,14 @@ import time
 
 from robust_api import BreakerState
 
-THRESHOLD = 5  # default breaker_failure_threshold
+THRESHOLD = 5  # default breaker.failure_threshold
 
 
 def test_preferred_backend_down_fails_over_and_opens_its_breaker(fleet, make_client):
     # Breakers stay open for the whole test. Failed calls and failed probes (every 100 ms) both count
     # against the dead backend's breaker: calls alone would reach it only while it still ranks first,
     # and on a loaded machine latency can re-rank the live backends above it.
-    client = make_client(fleet.urls, breaker_open_ms=30_000, health_check_interval_ms=100)
+    client = make_client(fleet.urls, breaker={"open_ms": 30_000}, health={"interval_ms": 100})
     asyncio.run(client.get("/api/warm"))
     preferred = client.service_status().preferred_backend
     assert preferred in fleet.urls

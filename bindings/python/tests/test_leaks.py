@@ -11,7 +11,7 @@ import weakref
 import pytest
 
 import robust_api
-from support import FAST, wait_until
+from support import fast_config, wait_until
 
 
 def fds() -> int:
@@ -38,10 +38,7 @@ SLACK = 4
 
 
 def new_client(urls):
-    cfg = robust_api.default_client_config(list(urls))
-    for name, value in FAST.items():
-        setattr(cfg, name, value)
-    return robust_api.RobustClient(cfg)
+    return robust_api.RobustClient(fast_config(urls))
 
 
 def test_sequential_and_concurrent_calls_do_not_leak_fds(fleet):

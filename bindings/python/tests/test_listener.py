@@ -39,13 +39,15 @@ class Recorder(StatusListener):
             return list(self.events)
 
 
-def breaker(backend, to):
-    return lambda e: isinstance(e, StatusEvent.BREAKER_CHANGED) and e.backend == backend and e.to == to
+def breaker(backend, current):
+    return lambda e: isinstance(e, StatusEvent.BREAKER_CHANGED) and e.backend == backend and e.current == current
 
 
 def test_listener_receives_breaker_and_network_events_on_a_background_thread(fleet, make_client):
     # Probes every 100 ms as well as calls count against the dead backend (see test_failover.py).
-    client = make_client(fleet.urls, breaker_failure_threshold=2, breaker_open_ms=300, health_check_interval_ms=100)
+    client = make_client(
+        fleet.urls, breaker={"failure_threshold": 2, "open_ms": 300}, health={"interval_ms": 100}
+    )
     rec = Recorder()
     client.add_status_listener(rec)
     assert wait_until(lambda: all(b.last_checked_ms_ago is not None for b in client.service_status().backends))
@@ -67,13 +69,13 @@ def test_listener_receives_breaker_and_network_events_on_a_background_thread(fle
 
     opened = asyncio.run(trip())
     assert opened is not None, rec.snapshot()
-    assert opened.is_breaker_changed() and opened._from == BreakerState.CLOSED
+    assert opened.is_breaker_changed() and opened.previous == BreakerState.CLOSED
     assert isinstance(opened, StatusEvent)
 
     # Back up: without any call from us, the client's probe task takes the trial after 300 ms
     # (OPEN -> HALF_OPEN) and closes the breaker (HALF_OPEN -> CLOSED).
     fleet.fault(dead, "ok")
-    closed = rec.wait_for(lambda e: breaker(target, BreakerState.CLOSED)(e) and e._from == BreakerState.HALF_OPEN)
+    closed = rec.wait_for(lambda e: breaker(target, BreakerState.CLOSED)(e) and e.previous == BreakerState.HALF_OPEN)
     assert closed is not None, rec.snapshot()
     assert rec.wait_for(breaker(target, BreakerState.HALF_OPEN)) is not None
     # (Emitted right after the breaker event, by the same background thread.)
@@ -94,10 +96,10 @@ def test_listener_receives_breaker_and_network_events_on_a_background_thread(fle
 
     events = rec.snapshot()
     assert all(tid != threading.get_ident() for _, tid in events)
-    # In order, for the target backend: its breaker's moves chain up (each `from` is the previous `to`),
+    # In order, for the target backend: its breaker's moves chain up (each `previous` is the one before's `current`),
     # starting CLOSED -> OPEN and ending HALF_OPEN -> CLOSED (more trials may fail in between on a
     # slow machine); its health goes false then true; then the network goes off and on.
-    moves = [(e._from, e.to) for e, _ in events if isinstance(e, StatusEvent.BREAKER_CHANGED) and e.backend == target]
+    moves = [(e.previous, e.current) for e, _ in events if isinstance(e, StatusEvent.BREAKER_CHANGED) and e.backend == target]
     assert moves[0] == (BreakerState.CLOSED, BreakerState.OPEN), moves
     assert moves[-1] == (BreakerState.HALF_OPEN, BreakerState.CLOSED), moves
     assert all(a[1] == b[0] for a, b in zip(moves, moves[1:])), moves

@@ -36,19 +36,11 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def uploads(fleet, i):
-    return json.loads(fleet._call("GET", f"/backends/{i}/uploads"))
-
-
-def upload_bytes(fleet, i):
-    return int(fleet._call("GET", f"/backends/{i}/upload-bytes"))
-
-
 def settled_upload_bytes(fleet, i):
-    last = upload_bytes(fleet, i)
+    last = fleet.upload_bytes(i)
     while True:
         time.sleep(0.2)
-        now = upload_bytes(fleet, i)
+        now = fleet.upload_bytes(i)
         if now == last:
             return now
         last = now
@@ -85,7 +77,7 @@ def test_upload_video_file_with_progress(fleet, make_client, tmp_path):
     assert answer["path"] == "/api/videos" and answer["file_name"] == "clip.mp4"
     assert answer["content_type"] == "video/mp4"
     assert len(answer["key"]) == 36  # a generated idempotency key
-    assert uploads(fleet, 0)[0]["sha256"] == answer["sha256"]
+    assert fleet.uploads(0)[0]["sha256"] == answer["sha256"]
 
     sent = [c[0] for c in progress.calls]
     total = progress.calls[0][1]
@@ -111,7 +103,7 @@ def test_upload_file_request_fields_and_key(fleet, make_client, tmp_path):
     r2 = asyncio.run(client.upload_file(req))  # same key: the stored answer, stored once
     assert r1.body == r2.body
     assert r2.headers.get("idempotent-replayed") == "true"
-    stored = uploads(fleet, 0)
+    stored = fleet.uploads(0)
     assert len(stored) == 1
     u = stored[0]
     assert (u["field_name"], u["file_name"], u["content_type"]) == ("attachment", "report.pdf", "application/pdf")
@@ -138,9 +130,9 @@ def test_cancelling_the_task_stops_the_upload(fleet, make_client, tmp_path):
     asyncio.run(go())
     received = settled_upload_bytes(fleet, 0)
     time.sleep(0.5)
-    assert upload_bytes(fleet, 0) == received, "still receiving"
+    assert fleet.upload_bytes(0) == received, "still receiving"
     assert received < size // 2, received
-    assert uploads(fleet, 0) == []
+    assert fleet.uploads(0) == []
 
 
 def test_cancel_token(fleet, make_client, tmp_path):
@@ -159,7 +151,7 @@ def test_cancel_token(fleet, make_client, tmp_path):
     assert token.is_cancelled()
     received = settled_upload_bytes(fleet, 0)
     assert received < size // 2, received
-    assert uploads(fleet, 0) == []
+    assert fleet.uploads(0) == []
 
 
 def test_missing_file_is_invalid_request_before_any_io(fleet, make_client, tmp_path):

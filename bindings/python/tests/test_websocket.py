@@ -2,73 +2,25 @@
 (text and binary) on a background thread, and the socket reconnects by itself after its server
 restarts, delivering what was sent meanwhile.
 
-The servers are `test-fleet --websockets` (see examples/test-fleet.rs): WebSocket echo backends that
-also answer /api/health, driven through their control API (`ws_control`)."""
+The servers are `test-fleet --websockets` (see examples/test-fleet.rs), started by support.Fleet:
+WebSocket echo backends that also answer /api/health, driven through their control API (`ws_call`)."""
 
-import json
-import select
-import subprocess
 import threading
-import urllib.request
 
 import pytest
 
 from robust_api import ApiError, WebSocketListener, WebSocketState
-from support import FLEET_BIN, wait_until
+from support import wait_until
 
-WS_FAST = dict(
-    ws_heartbeat_interval_ms=200,
-    ws_pong_timeout_ms=1000,
-    ws_reconnect_base_delay_ms=50,
-    ws_reconnect_max_delay_ms=400,
-)
-
-
-class WsFleet:
-    """`test-fleet --websockets`: N WebSocket echo backends and their control API."""
-
-    def __init__(self, n: int = 1):
-        self.proc = subprocess.Popen(
-            [FLEET_BIN, "--backends", str(n), "--websockets"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
-        if not ready:
-            self.close()
-            raise RuntimeError(f"{FLEET_BIN} printed nothing within 15 s")
-        info = json.loads(self.proc.stdout.readline())
-        self.urls: list = info["ws_backends"]
-        self.control: str = info["ws_control"]
-        assert len(self.urls) == n
-
-    def call(self, method: str, path: str, body: str = None) -> str:
-        data = body.encode() if body is not None else None
-        req = urllib.request.Request(self.control + path, data=data, method=method)
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.read().decode()
-
-    def upgrades(self, i: int) -> int:
-        return int(self.call("GET", f"/ws/{i}/upgrades"))
-
-    def close(self) -> None:
-        if self.proc.stdin and not self.proc.stdin.closed:
-            self.proc.stdin.close()  # EOF on stdin: the fleet exits
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
-
-@pytest.fixture
-def ws_fleet():
-    f = WsFleet(1)
-    yield f
-    f.close()
+# The `ws_fleet` fixture (conftest.py) is support.Fleet(1, websockets=True).
+WS_FAST = {
+    "websocket": {
+        "heartbeat_interval_ms": 200,
+        "pong_timeout_ms": 1000,
+        "reconnect_base_delay_ms": 50,
+        "reconnect_max_delay_ms": 400,
+    }
+}
 
 
 class SocketRecorder(WebSocketListener):
@@ -110,14 +62,14 @@ class SocketRecorder(WebSocketListener):
 
 
 def test_echo_through_a_python_listener(ws_fleet, make_client):
-    client = make_client(ws_fleet.urls, **WS_FAST)
+    client = make_client(ws_fleet.ws_urls, **WS_FAST)
     rec = SocketRecorder()
     conn = client.connect_websocket("/ws/chat", rec)
     conn.send_text("sent before open")  # buffered, delivered first
     # The state is OPEN as soon as the socket is; on_open follows on the listener's thread.
     assert wait_until(lambda: rec.of("open"), 5), rec.events
     assert conn.state() == WebSocketState.OPEN
-    assert rec.of("open") == [ws_fleet.urls[0]]
+    assert rec.of("open") == [ws_fleet.ws_urls[0]]
     conn.send_text("héllo")
     conn.send_binary(b"\x00\x01\xff")
     assert wait_until(lambda: len(rec.of("text")) == 2 and len(rec.of("binary")) == 1, 5), rec.events
@@ -127,7 +79,7 @@ def test_echo_through_a_python_listener(ws_fleet, make_client):
 
     status = client.service_status().sockets
     assert len(status) == 1 and status[0].state == WebSocketState.OPEN
-    assert status[0].backend == ws_fleet.urls[0] and status[0].path == "/ws/chat"
+    assert status[0].backend == ws_fleet.ws_urls[0] and status[0].path == "/ws/chat"
     assert wait_until(lambda: conn.status().last_pong_rtt_ms is not None, 3)
 
     conn.close(1000, "bye")
@@ -141,21 +93,21 @@ def test_echo_through_a_python_listener(ws_fleet, make_client):
 
 
 def test_reconnect_after_server_restart(ws_fleet, make_client):
-    client = make_client(ws_fleet.urls, **WS_FAST)
+    client = make_client(ws_fleet.ws_urls, **WS_FAST)
     rec = SocketRecorder()
     conn = client.connect_websocket("/ws", rec)
     assert wait_until(lambda: rec.of("open"), 5), rec.events
 
-    ws_fleet.call("POST", "/ws/0/kill")
+    ws_fleet.ws_call("POST", "/ws/0/kill")
     assert wait_until(lambda: conn.state() == WebSocketState.RECONNECTING, 3), rec.events
     for i in range(3):
         conn.send_text(f"while down {i}")
     assert conn.status().buffered_messages == 3
-    ws_fleet.call("POST", "/ws/0/start")
+    ws_fleet.ws_call("POST", "/ws/0/start")
 
     assert wait_until(lambda: len(rec.of("text")) == 3, 5), rec.events
     assert rec.of("text") == [f"while down {i}" for i in range(3)]
-    assert ws_fleet.call("GET", "/ws/0/received").splitlines() == [f"while down {i}" for i in range(3)]
+    assert ws_fleet.ws_call("GET", "/ws/0/received").splitlines() == [f"while down {i}" for i in range(3)]
     assert len(rec.of("open")) == 2
     assert conn.status().reconnects == 1
     errors = rec.of("error")

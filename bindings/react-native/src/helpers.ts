@@ -70,7 +70,7 @@ export class StatusEvents {
   }
 }
 
-/** An upload's progress, as numbers (the SDK reports `bigint`s). */
+/** An upload's progress, as numbers (the SDK reports the byte counts as `bigint`s: they are i64). */
 export interface UploadProgress {
   bytesSent: number;
   totalBytes: number;
@@ -82,8 +82,8 @@ export type UploadProgressHandler = (progress: UploadProgress) => void;
 /**
  * Uploads a video picked in the app: `uri` is a `file://` URI (what camera and picker libraries
  * return) or a plain path, `title` the form field `title`; the file goes as form field `file` to the
- * configured `uploadVideoPath`, streamed from disk, with every retry rule of `client.uploadVideoFile`
- * (which this calls). `onProgress` gets numbers. Pass `{ signal }` to cancel.
+ * configured `upload.videoPath` of the ClientConfig, streamed from disk, with every retry rule of
+ * `client.uploadVideoFile` (which this calls). `onProgress` gets numbers. Pass `{ signal }` to cancel.
  * A `content://` (Android) or `ph://` (iOS Photos) URI is not a file: copy it to a file first.
  */
 export function uploadVideoFile(

@@ -6,14 +6,17 @@ import { test } from 'node:test';
 import {
   ApiError,
   BreakerState,
+  ClientConfig,
+  RetryConfig,
   RobustClient,
+  TimeoutConfig,
   defaultClientConfig,
   responseJson,
   type ApiResponse,
 } from './api';
-import { makeClient, startFleet, totalHits, waitUntil } from './support';
+import { makeClient, startFleet, totalHits, waitUntil, withOverrides } from './support';
 
-const THRESHOLD = 5; // default breaker_failure_threshold
+const THRESHOLD = 5; // default breaker.failure_threshold
 
 test('a client gets from the fleet: status, body, backend, headers, counters', async (t) => {
   const fleet = await startFleet(t);
@@ -25,7 +28,7 @@ test('a client gets from the fleet: status, body, backend, headers, counters', a
   assert.ok(fleet.urls.includes(r.backend), r.backend);
   assert.equal(r.attempts, 1);
   assert.equal(r.fromCache, false);
-  assert.equal(typeof r.elapsedMs, 'bigint');
+  assert.equal(typeof r.elapsedMs, 'number'); // i32: a plain number now
   assert.ok(r.headers instanceof Map);
   assert.equal(r.headers.get('x-backend'), String(fleet.indexOf(r.backend)));
   assert.deepEqual(responseJson(r), { server: fleet.indexOf(r.backend), method: 'GET', path: '/api/items?page=2' });
@@ -38,24 +41,69 @@ test('a client gets from the fleet: status, body, backend, headers, counters', a
   assert.ok(client.storagePath().length > 0);
 });
 
-test('defaultClientConfig carries the documented defaults', () => {
-  const c = defaultClientConfig(['https://a.example', 'https://b.example']);
-  assert.deepEqual(c.backends, ['https://a.example', 'https://b.example']);
-  assert.equal(c.connectTimeoutMs, 10_000n);
-  assert.equal(c.requestTimeoutMs, 30_000n);
-  assert.equal(c.maxRetries, 3);
-  assert.equal(c.breakerFailureThreshold, THRESHOLD);
-  assert.equal(c.breakerOpenMs, 30_000n);
-  assert.equal(c.healthPath, '/api/health');
-  assert.equal(c.hedgeAfterMs, undefined);
-  assert.equal(c.cacheMaxBytes, 20n * 1024n * 1024n);
-  assert.equal(c.maxQueueSize, 50);
+test('ClientConfig.create({ backends }) fills in the documented nested defaults, as Rust does', () => {
+  const backends = ['https://a.example', 'https://b.example'];
+  const c = ClientConfig.create({ backends });
+  // The generated factory's defaults and the Rust-side ones (defaultClientConfig) agree.
+  assert.deepStrictEqual(c, defaultClientConfig(backends));
+  assert.deepEqual(c.backends, backends);
+  assert.equal(c.storageDir, undefined);
+  assert.equal(c.workerThreads, 2);
+  assert.deepStrictEqual(c.timeouts, { connectMs: 10_000, requestMs: 30_000 });
+  assert.deepStrictEqual(c.timeouts, TimeoutConfig.create({}));
+  assert.equal(c.retry.maxRetries, 3);
+  assert.equal(c.retry.baseDelayMs, 1_000);
+  assert.equal(c.retry.maxDelayMs, 8_000);
+  assert.equal(c.retry.budgetRatio, 0.2);
+  assert.equal(c.retry.hedgeAfterMs, undefined);
+  assert.equal(c.breaker.failureThreshold, THRESHOLD);
+  assert.equal(c.breaker.openMs, 30_000);
+  assert.equal(c.breaker.slowCallThresholdMs, undefined);
+  assert.equal(c.health.path, '/api/health');
+  assert.equal(c.health.intervalMs, 60_000);
+  assert.equal(c.cache.maxBytes, 20 * 1024 * 1024);
+  assert.equal(c.cache.maxStaleMs, 604_800_000);
+  assert.equal(c.queue.maxEntries, 50);
+  assert.deepEqual(c.queue.sensitiveHeaders, []);
+  assert.equal(c.upload.videoPath, '/api/videos');
+  assert.equal(c.websocket.maxReconnectAttempts, undefined);
+  assert.equal(c.websocket.reconnectOnNormalClose, true);
+  assert.equal(c.websocket.maxBufferedBytes, 1_048_576);
+  // i32 fields are plain numbers (no more bigint).
+  for (const v of [c.timeouts.connectMs, c.breaker.openMs, c.queue.maxEntries, c.cache.maxBytes]) {
+    assert.equal(typeof v, 'number');
+  }
+  // A group created from some of its fields keeps the group's other defaults.
+  const tuned = ClientConfig.create({ backends, retry: RetryConfig.create({ maxRetries: 1, hedgeAfterMs: 300 }) });
+  assert.deepStrictEqual(tuned.retry, { ...RetryConfig.create({}), maxRetries: 1, hedgeAfterMs: 300 });
+  assert.deepStrictEqual(tuned.timeouts, c.timeouts);
+});
+
+test('a negative number in the config is ApiError.InvalidConfig', () => {
+  const base = ClientConfig.create({ backends: ['http://127.0.0.1:1'] });
+  for (const [field, overrides] of [
+    ['timeouts.connectMs', { timeouts: { connectMs: -1 } }],
+    ['retry.maxRetries', { retry: { maxRetries: -1 } }],
+    ['breaker.openMs', { breaker: { openMs: -1 } }],
+    ['queue.maxEntries', { queue: { maxEntries: -1 } }],
+    ['websocket.maxReconnectAttempts', { websocket: { maxReconnectAttempts: -1 } }],
+  ] as const) {
+    assert.throws(
+      () => new RobustClient(withOverrides(base, overrides)),
+      (e: unknown) => {
+        assert.ok(ApiError.InvalidConfig.instanceOf(e), `${field} = -1: ${String(e)}`);
+        assert.ok(e.inner.reason.length > 0);
+        return true;
+      },
+      `${field} = -1 was accepted`,
+    );
+  }
 });
 
 test('the preferred backend goes down: calls fail over, its breaker opens, resetCircuitBreakers closes it', async (t) => {
   const fleet = await startFleet(t);
   // A long open period and probe interval: only this test's calls move the breaker.
-  const client = makeClient(t, fleet.urls, { breakerOpenMs: 30_000n, healthCheckIntervalMs: 60_000n });
+  const client = makeClient(t, fleet.urls, { breaker: { openMs: 30_000 }, health: { intervalMs: 60_000 } });
   // Let the start-up probes finish first, so none of them races with the fault below.
   assert.ok(await waitUntil(() => client.serviceStatus().backends.every((b) => b.lastCheckedMsAgo !== undefined)));
   await client.get('/api/warm');
@@ -150,7 +198,7 @@ test('async calls run concurrently: Promise.all of 30 GETs and POSTs', async (t)
   const fleet = await startFleet(t);
   // Each backend answers after 200 ms: 30 calls in sequence would take 6 s.
   for (let i = 0; i < fleet.urls.length; i++) await fleet.fault(i, 'slow 200');
-  const client = makeClient(t, fleet.urls, { requestTimeoutMs: 5_000n });
+  const client = makeClient(t, fleet.urls, { timeouts: { requestMs: 5_000 } });
   const started = Date.now();
   const calls = Array.from({ length: 30 }, (_, i) =>
     i % 3 === 2 ? client.postJson(`/api/par/${i}`, JSON.stringify({ i })) : client.get(`/api/par/${i}`),
@@ -169,7 +217,7 @@ test('async calls run concurrently: Promise.all of 30 GETs and POSTs', async (t)
 test('an AbortSignal cancels a call in flight', async (t) => {
   const fleet = await startFleet(t, 1);
   await fleet.fault(0, 'slow 3000');
-  const client = makeClient(t, fleet.urls, { requestTimeoutMs: 10_000n });
+  const client = makeClient(t, fleet.urls, { timeouts: { requestMs: 10_000 } });
   const controller = new AbortController();
   const started = Date.now();
   const call = client.get('/api/slow', { signal: controller.signal });

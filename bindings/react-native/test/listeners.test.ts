@@ -21,7 +21,7 @@ import { makeClient, sleep, startFleet, totalHits, waitUntil } from './support';
 
 test('a StatusListener in TypeScript receives network and breaker events', async (t) => {
   const fleet = await startFleet(t, 2);
-  const client = makeClient(t, fleet.urls, { breakerOpenMs: 30_000n, healthCheckIntervalMs: 60_000n });
+  const client = makeClient(t, fleet.urls, { breaker: { openMs: 30_000 }, health: { intervalMs: 60_000 } });
   const events: StatusEvent[] = [];
   class Recorder implements StatusListener {
     onEvent(event: StatusEvent): void {
@@ -41,11 +41,11 @@ test('a StatusListener in TypeScript receives network and breaker events', async
     await client.get(`/api/trip/${i}`);
   }
   const opened = await waitUntil(() =>
-    events.find((e) => StatusEvent.BreakerChanged.instanceOf(e) && e.inner.to === BreakerState.Open),
+    events.find((e) => StatusEvent.BreakerChanged.instanceOf(e) && e.inner.current === BreakerState.Open),
   );
   assert.ok(opened && StatusEvent.BreakerChanged.instanceOf(opened), `events: ${events.map((e) => e.tag).join(', ')}`);
   assert.equal(opened.inner.backend, fleet.urls[0]);
-  assert.equal(opened.inner.from, BreakerState.Closed);
+  assert.equal(opened.inner.previous, BreakerState.Closed);
 });
 
 test('StatusEvents fans events out to handlers until they are removed', async (t) => {

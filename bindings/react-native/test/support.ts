@@ -5,20 +5,46 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
 
-import { RobustClient, defaultClientConfig, type ClientConfig } from './api';
+import { ClientConfig, RobustClient } from './api';
 import { Fleet } from './fleet';
 
 export { Fleet, waitUntil } from './fleet';
 
+/** The nested groups of ClientConfig (each a record with its own defaults). */
+type Group = 'timeouts' | 'retry' | 'breaker' | 'health' | 'cache' | 'queue' | 'upload' | 'websocket';
+/**
+ * Settings to change, group by group: `{ breaker: { openMs: 30_000 } }` changes one field and keeps
+ * the rest of the group (the generated `Record.create` merges one level only).
+ */
+export type ConfigOverrides = Partial<Omit<ClientConfig, Group | 'backends'>> & {
+  [G in Group]?: Partial<ClientConfig[G]>;
+};
+
+/** `base` with `overrides` applied in order, merged within each group. */
+export function withOverrides(base: ClientConfig, ...overrides: ConfigOverrides[]): ClientConfig {
+  return overrides.reduce<ClientConfig>(
+    (c, o) => ClientConfig.create({
+      ...c,
+      ...o,
+      timeouts: { ...c.timeouts, ...o.timeouts },
+      retry: { ...c.retry, ...o.retry },
+      breaker: { ...c.breaker, ...o.breaker },
+      health: { ...c.health, ...o.health },
+      cache: { ...c.cache, ...o.cache },
+      queue: { ...c.queue, ...o.queue },
+      upload: { ...c.upload, ...o.upload },
+      websocket: { ...c.websocket, ...o.websocket },
+    }),
+    base,
+  );
+}
+
 /** Short timings so failure paths take milliseconds (as in the other bindings' tests). */
 export const FAST = {
-  connectTimeoutMs: 500n,
-  requestTimeoutMs: 2_000n,
-  maxRetries: 2,
-  retryBaseDelayMs: 10n,
-  retryMaxDelayMs: 40n,
-  breakerOpenMs: 500n,
-} satisfies Partial<ClientConfig>;
+  timeouts: { connectMs: 500, requestMs: 2_000 },
+  retry: { maxRetries: 2, baseDelayMs: 10, maxDelayMs: 40 },
+  breaker: { openMs: 500 },
+} satisfies ConfigOverrides;
 
 /** A fleet of `n` backends (and `n` WebSocket servers with `websockets`), closed when the test ends. */
 export async function startFleet(t: TestContext, n = 3, options: { websockets?: boolean } = {}): Promise<Fleet> {
@@ -28,9 +54,9 @@ export async function startFleet(t: TestContext, n = 3, options: { websockets?: 
 }
 
 /** A client with FAST timings (plus `overrides`) and a fresh storage dir; shut down after the test. */
-export function makeClient(t: TestContext, urls: string[], overrides: Partial<ClientConfig> = {}): RobustClient {
+export function makeClient(t: TestContext, urls: string[], overrides: ConfigOverrides = {}): RobustClient {
   const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-api-rn-'));
-  const config: ClientConfig = { ...defaultClientConfig(urls), storageDir, ...FAST, ...overrides };
+  const config = withOverrides(ClientConfig.create({ backends: urls, storageDir }), FAST, overrides);
   const client = new RobustClient(config);
   t.after(() => {
     client.shutdown();

@@ -7,7 +7,7 @@ import XCTest
 /// A QueueListener implemented in Swift. Rust calls it on a background thread, so all state is
 /// behind a lock (the protocol requires Sendable).
 final class QueueRecorder: QueueListener, Sendable {
-    private let delivered = Locked<[(QueuedRequestId, UInt16)]>([])
+    private let delivered = Locked<[(QueuedRequestId, Int32)]>([])
     private let deadLettered = Locked<[(QueuedRequestId, String)]>([])
 
     func onDelivered(id: QueuedRequestId, response: ApiResponse) {
@@ -19,7 +19,7 @@ final class QueueRecorder: QueueListener, Sendable {
     }
 
     var deliveredIds: [QueuedRequestId] { delivered.current.map(\.0) }
-    var deliveredStatuses: [UInt16] { delivered.current.map(\.1) }
+    var deliveredStatuses: [Int32] { delivered.current.map(\.1) }
     var deadLetteredIds: [QueuedRequestId] { deadLettered.current.map(\.0) }
 }
 
@@ -102,8 +102,8 @@ final class CacheQueueTests: XCTestCase {
         let fleet = try TestFleet()
         defer { fleet.stop() }
         var config = fastConfig(fleet)
-        config.queueRetryBaseDelayMs = 10
-        config.queueRetryMaxDelayMs = 100
+        config.queue.retryBaseDelayMs = 10
+        config.queue.retryMaxDelayMs = 100
         let client = try RobustClient(config: config)
         defer { client.shutdown() }
         let recorder = QueueRecorder()

@@ -11,11 +11,7 @@ final class RobustApiTests: XCTestCase {
     func testGetWithDefaultConfigReturnsIntactResponse() async throws {
         let fleet = try TestFleet()
         defer { fleet.stop() }
-        let config = defaultClientConfig(backends: fleet.backends)
-        // The Rust-side defaults and the Swift initialiser's default arguments agree.
-        XCTAssertEqual(config, ClientConfig(backends: fleet.backends))
-        XCTAssertEqual(config.breakerFailureThreshold, 5)
-        XCTAssertEqual(config.requestTimeoutMs, 30_000)
+        let config = ClientConfig(backends: fleet.backends)   // every other setting at its default
         let client = try RobustClient(config: config)
         defer { client.shutdown() }
 
@@ -47,13 +43,78 @@ final class RobustApiTests: XCTestCase {
         XCTAssertFalse(client.storagePath().isEmpty)
     }
 
+    // MARK: (a') the nested config: defaults, validation
+
+    func testNestedConfigDefaultsAreTheDocumentedOnes() throws {
+        let backends = ["https://api1.example.com", "https://api2.example.com"]
+        let c = ClientConfig(backends: backends)
+        // The Swift initialisers' default arguments and the Rust-side defaults agree, group by group.
+        XCTAssertEqual(c, defaultClientConfig(backends: backends))
+        XCTAssertEqual(c.backends, backends)
+        XCTAssertNil(c.storageDir)
+        XCTAssertEqual(c.defaultHeaders, [:])
+        XCTAssertEqual(c.workerThreads, 2)
+        XCTAssertEqual(c.timeouts, TimeoutConfig())
+        XCTAssertEqual(c.timeouts.connectMs, 10_000)
+        XCTAssertEqual(c.timeouts.requestMs, 30_000)
+        XCTAssertEqual(c.retry.maxRetries, 3)
+        XCTAssertEqual(c.retry.baseDelayMs, 1_000)
+        XCTAssertEqual(c.retry.maxDelayMs, 8_000)
+        XCTAssertEqual(c.retry.budgetRatio, 0.2)
+        XCTAssertNil(c.retry.hedgeAfterMs)
+        XCTAssertEqual(c.breaker.failureThreshold, 5)
+        XCTAssertEqual(c.breaker.openMs, 30_000)
+        XCTAssertNil(c.breaker.slowCallThresholdMs)
+        XCTAssertEqual(c.health.path, "/api/health")
+        XCTAssertEqual(c.health.intervalMs, 60_000)
+        XCTAssertEqual(c.cache.maxBytes, 20_971_520)
+        XCTAssertEqual(c.cache.maxStaleMs, 604_800_000)
+        XCTAssertEqual(c.queue.maxEntries, 50)
+        XCTAssertEqual(c.queue.maxInFlight, 4)
+        XCTAssertEqual(c.queue.sensitiveHeaders, [])
+        XCTAssertEqual(c.upload.videoPath, "/api/videos")
+        XCTAssertEqual(c.upload.maxRetries, 3)
+        XCTAssertEqual(c.websocket.heartbeatIntervalMs, 30_000)
+        XCTAssertNil(c.websocket.maxReconnectAttempts)
+        XCTAssertTrue(c.websocket.reconnectOnNormalClose)
+        XCTAssertEqual(c.websocket.maxBufferedBytes, 1_048_576)
+        // Durations and counts are Int32 now (were UInt*).
+        let _: (Int32, Int32, Int32?) = (c.timeouts.connectMs, c.queue.maxEntries, c.retry.hedgeAfterMs)
+        // Setting one field of a group keeps the group's other defaults.
+        let tuned = ClientConfig(backends: backends, timeouts: TimeoutConfig(connectMs: 5_000))
+        XCTAssertEqual(tuned.timeouts.connectMs, 5_000)
+        XCTAssertEqual(tuned.timeouts.requestMs, 30_000)
+        XCTAssertEqual(tuned.retry, RetryConfig())
+    }
+
+    func testNegativeNumbersAreInvalidConfig() throws {
+        let base = ClientConfig(backends: ["http://127.0.0.1:1"])
+        let cases: [(String, (inout ClientConfig) -> Void)] = [
+            ("timeouts.connectMs", { $0.timeouts.connectMs = -1 }),
+            ("retry.maxRetries", { $0.retry.maxRetries = -1 }),
+            ("breaker.openMs", { $0.breaker.openMs = -1 }),
+            ("queue.maxEntries", { $0.queue.maxEntries = -1 }),
+            ("websocket.maxReconnectAttempts", { $0.websocket.maxReconnectAttempts = -1 }),
+        ]
+        for (field, set) in cases {
+            var config = base
+            set(&config)
+            XCTAssertThrowsError(try RobustClient(config: config), "\(field) = -1") { error in
+                guard case let ApiError.InvalidConfig(reason) = error else {
+                    return XCTFail("\(field) = -1: expected ApiError.InvalidConfig, got \(error)")
+                }
+                XCTAssertFalse(reason.isEmpty, field)
+            }
+        }
+    }
+
     // MARK: (b) failover and circuit breakers
 
     func testPreferredBackendDownFailsOverAndOpensItsBreaker() async throws {
         let fleet = try TestFleet()
         defer { fleet.stop() }
         var config = fastConfig(fleet)
-        config.breakerOpenMs = 10_000   // stays OPEN for the whole test (no probe trial in between)
+        config.breaker.openMs = 10_000   // stays OPEN for the whole test (no probe trial in between)
         let client = try RobustClient(config: config)
         defer { client.shutdown() }
         _ = try await client.get(path: "/warmup")
@@ -73,11 +134,11 @@ final class RobustApiTests: XCTestCase {
             XCTAssertNotEqual(r.backend, preferred, "call \(calls) was answered by the dead backend")
             XCTAssertEqual(r.headers["x-backend"], fleet.index(of: r.backend).map(String.init))
         }
-        XCTAssertGreaterThanOrEqual(calls, Int(config.breakerFailureThreshold))
+        XCTAssertGreaterThanOrEqual(calls, Int(config.breaker.failureThreshold))
         var status = client.serviceStatus()
         let dead = status.backends[down]
         XCTAssertEqual(dead.breakerState, .open)
-        XCTAssertGreaterThanOrEqual(dead.consecutiveFailures, config.breakerFailureThreshold)
+        XCTAssertGreaterThanOrEqual(dead.consecutiveFailures, config.breaker.failureThreshold)
         XCTAssertFalse(dead.healthy)
         XCTAssertNotNil(dead.lastError)
         XCTAssertNotNil(status.preferredBackend)
@@ -109,12 +170,12 @@ final class RobustApiTests: XCTestCase {
             }
         }
         var zero = defaultClientConfig(backends: ["http://127.0.0.1:1"])
-        zero.requestTimeoutMs = 0
+        zero.timeouts.requestMs = 0
         XCTAssertThrowsError(try RobustClient(config: zero)) { error in
             guard case let ApiError.InvalidConfig(reason) = error else {
                 return XCTFail("expected InvalidConfig, got \(error)")
             }
-            XCTAssertTrue(reason.contains("request_timeout_ms"), reason)
+            XCTAssertTrue(reason.contains("request_ms"), reason)
         }
     }
 
@@ -122,9 +183,9 @@ final class RobustApiTests: XCTestCase {
         let fleet = try TestFleet()
         defer { fleet.stop() }
         var config = fastConfig(fleet)
-        config.maxRetries = 1
-        config.breakerFailureThreshold = 2
-        config.breakerOpenMs = 10_000
+        config.retry.maxRetries = 1
+        config.breaker.failureThreshold = 2
+        config.breaker.openMs = 10_000
         let client = try RobustClient(config: config)
         defer { client.shutdown() }
         for i in fleet.backends.indices { try await fleet.fault(i, "down") }
@@ -217,9 +278,9 @@ final class RobustApiTests: XCTestCase {
         // Slow backends again: a group of 20 takes about one call's time (serially: 6 s).
         for i in fleet.backends.indices { try await fleet.fault(i, "slow 300") }
         let groupStarted = Date()
-        let statuses = try await withThrowingTaskGroup(of: UInt16.self) { group in
+        let statuses = try await withThrowingTaskGroup(of: Int32.self) { group in
             for i in 0..<20 { group.addTask { try await client.get(path: "/slow/\(i)").status } }
-            return try await group.reduce(into: [UInt16]()) { $0.append($1) }
+            return try await group.reduce(into: [Int32]()) { $0.append($1) }
         }
         let groupElapsed = Date().timeIntervalSince(groupStarted)
         XCTAssertEqual(statuses, Array(repeating: 200, count: 20))
@@ -232,8 +293,8 @@ final class RobustApiTests: XCTestCase {
         let fleet = try TestFleet()
         defer { fleet.stop() }
         var config = fastConfig(fleet)
-        config.breakerFailureThreshold = 2
-        config.breakerOpenMs = 300
+        config.breaker.failureThreshold = 2
+        config.breaker.openMs = 300
         let client = try RobustClient(config: config)
         defer { client.shutdown() }
         let recorder = EventRecorder()
@@ -253,7 +314,7 @@ final class RobustApiTests: XCTestCase {
             return recorder.breakerMoves(preferred).contains { $0 == (.closed, .open) }
         }
         // With no calls at all, the background health probe takes the HALF_OPEN trial after
-        // breakerOpenMs and fails it; then, with the backend back, a later probe closes the breaker.
+        // breaker.openMs and fails it; then, with the backend back, a later probe closes the breaker.
         try await waitUntil("background probe trial: open → halfOpen → open") {
             let moves = recorder.breakerMoves(preferred)
             return moves.contains { $0 == (.open, .halfOpen) } && moves.contains { $0 == (.halfOpen, .open) }
@@ -265,7 +326,7 @@ final class RobustApiTests: XCTestCase {
         XCTAssertEqual(client.serviceStatus().backends[down].breakerState, .closed)
         XCTAssertTrue(recorder.all.contains(.backendHealthChanged(backend: preferred, healthy: false)))
         XCTAssertFalse(recorder.sawMainThread, "listeners are called on a background thread")
-        // Transitions of one backend form a chain (each `from` is the previous `to`).
+        // Transitions of one backend form a chain (each `previous` is the `current` before it).
         let moves = recorder.breakerMoves(preferred)
         for (prev, next) in zip(moves, moves.dropFirst()) { XCTAssertEqual(prev.1, next.0, "\(moves)") }
     }

@@ -25,11 +25,16 @@ final class Locked<Value>: @unchecked Sendable {
     var current: Value { withLock { $0 } }
 }
 
-/// The test fleet: N local HTTP backends plus a control server, in a child process that exits
-/// when its stdin closes (so a crashed test run never leaks it).
+/// The test fleet, the one launcher of every Swift test: N local HTTP backends plus a control
+/// server (with `websockets: true`, also N WebSocket echo backends and their own control server:
+/// `test-fleet --websockets`), in a child process that exits when its stdin closes (so a crashed
+/// test run never leaks it).
 final class TestFleet: Sendable {
     let backends: [String]
     let control: String
+    /// The WebSocket echo backends (http:// base URLs; the client maps them to ws://), if started.
+    let wsBackends: [String]
+    let wsControl: String?
     private let process: Process
     private let stdin: Pipe
 
@@ -43,13 +48,13 @@ final class TestFleet: Sendable {
             .appendingPathComponent("../../target/debug/examples/test-fleet").standardizedFileURL.path
     }
 
-    init(backends count: Int = 3) throws {
+    init(backends count: Int = 3, websockets: Bool = false) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
             throw TestFailure("no test fleet at \(Self.binary): build it (prepare.sh) or set ROBUST_API_TEST_FLEET")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["--backends", String(count)]
+        process.arguments = ["--backends", String(count)] + (websockets ? ["--websockets"] : [])
         let stdin = Pipe(), stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
@@ -72,10 +77,32 @@ final class TestFleet: Sendable {
             process.terminate()
             throw TestFailure("test fleet \(Self.binary) printed no address line within 10 s")
         }
-        struct Hello: Decodable { let backends: [String]; let control: String }
-        let hello = try JSONDecoder().decode(Hello.self, from: json)
-        guard hello.backends.count == count else { throw TestFailure("fleet: \(hello)") }
-        (self.backends, self.control, self.process, self.stdin) = (hello.backends, hello.control, process, stdin)
+        // `{"backends":[...],"control":"..."}`, plus `"ws_backends":[...],"ws_control":"..."` with --websockets.
+        struct Hello: Decodable {
+            let backends: [String]
+            let control: String
+            let wsBackends: [String]?
+            let wsControl: String?
+            enum CodingKeys: String, CodingKey {
+                case backends, control
+                case wsBackends = "ws_backends"
+                case wsControl = "ws_control"
+            }
+        }
+        let hello: Hello
+        do {
+            hello = try JSONDecoder().decode(Hello.self, from: json)
+        } catch {
+            process.terminate()
+            throw TestFailure("test fleet line \(String(decoding: json, as: UTF8.self)): \(error)")
+        }
+        guard hello.backends.count == count, !websockets || hello.wsBackends?.count == count else {
+            process.terminate()
+            throw TestFailure("asked for \(count) backends\(websockets ? " with WebSockets" : ""), got \(hello)")
+        }
+        (self.backends, self.control, self.wsBackends, self.wsControl) =
+            (hello.backends, hello.control, hello.wsBackends ?? [], hello.wsControl)
+        (self.process, self.stdin) = (process, stdin)
     }
 
     /// Closes the fleet's stdin and waits for it to exit.
@@ -92,7 +119,19 @@ final class TestFleet: Sendable {
     /// One control-API call; returns the body, throws unless 200.
     @discardableResult
     func call(_ method: String, _ path: String, body: String? = nil) async throws -> String {
-        var req = URLRequest(url: URL(string: control + path)!)
+        try await Self.request(control, method, path, body: body)
+    }
+
+    /// One call to the WebSocket servers' control API (`/ws/{i}/kill|start|push|received`, see
+    /// `WsControl` in tests/support/ws_server.rs); throws unless 200 or without `websockets: true`.
+    @discardableResult
+    func ws(_ method: String, _ path: String, body: String? = nil) async throws -> String {
+        guard let wsControl else { throw TestFailure("this test fleet has no WebSocket servers") }
+        return try await Self.request(wsControl, method, path, body: body)
+    }
+
+    private static func request(_ base: String, _ method: String, _ path: String, body: String?) async throws -> String {
+        var req = URLRequest(url: URL(string: base + path)!)
         req.httpMethod = method
         req.timeoutInterval = 10
         if let body { req.httpBody = Data(body.utf8) }
@@ -106,7 +145,7 @@ final class TestFleet: Sendable {
             }.resume()
         }
         let text = String(decoding: data, as: UTF8.self)
-        guard status == 200 else { throw TestFailure("control \(method) \(path) → HTTP \(status): \(text)") }
+        guard status == 200 else { throw TestFailure("control \(method) \(base)\(path) → HTTP \(status): \(text)") }
         return text
     }
 
@@ -138,10 +177,10 @@ final class EventRecorder: StatusListener, Sendable {
     var all: [StatusEvent] { events.current }
     var sawMainThread: Bool { onMainThread.current }
 
-    /// Breaker transitions of `backend`, in order.
+    /// Breaker transitions of `backend`, in order, as (previous, current).
     func breakerMoves(_ backend: String) -> [(BreakerState, BreakerState)] {
         all.compactMap {
-            if case let .breakerChanged(b, from, to) = $0, b == backend { return (from, to) }
+            if case let .breakerChanged(b, previous, current) = $0, b == backend { return (previous, current) }
             return nil
         }
     }
@@ -171,12 +210,10 @@ func waitUntil(
 
 /// Short timeouts and delays so failures show up in milliseconds.
 func fastConfig(_ fleet: TestFleet) -> ClientConfig {
-    var c = defaultClientConfig(backends: fleet.backends)
-    c.retryBaseDelayMs = 10
-    c.retryMaxDelayMs = 40
-    c.breakerOpenMs = 500
-    c.connectTimeoutMs = 500
-    c.requestTimeoutMs = 2000
+    var c = ClientConfig(backends: fleet.backends, timeouts: TimeoutConfig(connectMs: 500, requestMs: 2_000))
+    c.retry.baseDelayMs = 10
+    c.retry.maxDelayMs = 40
+    c.breaker.openMs = 500
     return c
 }
 

@@ -10,17 +10,17 @@ import XCTest
 
 /// Records progress calls (Rust calls it on the thread polling the upload: state behind a lock).
 final class ProgressRecorder: UploadProgressListener, @unchecked Sendable {
-    private let calls = Locked<[(UInt64, UInt64)]>([])
-    private let hook: @Sendable (UInt64, UInt64) -> Void
+    private let calls = Locked<[(Int64, Int64)]>([])
+    private let hook: @Sendable (Int64, Int64) -> Void
 
-    init(hook: @escaping @Sendable (UInt64, UInt64) -> Void = { _, _ in }) { self.hook = hook }
+    init(hook: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in }) { self.hook = hook }
 
-    func onProgress(bytesSent: UInt64, totalBytes: UInt64) {
+    func onProgress(bytesSent: Int64, totalBytes: Int64) {
         calls.withLock { $0.append((bytesSent, totalBytes)) }
         hook(bytesSent, totalBytes)
     }
 
-    var all: [(UInt64, UInt64)] { calls.current }
+    var all: [(Int64, Int64)] { calls.current }
 }
 
 final class UploadTests: XCTestCase {
@@ -36,7 +36,7 @@ final class UploadTests: XCTestCase {
     /// `size` bytes of the pattern `i % 251` (its SHA-256 is known, see below), written in 1 MiB pieces.
     private func patternFile(_ dir: URL, _ name: String, size: Int) throws -> String {
         let url = dir.appendingPathComponent(name)
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         let h = try FileHandle(forWritingTo: url)
         defer { try? h.close() }
         var offset = 0
@@ -51,7 +51,7 @@ final class UploadTests: XCTestCase {
     /// A sparse file of `size` bytes (zeros): cheap at 200 MB.
     private func sparseFile(_ dir: URL, _ name: String, size: Int) throws -> String {
         let url = dir.appendingPathComponent(name)
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         let h = try FileHandle(forWritingTo: url)
         try h.truncate(atOffset: UInt64(size))
         try h.close()

@@ -3,11 +3,17 @@
 package dev.robustapi.tests
 
 import dev.robustapi.ApiRequest
+import dev.robustapi.BreakerConfig
 import dev.robustapi.BreakerState
+import dev.robustapi.CacheConfig
 import dev.robustapi.ClientConfig
+import dev.robustapi.HealthConfig
 import dev.robustapi.HttpMethod
 import dev.robustapi.QueryParam
+import dev.robustapi.RetryConfig
 import dev.robustapi.RobustClient
+import dev.robustapi.TimeoutConfig
+import dev.robustapi.UploadConfig
 import dev.robustapi.defaultClientConfig
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.AfterEach
@@ -25,26 +31,52 @@ class BasicCallsTest {
     @AfterEach fun stopFleet() = fleet.close()
 
     @Test
-    fun `default config from Rust matches the documented defaults and the Kotlin default arguments`() {
-        val c = defaultClientConfig(fleet.backends)
+    fun `nested config defaults are the documented ones, from Rust and from the Kotlin default arguments`() {
+        val c = ClientConfig(backends = fleet.backends)
+        // The generated default arguments (from #[uniffi(default)]) agree with Rust's ClientConfig::new.
+        assertEquals(defaultClientConfig(fleet.backends), c)
         assertEquals(fleet.backends, c.backends)
-        assertEquals(10_000uL, c.connectTimeoutMs)
-        assertEquals(30_000uL, c.requestTimeoutMs)
-        assertEquals(3u, c.maxRetries)
-        assertEquals(5u, c.breakerFailureThreshold)
-        assertEquals(30_000uL, c.breakerOpenMs)
-        assertEquals("/api/health", c.healthPath)
-        assertNull(c.hedgeAfterMs)
         assertNull(c.storageDir)
-        // The generated data-class defaults (from #[uniffi(default)]) agree with Rust's ClientConfig::new.
-        assertEquals(c, ClientConfig(backends = fleet.backends))
+        assertEquals(emptyMap<String, String>(), c.defaultHeaders)
+        assertEquals(2, c.workerThreads)
+        assertEquals(TimeoutConfig(connectMs = 10_000, requestMs = 30_000), c.timeouts)
+        with(c.retry) {
+            assertEquals(listOf(3, 1_000, 8_000, 10), listOf(maxRetries, baseDelayMs, maxDelayMs, budgetMinPerSec))
+            assertEquals(0.2, budgetRatio)
+            assertNull(hedgeAfterMs)
+        }
+        assertEquals(BreakerConfig(failureThreshold = 5, openMs = 30_000, slowCallThresholdMs = null), c.breaker)
+        assertEquals(HealthConfig(path = "/api/health", intervalMs = 60_000), c.health)
+        assertEquals(
+            CacheConfig(maxBytes = 20_971_520, defaultTtlMs = 0, maxStaleMs = 604_800_000, cleanupIntervalMs = 300_000),
+            c.cache,
+        )
+        with(c.queue) {
+            assertEquals(listOf(50, 10_485_760, 604_800_000), listOf(maxEntries, maxBytes, maxAgeMs))
+            assertEquals(listOf(1_000, 300_000, 4), listOf(retryBaseDelayMs, retryMaxDelayMs, maxInFlight))
+            assertEquals(emptyList<String>(), sensitiveHeaders)
+        }
+        assertEquals(UploadConfig(idleTimeoutMs = 30_000, maxRetries = 3, videoPath = "/api/videos"), c.upload)
+        with(c.websocket) {
+            assertEquals(
+                listOf(30_000, 10_000, 1_000, 30_000, 1_000, 1_048_576),
+                listOf(heartbeatIntervalMs, pongTimeoutMs, reconnectBaseDelayMs, reconnectMaxDelayMs, maxBufferedMessages, maxBufferedBytes),
+            )
+            assertNull(maxReconnectAttempts)
+            assertTrue(reconnectOnNormalClose)
+        }
+        // One group given: its other fields, and every other group, keep their defaults.
+        val hedged = ClientConfig(backends = fleet.backends, retry = RetryConfig(hedgeAfterMs = 300))
+        assertEquals(300, hedged.retry.hedgeAfterMs)
+        assertEquals(3, hedged.retry.maxRetries)
+        assertEquals(c.copy(retry = c.retry.copy(hedgeAfterMs = 300)), hedged)
     }
 
     @Test
     fun `get returns status, headers, body bytes and backend intact`() = runBlocking<Unit> {
         RobustClient(defaultClientConfig(fleet.backends)).use { client ->
             val r = client.get("/bytes/1024")
-            assertEquals(200.toUShort(), r.status)
+            assertEquals(200, r.status)
             assertEquals(1024, r.body.size)
             assertContentEquals(ByteArray(1024) { patternByte(it) }, r.body)
             assertEquals("application/octet-stream", r.headers["content-type"])
@@ -52,8 +84,8 @@ class BasicCallsTest {
             // `backend` names the server that really answered (its X-Backend header).
             val index = r.headers.getValue("x-backend").toInt()
             assertEquals(fleet.backends[index], r.backend)
-            assertEquals(1u, r.attempts)
-            assertTrue(r.elapsedMs < 10_000uL, "elapsedMs ${r.elapsedMs}")
+            assertEquals(1, r.attempts)
+            assertTrue(r.elapsedMs < 10_000, "elapsedMs ${r.elapsedMs}")
         }
     }
 
@@ -82,7 +114,7 @@ class BasicCallsTest {
 
             val payload = """{"name":"Zoë","emoji":"🚀","n":[1,2,3]}"""
             val echoed = client.postJson("/echo", payload)
-            assertEquals(200.toUShort(), echoed.status)
+            assertEquals(200, echoed.status)
             assertEquals("application/json", echoed.headers["content-type"])
             assertEquals(payload, echoed.body.decodeToString())
         }
@@ -96,12 +128,12 @@ class BasicCallsTest {
             val s = client.serviceStatus()
             assertEquals(fleet.backends, s.backends.map { it.url })
             assertTrue(s.backends.all { it.breakerState == BreakerState.CLOSED && it.healthy }, "$s")
-            assertTrue(s.backends.all { it.consecutiveFailures == 0u && it.lastError == null }, "$s")
+            assertTrue(s.backends.all { it.consecutiveFailures == 0 && it.lastError == null }, "$s")
             assertTrue(s.preferredBackend in fleet.backends, "$s")
             assertTrue(s.networkAvailable)
-            assertEquals(5uL, s.counters.requests)
-            assertEquals(0uL, s.counters.retries)
-            assertEquals(0uL, s.counters.failovers)
+            assertEquals(5L, s.counters.requests)
+            assertEquals(0L, s.counters.retries)
+            assertEquals(0L, s.counters.failovers)
         }
     }
 }

@@ -29,7 +29,7 @@ class CacheQueueTest {
     fun `offline GET is served stale from the cache, an uncached path fails Offline`() = runBlocking<Unit> {
         RobustClient(fastConfig(fleet.backends)).use { client ->
             val online = client.get("/cache/feed?cc=max-age%3D0")
-            assertEquals(200.toUShort(), online.status)
+            assertEquals(200, online.status)
             assertFalse(online.fromCache)
 
             client.setNetworkAvailable(false)
@@ -55,11 +55,11 @@ class CacheQueueTest {
             assertEquals(1L, fleet.totalHits("/cache/f"))
 
             val cache = client.serviceStatus().cache
-            assertTrue(cache.entries >= 1uL, "$cache")
-            assertTrue(cache.hits >= 1uL, "$cache")
+            assertTrue(cache.entries >= 1L, "$cache")
+            assertTrue(cache.hits >= 1L, "$cache")
 
             client.clearCache()
-            assertEquals(0uL, client.serviceStatus().cache.entries)
+            assertEquals(0L, client.serviceStatus().cache.entries)
             val third = client.get("/cache/f?cc=max-age%3D60")
             assertFalse(third.fromCache, "$third")
             assertEquals(2L, fleet.totalHits("/cache/f"))
@@ -70,7 +70,7 @@ class CacheQueueTest {
     fun `queued POSTs are delivered in order when the network returns`() = runBlocking<Unit> {
         val delivered = Collections.synchronizedList(mutableListOf<Pair<String, ApiResponse>>())
         val dead = Collections.synchronizedList(mutableListOf<String>())
-        val cfg = fastConfig(fleet.backends).copy(queueRetryBaseDelayMs = 50uL, queueRetryMaxDelayMs = 200uL)
+        val cfg = fastConfig(fleet.backends) { queue = queue.copy(retryBaseDelayMs = 50, retryMaxDelayMs = 200) }
         RobustClient(cfg).use { client ->
             client.setQueueListener(object : QueueListener {
                 override fun onDelivered(id: String, response: ApiResponse) { delivered.add(id to response) }
@@ -86,7 +86,7 @@ class CacheQueueTest {
                 ))
             }
             assertEquals(3, ids.toSet().size, "$ids")
-            assertEquals(3uL, client.serviceStatus().queue.pending)
+            assertEquals(3L, client.serviceStatus().queue.pending)
             Thread.sleep(200)
             assertTrue(delivered.isEmpty(), "delivered while offline: $delivered")
             assertEquals(0L, fleet.totalHits("/orders"))
@@ -97,11 +97,11 @@ class CacheQueueTest {
             }
             val got = synchronized(delivered) { delivered.toList() }
             assertEquals(ids, got.map { it.first })
-            got.forEach { assertEquals(200.toUShort(), it.second.status, "${it.first}") }
+            got.forEach { assertEquals(200, it.second.status, "${it.first}") }
             assertTrue(dead.isEmpty(), "$dead")
             val q = client.serviceStatus().queue
-            assertEquals(0uL, q.pending, "$q")
-            assertEquals(3uL, q.delivered, "$q")
+            assertEquals(0L, q.pending, "$q")
+            assertEquals(3L, q.delivered, "$q")
             assertEquals(3L, fleet.totalHits("/orders"))
         }
     }

@@ -25,7 +25,10 @@ class FailoverTest {
         // A long open period so the breaker cannot move on its own while we look at it. Frequent probes:
         // under CPU load the latency ranking may move traffic off the dead backend before five
         // requests have failed on it, and then only probes keep counting its failures.
-        val cfg = fastConfig(fleet.backends).copy(breakerOpenMs = 60_000uL, healthCheckIntervalMs = 100uL)
+        val cfg = fastConfig(fleet.backends) {
+            breaker = breaker.copy(openMs = 60_000)
+            health = health.copy(intervalMs = 100)
+        }
         RobustClient(cfg).use { client ->
             client.awaitProbed()
             val preferred = assertNotNull(client.serviceStatus().preferredBackend)
@@ -34,7 +37,7 @@ class FailoverTest {
             fleet.fault(p, "down")   // connection refused from now on
             repeat(30) { i ->
                 val r = client.get("/item/$i")
-                assertEquals(200.toUShort(), r.status)
+                assertEquals(200, r.status)
                 assertNotEquals(preferred, r.backend, "call $i")
                 assertEquals(fleet.backends[r.headers.getValue("x-backend").toInt()], r.backend)
             }
@@ -50,19 +53,19 @@ class FailoverTest {
             assertTrue(s.backends.filterIndexed { i, _ -> i != p }.all { it.breakerState == BreakerState.CLOSED }, "$s")
             // At most the threshold's worth of calls paid for a failover (fewer when probes or the
             // latency ranking got there first); none after the breaker opened.
-            assertTrue(s.counters.failovers <= 6uL, "failovers ${s.counters.failovers}")
-            assertEquals(30uL, s.counters.requests)
+            assertTrue(s.counters.failovers <= 6L, "failovers ${s.counters.failovers}")
+            assertEquals(30L, s.counters.requests)
 
             // Once open, the dead backend is skipped: the calls are first-try successes elsewhere.
             val r = client.get("/skip")
-            assertEquals(1u, r.attempts)
+            assertEquals(1, r.attempts)
 
             fleet.fault(p, "ok")
             client.resetCircuitBreakers()
             val after = client.serviceStatus()
             assertTrue(after.backends.all { it.breakerState == BreakerState.CLOSED }, "$after")
             assertTrue(after.backends[p].healthy, "$after")
-            assertEquals(0u, after.backends[p].consecutiveFailures, "$after")
+            assertEquals(0, after.backends[p].consecutiveFailures, "$after")
             // Traffic may reach it again: a burst of calls lands on it (it is healthy and preferred
             // again, or at least selectable) — check via the fleet's own hit counter.
             fleet.resetHits(p)

@@ -26,7 +26,7 @@ class Recorder : StatusListener {
     }
 
     fun breakerMoves(backend: String): List<BreakerState> = events.mapNotNull { (e, _) ->
-        (e as? StatusEvent.BreakerChanged)?.takeIf { it.backend == backend }?.to
+        (e as? StatusEvent.BreakerChanged)?.takeIf { it.backend == backend }?.current
     }
 
     fun network(): List<Boolean> = events.mapNotNull { (e, _) -> (e as? StatusEvent.NetworkChanged)?.available }
@@ -42,22 +42,22 @@ class ListenerTest {
     fun `breaker events from request and probe tasks, network events, delivered off the caller's thread`() = runBlocking<Unit> {
         // breakerOpenMs = 500. Frequent probes: under CPU load the latency ranking may move traffic off
         // the dead backend before five requests failed on it; the probes then finish the job.
-        RobustClient(fastConfig(fleet.backends).copy(healthCheckIntervalMs = 100uL)).use { client ->
+        RobustClient(fastConfig(fleet.backends) { health = health.copy(intervalMs = 100) }).use { client ->
             client.awaitProbed()
             val rec = Recorder()
             val opened = CountDownLatch(1)
             client.addStatusListener(rec)
             client.addStatusListener(object : StatusListener {
                 override fun onEvent(event: StatusEvent) {
-                    if (event is StatusEvent.BreakerChanged && event.to == BreakerState.OPEN) opened.countDown()
+                    if (event is StatusEvent.BreakerChanged && event.current == BreakerState.OPEN) opened.countDown()
                 }
             })
             val preferred = assertNotNull(client.serviceStatus().preferredBackend)
             fleet.fault(fleet.index(preferred), "down")
             repeat(10) { client.get("/e/$it") }   // failures on `preferred` (request tasks, probe task) open its breaker
-            assertTrue(opened.await(2, TimeUnit.SECONDS), "no BreakerChanged(to=OPEN) within 2 s: ${rec.events}")
+            assertTrue(opened.await(2, TimeUnit.SECONDS), "no BreakerChanged(current = OPEN) within 2 s: ${rec.events}")
             val first = rec.events.first { it.first is StatusEvent.BreakerChanged }.first as StatusEvent.BreakerChanged
-            assertEquals(StatusEvent.BreakerChanged(preferred, BreakerState.CLOSED, BreakerState.OPEN), first)
+            assertEquals(StatusEvent.BreakerChanged(preferred, previous = BreakerState.CLOSED, current = BreakerState.OPEN), first)
 
             // Recovery is driven by the Rust probe task alone: no calls from here on.
             fleet.fault(fleet.index(preferred), "ok")

@@ -2,9 +2,11 @@
 // polling, and /proc counters for the leak tests. No external libraries beyond the JDK.
 package dev.robustapi.tests
 
+import dev.robustapi.BreakerConfig
 import dev.robustapi.ClientConfig
+import dev.robustapi.RetryConfig
 import dev.robustapi.RobustClient
-import dev.robustapi.defaultClientConfig
+import dev.robustapi.TimeoutConfig
 import java.io.File
 import java.net.HttpURLConnection
 import java.net.URI
@@ -13,21 +15,24 @@ import java.util.concurrent.TimeUnit
 
 /**
  * N real HTTP/1.1 backends plus a control server, run by the `test-fleet` binary (path in the system
- * property `robustapi.fleet`, set by run-tests.sh). The fleet exits when its stdin closes, so a dead
- * test JVM never leaks it.
+ * property `robustapi.fleet`, set by run-tests.sh); with `websockets = true` also N WebSocket echo
+ * backends ([wsBackends], which answer `/api/health` too) and their control server ([wsCall]). The
+ * one place the suite starts the fleet. It exits when its stdin closes, so a dead test JVM never
+ * leaks it.
  */
 class Fleet private constructor(
     private val process: Process,
     val backends: List<String>,
     private val control: String,
+    val wsBackends: List<String>,
+    private val wsControl: String?,
 ) : AutoCloseable {
     companion object {
-        private val LINE = Regex("""^\{"backends":\[(.*)\],"control":"([^"]+)"\}$""")
-
-        fun start(n: Int = 3): Fleet {
+        fun start(n: Int = 3, websockets: Boolean = false): Fleet {
             val bin = System.getProperty("robustapi.fleet")
                 ?: error("system property robustapi.fleet (path of target/debug/examples/test-fleet) is not set")
-            val process = ProcessBuilder(bin, "--backends", n.toString())
+            val args = listOf(bin, "--backends", n.toString()) + if (websockets) listOf("--websockets") else emptyList()
+            val process = ProcessBuilder(args)
                 .redirectError(ProcessBuilder.Redirect.INHERIT)
                 .start()
             val reader = process.inputStream.bufferedReader()
@@ -40,14 +45,26 @@ class Fleet private constructor(
                 process.waitFor(5, TimeUnit.SECONDS)
                 error("test-fleet exited before printing its addresses (exit ${process.exitValue()})")
             }
-            val m = LINE.matchEntire(line.trim()) ?: run {
+            // One JSON object: {"backends":[...],"control":"..."[,"ws_backends":[...],"ws_control":"..."]}.
+            val backends = jsonStrings(line, "backends")
+            val control = jsonString(line, "control")
+            val wsBackends = jsonStrings(line, "ws_backends").orEmpty()
+            val wsControl = jsonString(line, "ws_control")
+            if (backends == null || control == null || backends.size != n ||
+                (websockets && (wsBackends.size != n || wsControl == null))
+            ) {
                 process.destroyForcibly()
-                error("unexpected test-fleet line: $line")
+                error("unexpected test-fleet line for $n backends (websockets=$websockets): $line")
             }
-            val urls = Regex(""""([^"]+)"""").findAll(m.groupValues[1]).map { it.groupValues[1] }.toList()
-            check(urls.size == n) { "asked for $n backends, got $urls" }
-            return Fleet(process, urls, m.groupValues[2])
+            return Fleet(process, backends, control, wsBackends, wsControl)
         }
+
+        private fun jsonString(line: String, key: String): String? =
+            Regex(""""$key"\s*:\s*"([^"]*)"""").find(line)?.groupValues?.get(1)
+
+        private fun jsonStrings(line: String, key: String): List<String>? =
+            Regex(""""$key"\s*:\s*\[([^\]]*)\]""").find(line)?.groupValues?.get(1)
+                ?.let { list -> Regex(""""([^"]+)"""").findAll(list).map { it.groupValues[1] }.toList() }
     }
 
     /** Index of a backend by its base URL (as the client reports it). */
@@ -59,7 +76,7 @@ class Fleet private constructor(
 
     /** `ok`, `down`, `blackhole`, `status 503`, `retry-after 503 2`, `slow 200`, `truncate`, `reset`. */
     fun fault(i: Int, fault: String) {
-        val (code, body) = control("POST", "/backends/$i/fault", fault)
+        val (code, body) = call(control, "POST", "/backends/$i/fault", fault)
         check(code == 200) { "setting fault '$fault' on backend $i: HTTP $code $body" }
     }
 
@@ -67,7 +84,7 @@ class Fleet private constructor(
 
     fun hits(i: Int, path: String? = null): Long {
         val q = if (path == null) "" else "?path=" + java.net.URLEncoder.encode(path, "UTF-8")
-        val (code, body) = control("GET", "/backends/$i/hits$q", null)
+        val (code, body) = call(control, "GET", "/backends/$i/hits$q", null)
         check(code == 200) { "hits of backend $i: HTTP $code $body" }
         return body.trim().toLong()
     }
@@ -75,37 +92,49 @@ class Fleet private constructor(
     fun totalHits(path: String? = null): Long = backends.indices.sumOf { hits(it, path) }
 
     fun resetHits(i: Int) {
-        check(control("POST", "/backends/$i/reset-hits", "").first == 200)
+        check(call(control, "POST", "/backends/$i/reset-hits", null).first == 200)
     }
 
     /** Uploads backend [i] stored, as the fleet's JSON array (see `StoredUpload` in tests/support/fleet.rs). */
     fun uploads(i: Int): String {
-        val (code, body) = control("GET", "/backends/$i/uploads", null)
+        val (code, body) = call(control, "GET", "/backends/$i/uploads", null)
         check(code == 200) { "uploads of backend $i: HTTP $code $body" }
         return body
     }
 
     /** Body bytes backend [i] received on its upload route (finished or aborted uploads). */
     fun uploadBytes(i: Int): Long {
-        val (code, body) = control("GET", "/backends/$i/upload-bytes", null)
+        val (code, body) = call(control, "GET", "/backends/$i/upload-bytes", null)
         check(code == 200) { "upload bytes of backend $i: HTTP $code $body" }
         return body.trim().toLong()
     }
 
     /**
-     * One control call on its own connection (`Connection: close`), so the JVM's keep-alive cache holds
-     * no sockets that would blur the file-descriptor counts of the leak tests.
+     * One call to the WebSocket backends' control API (`/ws/{i}/kill`, `/start`, `/received`, ...; see
+     * `WsControl` in tests/support/ws_server.rs); returns the body, fails on a non-200 answer.
      */
-    private fun control(method: String, path: String, body: String?): Pair<Int, String> {
-        val c = URI(control + path).toURL().openConnection() as HttpURLConnection
+    fun wsCall(method: String, path: String, body: String? = null): String {
+        val base = checkNotNull(wsControl) { "fleet started without websockets = true" }
+        val (code, text) = call(base, method, path, body)
+        check(code == 200) { "$method $path: HTTP $code $text" }
+        return text
+    }
+
+    /**
+     * One control call on its own connection (`Connection: close`), so the JVM's keep-alive cache holds
+     * no sockets that would blur the file-descriptor counts of the leak tests. A POST always sends a
+     * body (empty if [body] is null).
+     */
+    private fun call(base: String, method: String, path: String, body: String?): Pair<Int, String> {
+        val c = URI(base + path).toURL().openConnection() as HttpURLConnection
         try {
             c.requestMethod = method
             c.connectTimeout = 5_000
             c.readTimeout = 5_000
             c.setRequestProperty("Connection", "close")
-            if (body != null) {
+            if (body != null || method == "POST") {
                 c.doOutput = true
-                c.outputStream.use { it.write(body.toByteArray()) }
+                c.outputStream.use { it.write((body ?: "").toByteArray()) }
             }
             val code = c.responseCode
             val text = (if (code < 400) c.inputStream else c.errorStream)?.use { it.readBytes().decodeToString() } ?: ""
@@ -122,14 +151,16 @@ class Fleet private constructor(
     }
 }
 
-/** Defaults, with delays short enough for tests. */
-fun fastConfig(backends: List<String>): ClientConfig = defaultClientConfig(backends).copy(
-    retryBaseDelayMs = 10uL,
-    retryMaxDelayMs = 40uL,
-    breakerOpenMs = 500uL,
-    connectTimeoutMs = 500uL,
-    requestTimeoutMs = 2_000uL,
-)
+/**
+ * Defaults, with delays short enough for tests; [tweak] adjusts the result, e.g.
+ * `fastConfig(urls) { breaker = breaker.copy(openMs = 60_000) }` (keeps the other fast settings).
+ */
+fun fastConfig(backends: List<String>, tweak: ClientConfig.() -> Unit = {}): ClientConfig = ClientConfig(
+    backends = backends,
+    timeouts = TimeoutConfig(connectMs = 500, requestMs = 2_000),
+    retry = RetryConfig(baseDelayMs = 10, maxDelayMs = 40),
+    breaker = BreakerConfig(openMs = 500),
+).apply(tweak)
 
 /**
  * Polls [cond] every 10 ms; fails after [timeoutMs] with [what] and [detail] (evaluated at the failure,

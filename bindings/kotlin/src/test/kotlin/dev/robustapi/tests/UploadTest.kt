@@ -59,10 +59,10 @@ private fun sha256(f: File): String {
 private fun jsonString(json: String, name: String): String? =
     Regex(""""$name":"([^"]*)"""").find(json)?.groupValues?.get(1)
 
-class ProgressRecorder(private val hook: (ULong, ULong) -> Unit = { _, _ -> }) : UploadProgressListener {
-    val calls: MutableList<Pair<ULong, ULong>> = Collections.synchronizedList(mutableListOf())
+class ProgressRecorder(private val hook: (Long, Long) -> Unit = { _, _ -> }) : UploadProgressListener {
+    val calls: MutableList<Pair<Long, Long>> = Collections.synchronizedList(mutableListOf())
 
-    override fun onProgress(bytesSent: ULong, totalBytes: ULong) {
+    override fun onProgress(bytesSent: Long, totalBytes: Long) {
         calls.add(bytesSent to totalBytes)
         hook(bytesSent, totalBytes)
     }
@@ -93,7 +93,7 @@ class UploadTest {
             val file = makeFile(dir, "clip.mp4", 8 * MB + 3)
             val progress = ProgressRecorder()
             val r = client.uploadVideoFile(file.path, "Holiday ✓", progress)
-            assertEquals(201.toUShort(), r.status)
+            assertEquals(201, r.status)
             val body = r.body.decodeToString()
             assertEquals(sha256(file), jsonString(body, "sha256"), body)
             assertTrue(body.contains(""""fields":{"title":"Holiday ✓"}"""), body)
@@ -142,7 +142,7 @@ class UploadTest {
             val size = 200 * MB
             val file = makeFile(dir, "big.bin", size)
             val reached = CompletableDeferred<Unit>()
-            val progress = ProgressRecorder { sent, total -> if (sent * 10u >= total) reached.complete(Unit) }
+            val progress = ProgressRecorder { sent, total -> if (sent * 10 >= total) reached.complete(Unit) }
             val job = launch(Dispatchers.Default) {
                 client.uploadFile(UploadRequest(path = "/upload", filePath = file.path), progress)
             }
@@ -162,7 +162,7 @@ class UploadTest {
             val size = 200 * MB
             val file = makeFile(dir, "big.bin", size)
             UploadCancelToken().use { token ->
-                val progress = ProgressRecorder { sent, total -> if (sent * 10u >= total) token.cancel() }
+                val progress = ProgressRecorder { sent, total -> if (sent * 10 >= total) token.cancel() }
                 assertFailsWith<ApiException.Cancelled> {
                     client.uploadFileWithToken(UploadRequest(path = "/upload", filePath = file.path), token, progress)
                 }
