@@ -93,6 +93,7 @@ pub(crate) fn ms_i32(d: Duration) -> i32 {
 }
 
 #[cfg(test)]
+#[allow(unreachable_pub)] // the record the macro declares is `pub`, as exported records are
 mod tests {
     use super::*;
 
