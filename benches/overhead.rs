@@ -10,9 +10,6 @@
 //!
 //! `cargo bench --bench overhead`
 
-#[path = "../tests/support/fleet.rs"]
-mod fleet;
-
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -20,19 +17,27 @@ use robust_api::{ApiRequest, CachePolicy, ClientConfig, RobustClient};
 
 fn overhead(c: &mut Criterion) {
     // The fleet gets its own runtime (own threads), like a real server would.
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let fleet = server_rt.block_on(fleet::Fleet::start(3));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fleet = server_rt.block_on(robust_api_fleet::Fleet::start(3));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let url = format!("{}/bytes/1024", fleet.urls()[0]);
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let raw = reqwest::Client::builder().build().unwrap();
     let mut no_cache = ClientConfig::new(fleet.urls());
-    no_cache.cache_max_bytes = 0;
+    no_cache.cache.max_bytes = 0;
     let no_cache = RobustClient::new(no_cache).unwrap();
     let default = RobustClient::new(ClientConfig::new(fleet.urls())).unwrap();
     let mut cached = ClientConfig::new(fleet.urls());
-    cached.cache_default_ttl_ms = 3_600_000;
+    cached.cache.default_ttl_ms = 3_600_000;
     let cached = RobustClient::new(cached).unwrap();
     // Let the start-up probes finish; fill the cache entry.
     std::thread::sleep(Duration::from_millis(300));

@@ -5,21 +5,22 @@
 //!
 //! `cargo bench --bench queue`
 
-#[path = "../tests/support/fleet.rs"]
-mod fleet;
-
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use robust_api::{ApiRequest, ClientConfig, RobustClient};
 
 fn queue(c: &mut Criterion) {
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let fleet = server_rt.block_on(fleet::Fleet::start(1));
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fleet = server_rt.block_on(robust_api_fleet::Fleet::start(1));
     let mut config = ClientConfig::new(fleet.urls());
-    config.max_queue_size = u32::MAX;
-    config.queue_max_bytes = u64::MAX;
-    config.queue_max_in_flight = 4;
+    config.queue.max_entries = i32::MAX;
+    config.queue.max_bytes = i32::MAX;
+    config.queue.max_in_flight = 4;
     let client = RobustClient::new(config).unwrap();
     let req = ApiRequest::post_json("/orders", r#"{"sku":42,"qty":1}"#);
 

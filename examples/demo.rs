@@ -1,17 +1,14 @@
 //! `cargo run --example demo` — three local backends, real traffic, a backend killed and revived,
 //! with the client's status printed as it goes. No set-up and no network beyond 127.0.0.1.
 
-#[path = "../tests/support/fleet.rs"]
-mod fleet;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleet::{Fault, Fleet};
 use robust_api::{
     ApiError, ApiRequest, BreakerState, ClientConfig, RobustClient, ServiceStatus, StatusEvent,
     StatusListener,
 };
+use robust_api_fleet::{Fault, Fleet};
 
 struct PrintEvents(Instant);
 
@@ -19,8 +16,12 @@ impl StatusListener for PrintEvents {
     fn on_event(&self, event: StatusEvent) {
         let t = self.0.elapsed().as_millis();
         match event {
-            StatusEvent::BreakerChanged { backend, from, to } => {
-                println!("  [{t:>5} ms] event: breaker of {backend}: {from:?} -> {to:?}")
+            StatusEvent::BreakerChanged {
+                backend,
+                previous,
+                current,
+            } => {
+                println!("  [{t:>5} ms] event: breaker of {backend}: {previous:?} -> {current:?}")
             }
             StatusEvent::BackendHealthChanged { backend, healthy } => {
                 println!(
@@ -113,11 +114,11 @@ async fn main() -> Result<(), ApiError> {
     let fleet = Fleet::start(3).await;
     let mut config = ClientConfig::new(fleet.urls());
     // Demo-sized timings (defaults are the production ones: 1 s backoff base, 30 s open breakers).
-    config.retry_base_delay_ms = 50;
-    config.retry_max_delay_ms = 400;
-    config.breaker_open_ms = 1_500;
-    config.health_check_interval_ms = 1_000;
-    config.hedge_after_ms = Some(150);
+    config.retry.base_delay_ms = 50;
+    config.retry.max_delay_ms = 400;
+    config.breaker.open_ms = 1_500;
+    config.health.interval_ms = 1_000;
+    config.retry.hedge_after_ms = Some(150);
     let client = RobustClient::new(config)?;
     client.add_status_listener(Arc::new(PrintEvents(Instant::now())));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -159,8 +160,14 @@ async fn main() -> Result<(), ApiError> {
     fleet.server(2).set_fault(Fault::Status(503)).await;
     fleet.server(1).set_fault(Fault::Status(503)).await;
     let before = fleet.total_hits();
-    let outcome = client.post_json("/api/orders".into(), r#"{"sku":42}"#.into()).await;
-    println!("POST -> {}; server hits for it: {}", describe(&outcome), fleet.total_hits() - before);
+    let outcome = client
+        .post_json("/api/orders".into(), r#"{"sku":42}"#.into())
+        .await;
+    println!(
+        "POST -> {}; server hits for it: {}",
+        describe(&outcome),
+        fleet.total_hits() - before
+    );
     let mut keyed = ApiRequest::post_json("/api/orders", r#"{"sku":42}"#);
     keyed.idempotency_key = Some("order-42".into());
     let before = fleet.total_hits();

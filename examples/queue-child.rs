@@ -11,21 +11,24 @@ use robust_api::{ApiRequest, ClientConfig, RobustClient};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
-    let (Some(dir), Some(backend), Some(mode)) = (arg("--dir"), arg("--backend"), arg("--mode")) else {
+    let (Some(dir), Some(backend), Some(mode)) = (arg("--dir"), arg("--backend"), arg("--mode"))
+    else {
         eprintln!("usage: queue-child --dir D --backend URL --mode enqueue-offline|enqueue-online|resume --count N");
         std::process::exit(2);
     };
     let count: usize = arg("--count").and_then(|c| c.parse().ok()).unwrap_or(50);
     let mut config = ClientConfig::new(vec![backend]);
     config.storage_dir = Some(dir);
-    config.max_queue_size = 1_000;
-    config.queue_retry_base_delay_ms = 20;
-    config.queue_retry_max_delay_ms = 100;
-    config.health_check_interval_ms = 3_600_000;
+    config.queue.max_entries = 1_000;
+    config.queue.retry_base_delay_ms = 20;
+    config.queue.retry_max_delay_ms = 100;
+    config.health.interval_ms = 3_600_000;
     let client = match RobustClient::new(config) {
         Ok(c) => c,
         Err(e) => {

@@ -12,7 +12,8 @@
 //! Control API (plain-text bodies): `POST /backends/{i}/fault` with `ok`, `down`, `blackhole`,
 //! `status 503`, `retry-after 503 2`, `slow 200`, `truncate` or `reset`; `GET /backends/{i}/hits`
 //! (`?path=/api/health` for one path); `POST /backends/{i}/reset-hits`;
-//! `GET /backends/{i}/idempotency-keys`; see `ControlServer` in `tests/support/fleet.rs` for more.
+//! `GET /backends/{i}/idempotency-keys`; see `ControlServer` in the
+//! `robust-api-fleet` crate (`fleet/src/control.rs`) for more.
 //!
 //! Uploads: every backend streams `multipart/form-data` on `/upload`, `/upload/...` and
 //! `/api/videos` (SHA-256 of the file part, the other fields, idempotency keys honoured); control:
@@ -26,13 +27,8 @@
 //! `POST /ws/{i}/mode` with `echo`, `deaf` (no pongs, TCP kept open) or `reject <status>`;
 //! `POST /ws/{i}/kill`, `/start`, `/restart`; `POST /ws/{i}/close` with `<code> [reason]`;
 //! `POST /ws/{i}/push` with a text; `GET /ws/{i}/upgrades` (connection attempts), `/open`,
-//! `/received`; see `WsControl` in `tests/support/ws_server.rs`. The printed line becomes
+//! `/received`; see `WsControl` in `fleet/src/ws/control.rs`. The printed line becomes
 //! `{"backends":[...],"control":"...","ws_backends":[...],"ws_control":"..."}`.
-
-#[path = "../tests/support/fleet.rs"]
-mod fleet;
-#[path = "../tests/support/ws_server.rs"]
-mod ws_server;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -92,7 +88,7 @@ async fn main() -> ExitCode {
         }
     };
 
-    let fleet = match fleet::Fleet::try_start(options.backends).await {
+    let fleet = match robust_api_fleet::Fleet::try_start(options.backends).await {
         Ok(fleet) => fleet,
         Err(e) => {
             eprintln!("test-fleet: cannot start backends: {e}");
@@ -109,7 +105,7 @@ async fn main() -> ExitCode {
 
     // `--websockets`: the WebSocket servers and their control API (kept alive until exit).
     let websockets = if options.websockets {
-        let ws_fleet = match ws_server::WsFleet::try_start(options.backends).await {
+        let ws_fleet = match robust_api_fleet::ws::WsFleet::try_start(options.backends).await {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("test-fleet: cannot start WebSocket backends: {e}");

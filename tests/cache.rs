@@ -2,8 +2,6 @@
 //! no-store, stale fallback (offline, all backends down, stale-if-error), LRU bound, clear,
 //! restart, corruption recovery, invalidation, Vary, Authorization scoping, policies.
 
-mod support;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,16 +9,15 @@ use std::time::{Duration, Instant};
 use robust_api::{
     ApiError, ApiRequest, CachePolicy, ClientConfig, RobustClient, StatusEvent, StatusListener,
 };
-use support::wait_until;
-use support::fleet::{Fault, Fleet};
+use robust_api_fleet::{wait_until, Fault, Fleet};
 
 fn config(fleet: &Fleet, dir: &Path) -> ClientConfig {
     let mut c = ClientConfig::new(fleet.urls());
     c.storage_dir = Some(dir.to_string_lossy().into_owned());
-    c.retry_base_delay_ms = 5;
-    c.retry_max_delay_ms = 20;
-    c.connect_timeout_ms = 500;
-    c.request_timeout_ms = 2_000;
+    c.retry.base_delay_ms = 5;
+    c.retry.max_delay_ms = 20;
+    c.timeouts.connect_ms = 500;
+    c.timeouts.request_ms = 2_000;
     c
 }
 
@@ -45,7 +42,6 @@ impl StatusListener for Events {
     }
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_hit_costs_no_network_and_expiry_goes_back_to_it() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
@@ -67,7 +63,7 @@ async fn a_fresh_hit_costs_no_network_and_expiry_goes_back_to_it() {
     );
     let s = client.service_status().cache;
     assert_eq!((s.entries, s.hits), (1, 1));
-    assert!(s.bytes > first.body.len() as u64);
+    assert!(s.bytes > first.body.len() as i64);
 
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let third = client.get(path.into()).await.unwrap();
@@ -153,7 +149,7 @@ async fn offline_and_all_backends_down_serve_the_stale_entry_flagged() {
 async fn stale_if_error_window_is_respected_and_must_revalidate_never_serves_stale() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     let mut cfg = config(&fleet, dir.path());
-    cfg.max_retries = 0;
+    cfg.retry.max_retries = 0;
     let client = RobustClient::new(cfg).unwrap();
     let sie = "/cache/sie?cc=max-age%3D0%2C%20stale-if-error%3D1";
     let mr = "/cache/mr?cc=max-age%3D0%2C%20must-revalidate";
@@ -173,7 +169,10 @@ async fn stale_if_error_window_is_respected_and_must_revalidate_never_serves_sta
     // Not served stale any more; meanwhile the failing probes may have opened the breaker.
     let err = client.get(sie.into()).await.unwrap_err();
     assert!(
-        matches!(err, ApiError::Http { status: 500, .. } | ApiError::AllBackendsUnavailable { .. }),
+        matches!(
+            err,
+            ApiError::Http { status: 500, .. } | ApiError::AllBackendsUnavailable { .. }
+        ),
         "past stale-if-error: {err:?}"
     );
 }
@@ -182,7 +181,7 @@ async fn stale_if_error_window_is_respected_and_must_revalidate_never_serves_sta
 async fn lru_eviction_keeps_the_total_under_the_bound() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     let mut cfg = config(&fleet, dir.path());
-    cfg.cache_max_bytes = 16 * 1024;
+    cfg.cache.max_bytes = 16 * 1024;
     let client = RobustClient::new(cfg).unwrap();
     for i in 0..40 {
         client.get(format!("/bytes/1000?i={i}")).await.unwrap();

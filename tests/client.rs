@@ -1,8 +1,6 @@
 //! The core client against a real local fleet: failover, breakers, safe retries, Retry-After, backoff,
 //! latency-based selection, hedging, status, offline behaviour and shutdown.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,17 +8,16 @@ use robust_api::{
     ApiError, ApiRequest, BreakerState, ClientConfig, HttpMethod, RobustClient, StatusEvent,
     StatusListener,
 };
-use support::wait_until;
-use support::fleet::{Fault, Fleet};
+use robust_api_fleet::{wait_until, Fault, Fleet};
 
 /// Short delays so the tests run in well under a second each.
 fn fast_config(fleet: &Fleet) -> ClientConfig {
     let mut c = ClientConfig::new(fleet.urls());
-    c.retry_base_delay_ms = 10;
-    c.retry_max_delay_ms = 40;
-    c.breaker_open_ms = 400;
-    c.request_timeout_ms = 2_000;
-    c.connect_timeout_ms = 500;
+    c.retry.base_delay_ms = 10;
+    c.retry.max_delay_ms = 40;
+    c.breaker.open_ms = 400;
+    c.timeouts.request_ms = 2_000;
+    c.timeouts.connect_ms = 500;
     c
 }
 
@@ -40,13 +37,16 @@ impl Recorder {
             .unwrap()
             .iter()
             .filter_map(|e| match e {
-                StatusEvent::BreakerChanged { backend: b, to, .. } if b == backend => Some(*to),
+                StatusEvent::BreakerChanged {
+                    backend: b,
+                    current,
+                    ..
+                } if b == backend => Some(*current),
                 _ => None,
             })
             .collect()
     }
 }
-
 
 /// A client whose start-up probes saw backend 0 clearly fastest, so it is the preferred backend
 /// regardless of scheduling noise on a loaded machine (the others are slowed only while probed).
@@ -88,7 +88,7 @@ async fn get_returns_status_headers_body_and_backend() {
     let client = RobustClient::new(ClientConfig::new(fleet.urls())).unwrap();
     let r = client.get("/bytes/1024".into()).await.unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, support::fleet::expected_bytes(1024));
+    assert_eq!(r.body, robust_api_fleet::expected_bytes(1024));
     assert_eq!(
         r.headers.get("content-type").map(String::as_str),
         Some("application/octet-stream")
@@ -117,7 +117,10 @@ async fn primary_killed_traffic_fails_over_breaker_opens_then_recovers() {
     }
     // Traffic may have moved away before the threshold (latency ranking on a loaded machine); the
     // failures make the backend suspect, so fast probes finish the job within a few seconds.
-    wait_until("primary breaker open", Duration::from_secs(6), || breaker(&client, 0) == BreakerState::Open).await;
+    wait_until("primary breaker open", Duration::from_secs(6), || {
+        breaker(&client, 0) == BreakerState::Open
+    })
+    .await;
     let status = client.service_status();
     assert_eq!(
         status.backends[0].breaker_state,
@@ -153,7 +156,7 @@ async fn primary_killed_traffic_fails_over_breaker_opens_then_recovers() {
 async fn an_open_breaker_gets_no_traffic() {
     let fleet = Fleet::start(2).await;
     let mut cfg = fast_config(&fleet);
-    cfg.breaker_open_ms = 60_000;
+    cfg.breaker.open_ms = 60_000;
     let client = client_preferring_first(&fleet, cfg).await;
     fleet.server(0).set_fault(Fault::Status(500)).await;
     for _ in 0..50 {
@@ -174,7 +177,7 @@ async fn an_open_breaker_gets_no_traffic() {
 async fn all_backends_down_fail_fast_with_bounded_server_load() {
     let fleet = Fleet::start(3).await;
     let mut cfg = fast_config(&fleet);
-    cfg.breaker_open_ms = 60_000;
+    cfg.breaker.open_ms = 60_000;
     let client = RobustClient::new(cfg).unwrap();
     probed(&client).await;
     fleet.set_fault_all(Fault::Status(503)).await;
@@ -301,7 +304,7 @@ async fn broken_responses_fail_over_for_get_but_not_for_unkeyed_post() {
 async fn retry_after_is_honoured_and_too_long_a_wait_is_not() {
     let fleet = Fleet::start(1).await;
     let mut cfg = fast_config(&fleet);
-    cfg.max_retries = 1;
+    cfg.retry.max_retries = 1;
     let client = RobustClient::new(cfg).unwrap();
     probed(&client).await;
     fleet
@@ -346,11 +349,11 @@ async fn retry_after_is_honoured_and_too_long_a_wait_is_not() {
 async fn backoff_delays_grow_and_are_jittered() {
     let fleet = Fleet::start(1).await;
     let mut cfg = fast_config(&fleet);
-    cfg.max_retries = 4;
+    cfg.retry.max_retries = 4;
     // Base 40 ms: large enough that a loaded machine's scheduling delay (~10 ms) stays noise.
-    cfg.retry_base_delay_ms = 40;
-    cfg.retry_max_delay_ms = 1_000;
-    cfg.breaker_failure_threshold = 1_000;
+    cfg.retry.base_delay_ms = 40;
+    cfg.retry.max_delay_ms = 1_000;
+    cfg.breaker.failure_threshold = 1_000;
     let client = RobustClient::new(cfg).unwrap();
     probed(&client).await;
     fleet.server(0).set_fault(Fault::Status(500)).await;
@@ -423,8 +426,8 @@ async fn the_faster_of_two_healthy_backends_gets_the_traffic() {
 async fn hedged_get_against_a_black_holed_primary_returns_quickly() {
     let fleet = Fleet::start(2).await;
     let mut cfg = fast_config(&fleet);
-    cfg.hedge_after_ms = Some(100);
-    cfg.request_timeout_ms = 5_000;
+    cfg.retry.hedge_after_ms = Some(100);
+    cfg.timeouts.request_ms = 5_000;
     let client = client_preferring_first(&fleet, cfg).await;
     fleet.server(0).set_fault(Fault::BlackHole).await;
 
@@ -461,8 +464,8 @@ async fn hedged_get_against_a_black_holed_primary_returns_quickly() {
 async fn status_reset_and_events() {
     let fleet = Fleet::start(2).await;
     let mut cfg = fast_config(&fleet);
-    cfg.breaker_open_ms = 60_000;
-    cfg.breaker_failure_threshold = 2;
+    cfg.breaker.open_ms = 60_000;
+    cfg.breaker.failure_threshold = 2;
     let client = RobustClient::new(cfg).unwrap();
     let events = Arc::new(Recorder::default());
     client.add_status_listener(events.clone());
@@ -513,7 +516,7 @@ async fn status_reset_and_events() {
 async fn offline_sends_nothing_and_online_probes_at_once() {
     let fleet = Fleet::start(2).await;
     let mut cfg = fast_config(&fleet);
-    cfg.health_check_interval_ms = 50;
+    cfg.health.interval_ms = 50;
     let client = RobustClient::new(cfg).unwrap();
     probed(&client).await;
     client.set_network_available(false);
@@ -605,11 +608,11 @@ async fn dropping_a_call_cancels_its_request() {
 async fn the_retry_budget_keeps_a_total_outage_from_multiplying_load() {
     let fleet = Fleet::start(3).await;
     let mut cfg = fast_config(&fleet);
-    cfg.breaker_failure_threshold = 1_000; // only the budget limits re-sends here
-    cfg.retry_budget_ratio = 0.2;
-    cfg.retry_budget_min_per_sec = 1; // floor: 10 re-sends per 10 s window
-    cfg.retry_base_delay_ms = 1;
-    cfg.retry_max_delay_ms = 2;
+    cfg.breaker.failure_threshold = 1_000; // only the budget limits re-sends here
+    cfg.retry.budget_ratio = 0.2;
+    cfg.retry.budget_min_per_sec = 1; // floor: 10 re-sends per 10 s window
+    cfg.retry.base_delay_ms = 1;
+    cfg.retry.max_delay_ms = 2;
     let client = RobustClient::new(cfg).unwrap();
     probed(&client).await;
     fleet.set_fault_all(Fault::Status(503)).await;
@@ -638,9 +641,9 @@ async fn the_retry_budget_keeps_a_total_outage_from_multiplying_load() {
 async fn slow_successes_count_against_the_breaker_when_configured() {
     let fleet = Fleet::start(1).await;
     let mut cfg = fast_config(&fleet);
-    cfg.slow_call_threshold_ms = Some(30);
-    cfg.breaker_failure_threshold = 2;
-    cfg.breaker_open_ms = 60_000;
+    cfg.breaker.slow_call_threshold_ms = Some(30);
+    cfg.breaker.failure_threshold = 2;
+    cfg.breaker.open_ms = 60_000;
     let client = RobustClient::new(cfg).unwrap();
     probed(&client).await;
     fleet

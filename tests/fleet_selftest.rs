@@ -1,14 +1,12 @@
-//! Self-test of the test fleet (`tests/support/fleet.rs`): every fault, seen from a real client
+//! Self-test of the test fleet (the `robust-api-fleet` crate, `fleet/`): every fault, seen from a real client
 //! (reqwest, or raw sockets where the exact TCP behaviour matters), plus the standalone
 //! `test-fleet` binary and its control API.
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::fleet::{expected_bytes, Fault, Fleet};
+use robust_api_fleet::{expected_bytes, Fault, Fleet};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -809,6 +807,18 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// Every `.rs` file below `dir` (the fleet crate's sources), appended to `out`.
+fn rust_files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files_under(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
 /// `target/<profile>/examples/test-fleet`, built with cargo if missing or older than its sources.
 /// (`cargo test --test fleet_selftest` does not build examples; plain `cargo test` does.)
 fn test_fleet_binary() -> PathBuf {
@@ -822,10 +832,11 @@ fn test_fleet_binary() -> PathBuf {
         .join("examples")
         .join(format!("test-fleet{}", std::env::consts::EXE_SUFFIX));
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = [
+    let mut sources = vec![
         manifest_dir.join("examples/test-fleet.rs"),
-        manifest_dir.join("tests/support/fleet.rs"),
+        manifest_dir.join("fleet/Cargo.toml"),
     ];
+    rust_files_under(&manifest_dir.join("fleet/src"), &mut sources);
     let built = modified(&binary);
     let fresh = built.is_some() && sources.iter().all(|s| modified(s) <= built);
     if !fresh {
@@ -963,4 +974,61 @@ async fn standalone_binary_serves_a_control_api_and_exits_on_stdin_eof() {
             .await
             .is_err()
     );
+}
+
+/// The upload route's multipart parser (`robust_api_fleet::multipart`), without sockets.
+mod multipart {
+    use robust_api_fleet::multipart::{find_bytes, multipart_boundary, MultipartSink};
+
+    #[test]
+    fn parses_fields_and_hashes_the_file_across_any_split() {
+        use sha2::Digest;
+        let b = "XyZ";
+        let content: Vec<u8> = (0..5000u32).map(|i| (i % 13) as u8 + b'\r' - 3).collect();
+        let mut body = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&content);
+        body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+        let want: String = sha2::Sha256::digest(&content)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        for split in [1usize, 2, 3, 7, 64, 4096, body.len()] {
+            let mut s = MultipartSink::new(b);
+            for chunk in body.chunks(split) {
+                s.feed(chunk).unwrap();
+            }
+            assert!(s.is_done(), "split {split}");
+            assert_eq!(s.fields(), [("title".to_owned(), "Hello".to_owned())]);
+            let (field, name, ct, size, hash) = s.file().cloned().unwrap();
+            assert_eq!(
+                (field.as_str(), name.as_str(), ct.as_str()),
+                ("file", "a.bin", "application/octet-stream")
+            );
+            assert_eq!(
+                (size, hash),
+                (content.len() as u64, want.clone()),
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn boundaries() {
+        assert_eq!(
+            multipart_boundary("multipart/form-data; boundary=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            multipart_boundary("Multipart/Form-Data; charset=x; boundary=\"a b\"").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(multipart_boundary("application/json"), None);
+        assert_eq!(find_bytes(b"abcabd", b"abd"), Some(3));
+        assert_eq!(find_bytes(b"ab", b"abd"), None);
+    }
 }

@@ -1,7 +1,5 @@
 //! The durable offline queue against real servers, real SQLite files and real process kills.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,26 +8,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use robust_api::{
-    ApiError, ApiRequest, ApiResponse, ClientConfig, HeaderProvider, HttpMethod, OfflinePolicy, QueueListener,
-    QueuedRequestId, RobustClient,
+    ApiError, ApiRequest, ApiResponse, ClientConfig, HeaderProvider, HttpMethod, OfflinePolicy,
+    QueueListener, QueuedRequestId, RobustClient,
 };
-use support::wait_until;
-use support::fleet::{Fault, Fleet};
+use robust_api_fleet::{wait_until, Fault, Fleet};
 
 fn config(fleet: &Fleet, dir: &Path) -> ClientConfig {
     let mut c = ClientConfig::new(fleet.urls());
     c.storage_dir = Some(dir.to_string_lossy().into_owned());
-    c.retry_base_delay_ms = 5;
-    c.retry_max_delay_ms = 10;
-    c.max_retries = 0;
-    c.queue_retry_base_delay_ms = 30;
-    c.queue_retry_max_delay_ms = 60;
-    c.connect_timeout_ms = 500;
-    c.request_timeout_ms = 2_000;
-    c.max_queue_size = 1_000;
+    c.retry.base_delay_ms = 5;
+    c.retry.max_delay_ms = 10;
+    c.retry.max_retries = 0;
+    c.queue.retry_base_delay_ms = 30;
+    c.queue.retry_max_delay_ms = 60;
+    c.timeouts.connect_ms = 500;
+    c.timeouts.request_ms = 2_000;
+    c.queue.max_entries = 1_000;
     c
 }
-
 
 #[derive(Default)]
 struct Outcomes {
@@ -58,10 +54,17 @@ fn applied_seqs(fleet: &Fleet) -> Vec<usize> {
         if r.path != "/orders" {
             continue;
         }
-        let key = r.header("idempotency-key").expect("every queued attempt carries a key").to_string();
+        let key = r
+            .header("idempotency-key")
+            .expect("every queued attempt carries a key")
+            .to_string();
         if seen.insert(key) {
             let body = String::from_utf8_lossy(&r.body).to_string();
-            let seq = body.trim_start_matches(r#"{"seq":"#).trim_end_matches('}').parse().expect("seq");
+            let seq = body
+                .trim_start_matches(r#"{"seq":"#)
+                .trim_end_matches('}')
+                .parse()
+                .expect("seq");
             out.push(seq);
         }
     }
@@ -80,18 +83,40 @@ async fn offline_enqueue_then_network_back_delivers_all_in_order_exactly_once() 
         ids.push(client.enqueue(post(seq)).unwrap());
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(fleet.server(0).hits_for("/orders"), 0, "nothing sent while offline");
+    assert_eq!(
+        fleet.server(0).hits_for("/orders"),
+        0,
+        "nothing sent while offline"
+    );
     let s = client.service_status().queue;
     assert_eq!((s.pending, s.dead_lettered), (20, 0));
     assert!(s.oldest_age_ms.is_some());
 
     client.set_network_available(true);
-    wait_until("20 deliveries", Duration::from_secs(5), || outcomes.delivered.lock().unwrap().len() == 20).await;
-    assert_eq!(applied_seqs(&fleet), (0..20).collect::<Vec<_>>(), "in order");
+    wait_until("20 deliveries", Duration::from_secs(5), || {
+        outcomes.delivered.lock().unwrap().len() == 20
+    })
+    .await;
+    assert_eq!(
+        applied_seqs(&fleet),
+        (0..20).collect::<Vec<_>>(),
+        "in order"
+    );
     assert_eq!(fleet.server(0).unique_effects(), 20, "exactly once");
-    let delivered: Vec<QueuedRequestId> = outcomes.delivered.lock().unwrap().iter().map(|d| d.0.clone()).collect();
+    let delivered: Vec<QueuedRequestId> = outcomes
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.0.clone())
+        .collect();
     assert_eq!(delivered, ids, "listener told in order");
-    assert!(outcomes.delivered.lock().unwrap().iter().all(|(_, r)| r.status == 200));
+    assert!(outcomes
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, r)| r.status == 200));
     let s = client.service_status().queue;
     assert_eq!((s.pending, s.in_flight, s.delivered), (0, 0, 20));
     assert!(client.queued_requests().unwrap().is_empty());
@@ -110,15 +135,27 @@ async fn a_request_with_offline_policy_queue_is_queued_and_delivered_later() {
     assert_eq!(client.queued_requests().unwrap()[0].id, id);
 
     // Without the policy the same failure is an error.
-    let plain = client.request(ApiRequest::post_json("/orders", "{}")).await.unwrap_err();
-    assert!(matches!(plain, ApiError::AllBackendsUnavailable { .. } | ApiError::Transport { .. }), "{plain:?}");
+    let plain = client
+        .request(ApiRequest::post_json("/orders", "{}"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            plain,
+            ApiError::AllBackendsUnavailable { .. } | ApiError::Transport { .. }
+        ),
+        "{plain:?}"
+    );
 
     let outcomes = Arc::new(Outcomes::default());
     client.set_queue_listener(outcomes.clone());
     fleet.set_fault_all(Fault::None).await;
     client.reset_circuit_breakers();
     client.flush_queue().unwrap();
-    wait_until("delivery", Duration::from_secs(5), || !outcomes.delivered.lock().unwrap().is_empty()).await;
+    wait_until("delivery", Duration::from_secs(5), || {
+        !outcomes.delivered.lock().unwrap().is_empty()
+    })
+    .await;
     assert_eq!(outcomes.delivered.lock().unwrap()[0].0, id);
     assert_eq!(applied_seqs(&fleet), vec![7]);
 }
@@ -130,7 +167,10 @@ fn child_binary() -> PathBuf {
     let bin = target_profile.join("examples").join("queue-child");
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "--example", "queue-child"]).status().unwrap();
+        let status = Command::new(cargo)
+            .args(["build", "--example", "queue-child"])
+            .status()
+            .unwrap();
         assert!(status.success(), "building queue-child");
     }
     bin
@@ -138,9 +178,24 @@ fn child_binary() -> PathBuf {
 
 /// Runs the child, waits for `ready` lines (or none), lets it run `delay`, then SIGKILLs it.
 /// Returns the seqs it acknowledged as durably enqueued.
-fn run_and_kill(dir: &Path, backend: &str, mode: &str, kill_after_line: Option<&str>, delay: Duration) -> Vec<usize> {
+fn run_and_kill(
+    dir: &Path,
+    backend: &str,
+    mode: &str,
+    kill_after_line: Option<&str>,
+    delay: Duration,
+) -> Vec<usize> {
     let mut child = Command::new(child_binary())
-        .args(["--dir", &dir.to_string_lossy(), "--backend", backend, "--mode", mode, "--count", "50"])
+        .args([
+            "--dir",
+            &dir.to_string_lossy(),
+            "--backend",
+            backend,
+            "--mode",
+            mode,
+            "--count",
+            "50",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -155,7 +210,9 @@ fn run_and_kill(dir: &Path, backend: &str, mode: &str, kill_after_line: Option<&
     let mut acked = Vec::new();
     if let Some(ready) = kill_after_line {
         loop {
-            let line = rx.recv_timeout(Duration::from_secs(20)).expect("child output");
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("child output");
             if let Some(seq) = line.strip_prefix("ENQ ") {
                 acked.push(seq.parse().unwrap());
             }
@@ -167,7 +224,10 @@ fn run_and_kill(dir: &Path, backend: &str, mode: &str, kill_after_line: Option<&
     std::thread::sleep(delay);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    acked.extend(rx.try_iter().filter_map(|l| l.strip_prefix("ENQ ").and_then(|s| s.parse::<usize>().ok())));
+    acked.extend(
+        rx.try_iter()
+            .filter_map(|l| l.strip_prefix("ENQ ").and_then(|s| s.parse::<usize>().ok())),
+    );
     acked
 }
 
@@ -175,32 +235,57 @@ fn run_and_kill(dir: &Path, backend: &str, mode: &str, kill_after_line: Option<&
 async fn sigkilled_processes_lose_nothing_and_duplicate_nothing() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     // Slow answers widen the window in which a kill lands mid-request.
-    fleet.server(0).set_fault(Fault::Slow(Duration::from_millis(15))).await;
+    fleet
+        .server(0)
+        .set_fault(Fault::Slow(Duration::from_millis(15)))
+        .await;
     let backend = fleet.urls()[0].clone();
     let d = dir.path().to_path_buf();
     let b = backend.clone();
     // Enqueue 50 offline, then get killed during the flush ...
     let acked = tokio::task::spawn_blocking(move || {
-        run_and_kill(&d, &b, "enqueue-offline", Some("REPLAYING"), Duration::from_millis(fastrand::u64(20..120)))
+        run_and_kill(
+            &d,
+            &b,
+            "enqueue-offline",
+            Some("REPLAYING"),
+            Duration::from_millis(fastrand::u64(20..120)),
+        )
     })
     .await
     .unwrap();
     assert_eq!(acked.len(), 50);
     let after_first_kill = fleet.server(0).unique_effects();
-    assert!(after_first_kill < 50, "the kill landed during the flush ({after_first_kill} delivered)");
+    assert!(
+        after_first_kill < 50,
+        "the kill landed during the flush ({after_first_kill} delivered)"
+    );
     // ... and again, several times, while resuming.
     let (d, b) = (dir.path().to_path_buf(), backend.clone());
     tokio::task::spawn_blocking(move || {
         for _ in 0..4 {
-            run_and_kill(&d, &b, "resume", None, Duration::from_millis(fastrand::u64(80..250)));
+            run_and_kill(
+                &d,
+                &b,
+                "resume",
+                None,
+                Duration::from_millis(fastrand::u64(80..250)),
+            );
         }
     })
     .await
     .unwrap();
 
     let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
-    wait_until("the rest delivered", Duration::from_secs(20), || client.service_status().queue.pending == 0).await;
-    assert_eq!(fleet.server(0).unique_effects(), 50, "no loss, no duplicate effect");
+    wait_until("the rest delivered", Duration::from_secs(20), || {
+        client.service_status().queue.pending == 0
+    })
+    .await;
+    assert_eq!(
+        fleet.server(0).unique_effects(),
+        50,
+        "no loss, no duplicate effect"
+    );
     let mut seqs = applied_seqs(&fleet);
     assert_eq!(seqs, (0..50).collect::<Vec<_>>(), "in order, each once");
     seqs.dedup();
@@ -212,18 +297,30 @@ async fn sigkill_during_enqueue_keeps_every_acknowledged_request() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     let (d, b) = (dir.path().to_path_buf(), fleet.urls()[0].clone());
     let acked = tokio::task::spawn_blocking(move || {
-        run_and_kill(&d, &b, "enqueue-online", Some("ENQ 10"), Duration::from_micros(fastrand::u64(0..3_000)))
+        run_and_kill(
+            &d,
+            &b,
+            "enqueue-online",
+            Some("ENQ 10"),
+            Duration::from_micros(fastrand::u64(0..3_000)),
+        )
     })
     .await
     .unwrap();
     let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
-    wait_until("delivered", Duration::from_secs(20), || client.service_status().queue.pending == 0).await;
+    wait_until("delivered", Duration::from_secs(20), || {
+        client.service_status().queue.pending == 0
+    })
+    .await;
     let applied = applied_seqs(&fleet);
     for seq in &acked {
         assert!(applied.contains(seq), "acknowledged seq {seq} was lost");
     }
     // At most the one being written when the kill landed is extra; nothing twice.
-    assert!(applied.len() <= acked.len() + 1, "applied {applied:?}, acked {acked:?}");
+    assert!(
+        applied.len() <= acked.len() + 1,
+        "applied {applied:?}, acked {acked:?}"
+    );
     assert_eq!(fleet.server(0).unique_effects() as usize, applied.len());
 }
 
@@ -239,7 +336,10 @@ async fn outcomes_rejections_dead_letter_and_transient_failures_retry() {
     fleet.server(0).set_fault(Fault::Status(422)).await;
     let bad = client.enqueue(post(1)).unwrap();
     client.set_network_available(true);
-    wait_until("dead letter", Duration::from_secs(5), || outcomes.dead.lock().unwrap().len() == 1).await;
+    wait_until("dead letter", Duration::from_secs(5), || {
+        outcomes.dead.lock().unwrap().len() == 1
+    })
+    .await;
     let dl = client.dead_letters().unwrap();
     assert_eq!(dl.len(), 1);
     assert_eq!((dl[0].id.clone(), dl[0].status), (bad.clone(), Some(422)));
@@ -254,10 +354,16 @@ async fn outcomes_rejections_dead_letter_and_transient_failures_retry() {
         fleet.server(0).set_fault(fault.clone()).await;
         client.reset_circuit_breakers();
         let id = client.enqueue(post(2)).unwrap();
-        wait_until("retried", Duration::from_secs(5), || fleet.server(0).hits_for("/orders") >= 3).await;
+        wait_until("retried", Duration::from_secs(5), || {
+            fleet.server(0).hits_for("/orders") >= 3
+        })
+        .await;
         let pending = client.queued_requests().unwrap();
         assert_eq!(pending.len(), 1, "{fault:?}: still queued");
-        assert!(pending[0].attempts >= 2 && pending[0].last_error.is_some(), "{pending:?}");
+        assert!(
+            pending[0].attempts >= 2 && pending[0].last_error.is_some(),
+            "{pending:?}"
+        );
         let keys: HashSet<String> = fleet.server(0).idempotency_keys().into_iter().collect();
         assert_eq!(keys.len(), 1, "same key on every attempt");
         fleet.server(0).set_fault(Fault::None).await;
@@ -271,13 +377,16 @@ async fn outcomes_rejections_dead_letter_and_transient_failures_retry() {
     // Too old: dead-lettered without being sent.
     let (fleet2, dir2) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     let mut cfg = config(&fleet2, dir2.path());
-    cfg.queue_max_age_ms = 50;
+    cfg.queue.max_age_ms = 50;
     let old = RobustClient::new(cfg).unwrap();
     old.set_network_available(false);
     old.enqueue(post(3)).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     old.set_network_available(true);
-    wait_until("expired", Duration::from_secs(5), || old.dead_letters().is_ok_and(|d| d.len() == 1)).await;
+    wait_until("expired", Duration::from_secs(5), || {
+        old.dead_letters().is_ok_and(|d| d.len() == 1)
+    })
+    .await;
     assert!(old.dead_letters().unwrap()[0].reason.contains("expired"));
     assert_eq!(fleet2.server(0).hits_for("/orders"), 0);
 }
@@ -293,14 +402,17 @@ impl HeaderProvider for Token {
 async fn credentials_never_reach_the_disk_and_fresh_ones_are_sent() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     let mut cfg = config(&fleet, dir.path());
-    cfg.queue_sensitive_headers = vec!["X-Api-Key".into()];
+    cfg.queue.sensitive_headers = vec!["X-Api-Key".into()];
     let client = RobustClient::new(cfg).unwrap();
     client.set_network_available(false);
     for i in 0..5 {
         let mut req = post(i);
-        req.headers.insert("Authorization".into(), "Bearer EXPIRED-SECRET-TOKEN".into());
-        req.headers.insert("Cookie".into(), "session=COOKIE-SECRET".into());
-        req.headers.insert("x-api-key".into(), "APIKEY-SECRET".into());
+        req.headers
+            .insert("Authorization".into(), "Bearer EXPIRED-SECRET-TOKEN".into());
+        req.headers
+            .insert("Cookie".into(), "session=COOKIE-SECRET".into());
+        req.headers
+            .insert("x-api-key".into(), "APIKEY-SECRET".into());
         req.headers.insert("X-Trace".into(), "kept-header".into());
         client.enqueue(req).unwrap();
     }
@@ -309,14 +421,20 @@ async fn credentials_never_reach_the_disk_and_fresh_ones_are_sent() {
         bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
     let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-    assert!(has("kept-header"), "the queue is on disk (sanity check of the grep)");
+    assert!(
+        has("kept-header"),
+        "the queue is on disk (sanity check of the grep)"
+    );
     for secret in ["EXPIRED-SECRET-TOKEN", "COOKIE-SECRET", "APIKEY-SECRET"] {
         assert!(!has(secret), "{secret} was written to disk");
     }
 
     client.set_header_provider(Arc::new(Token(Mutex::new("Bearer fresh-token".into()))));
     client.set_network_available(true);
-    wait_until("delivered", Duration::from_secs(5), || client.service_status().queue.pending == 0).await;
+    wait_until("delivered", Duration::from_secs(5), || {
+        client.service_status().queue.pending == 0
+    })
+    .await;
     let auths: Vec<String> = fleet
         .server(0)
         .requests()
@@ -331,30 +449,57 @@ async fn credentials_never_reach_the_disk_and_fresh_ones_are_sent() {
 async fn the_queue_is_bounded_and_manageable() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     let mut cfg = config(&fleet, dir.path());
-    cfg.max_queue_size = 3;
+    cfg.queue.max_entries = 3;
     let client = RobustClient::new(cfg).unwrap();
     client.set_network_available(false);
     let ids: Vec<_> = (0..3).map(|i| client.enqueue(post(i)).unwrap()).collect();
     let err = client.enqueue(post(3)).unwrap_err();
-    assert_eq!(err, ApiError::QueueFull { max_entries: 3, max_bytes: 10 * 1024 * 1024 });
+    assert_eq!(
+        err,
+        ApiError::QueueFull {
+            max_entries: 3,
+            max_bytes: 10 * 1024 * 1024
+        }
+    );
     let mut queued = post(4);
     queued.offline = Some(OfflinePolicy::Queue);
-    assert!(matches!(client.request(queued).await, Err(ApiError::QueueFull { .. })), "never a silent drop");
+    assert!(
+        matches!(
+            client.request(queued).await,
+            Err(ApiError::QueueFull { .. })
+        ),
+        "never a silent drop"
+    );
 
     assert!(client.remove_queued(ids[1].clone()).unwrap());
     assert!(!client.remove_queued(ids[1].clone()).unwrap());
-    assert_eq!(client.queued_requests().unwrap().iter().map(|q| q.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone(), ids[2].clone()]);
+    assert_eq!(
+        client
+            .queued_requests()
+            .unwrap()
+            .iter()
+            .map(|q| q.id.clone())
+            .collect::<Vec<_>>(),
+        vec![ids[0].clone(), ids[2].clone()]
+    );
     assert!(client.enqueue(post(5)).is_ok(), "room again");
 
     // A dead letter can be put back.
     fleet.server(0).set_fault(Fault::Status(400)).await;
     client.set_network_available(true);
-    wait_until("dead letters", Duration::from_secs(5), || client.dead_letters().is_ok_and(|d| d.len() == 3)).await;
+    wait_until("dead letters", Duration::from_secs(5), || {
+        client.dead_letters().is_ok_and(|d| d.len() == 3)
+    })
+    .await;
     assert_eq!(client.service_status().queue.pending, 0);
     fleet.server(0).set_fault(Fault::None).await;
     assert!(client.retry_dead_letter(ids[0].clone()).unwrap());
     wait_until("redelivered", Duration::from_secs(5), || {
-        client.queue_outcomes().unwrap().iter().any(|o| o.id == ids[0] && o.delivered)
+        client
+            .queue_outcomes()
+            .unwrap()
+            .iter()
+            .any(|o| o.id == ids[0] && o.delivered)
     })
     .await;
     assert_eq!(client.dead_letters().unwrap().len(), 2);
@@ -368,16 +513,36 @@ async fn a_listener_attached_later_receives_what_it_missed_even_after_a_restart(
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
     let ids: Vec<_> = (0..3).map(|i| client.enqueue(post(i)).unwrap()).collect();
-    wait_until("delivered", Duration::from_secs(5), || client.service_status().queue.delivered == 3).await;
-    assert!(client.queue_outcomes().unwrap().iter().all(|o| o.delivered && !o.notified));
+    wait_until("delivered", Duration::from_secs(5), || {
+        client.service_status().queue.delivered == 3
+    })
+    .await;
+    assert!(client
+        .queue_outcomes()
+        .unwrap()
+        .iter()
+        .all(|o| o.delivered && !o.notified));
     drop(client);
 
     let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
     let outcomes = Arc::new(Outcomes::default());
     client.set_queue_listener(outcomes.clone());
-    wait_until("missed outcomes", Duration::from_secs(5), || outcomes.delivered.lock().unwrap().len() == 3).await;
-    let got: Vec<_> = outcomes.delivered.lock().unwrap().iter().map(|d| d.0.clone()).collect();
+    wait_until("missed outcomes", Duration::from_secs(5), || {
+        outcomes.delivered.lock().unwrap().len() == 3
+    })
+    .await;
+    let got: Vec<_> = outcomes
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.0.clone())
+        .collect();
     assert_eq!(got, ids);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(outcomes.delivered.lock().unwrap().len(), 3, "each told once");
+    assert_eq!(
+        outcomes.delivered.lock().unwrap().len(),
+        3,
+        "each told once"
+    );
 }

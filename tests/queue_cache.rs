@@ -30,16 +30,21 @@ async fn a_replayed_queued_put_invalidates_the_cached_get_of_its_path() {
     let first = client.request(cached_get()).await.unwrap();
     assert!(!first.from_cache);
     let again = client.request(cached_get()).await.unwrap();
-    assert!(again.from_cache, "max-age=600: the second GET is a cache hit");
+    assert!(
+        again.from_cache,
+        "max-age=600: the second GET is a cache hit"
+    );
 
     client.set_network_available(false);
     let mut put = ApiRequest::new(HttpMethod::Put, ITEM);
     put.body = Some(b"{\"name\":\"new\"}".to_vec());
     client.enqueue(put).unwrap();
     client.set_network_available(true);
-    wait_until("the queued PUT is replayed", Duration::from_secs(10), || {
-        client.service_status().queue.delivered == 1
-    })
+    wait_until(
+        "the queued PUT is replayed",
+        Duration::from_secs(10),
+        || client.service_status().queue.delivered == 1,
+    )
     .await;
 
     let after = client.request(cached_get()).await.unwrap();

@@ -4,14 +4,12 @@
 //! throughput on loopback, number of progress calls.
 
 mod support;
-#[path = "support/uploads.rs"]
-mod uploads;
 
 use std::time::Instant;
 
 use robust_api::{ClientConfig, RobustClient, UploadRequest};
-use support::fleet::Fleet;
-use uploads::{json_str, make_file, sha256_file, Progress};
+use robust_api_fleet::{json_str, make_file, sha256_file, Fleet};
+use support::Progress;
 
 const MB: u64 = 1 << 20;
 
@@ -68,7 +66,7 @@ async fn a_200_mb_upload_streams_with_flat_memory_and_arrives_intact() {
     let mib_s = size as f64 / MB as f64 / elapsed.as_secs_f64();
     println!(
         "upload figures: {} MiB body in {:.2} s = {mib_s:.0} MiB/s on loopback; {calls} progress calls",
-        total / MB,
+        total as u64 / MB,
         elapsed.as_secs_f64()
     );
     if let (Some(before), Some(after)) = (before, after) {

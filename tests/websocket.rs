@@ -1,9 +1,6 @@
-//! WebSockets against real local servers (`support::ws_server`): echo, heartbeat and dead-connection
-//! detection, reconnect with jitter, failover, offline behaviour, the outbound buffer, closes and
-//! shutdown. Short intervals throughout; every wait is bounded.
-
-mod support;
-use support::wait_until;
+//! WebSockets against real local servers (`robust_api_fleet::ws`): echo, heartbeat and
+//! dead-connection detection, reconnect with jitter, failover, offline behaviour, the outbound
+//! buffer, closes and shutdown. Short intervals throughout; every wait is bounded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +10,8 @@ use robust_api::{
     ApiError, BreakerState, ClientConfig, HeaderProvider, HttpMethod, RobustClient,
     WebSocketConnection, WebSocketListener, WebSocketState,
 };
-use support::ws_server::{Mode, Received, WsFleet};
+use robust_api_fleet::wait_until;
+use robust_api_fleet::ws::{Mode, Received, WsFleet};
 
 // ------------------------------------------------------------------------------------------------
 // Helpers
@@ -26,7 +24,7 @@ enum Ev {
     Binary(Vec<u8>),
     State(WebSocketState),
     Error(ApiError),
-    Closed(u16, String),
+    Closed(i32, String),
 }
 
 /// Records every callback, with the thread it ran on.
@@ -106,7 +104,7 @@ impl Recorder {
             .collect()
     }
 
-    fn closed(&self) -> Vec<(u16, String)> {
+    fn closed(&self) -> Vec<(i32, String)> {
         self.all()
             .into_iter()
             .filter_map(|e| match e {
@@ -143,7 +141,7 @@ impl WebSocketListener for Recorder {
     fn on_error(&self, error: ApiError) {
         self.push(Ev::Error(error));
     }
-    fn on_closed(&self, code: u16, reason: String) {
+    fn on_closed(&self, code: i32, reason: String) {
         self.push(Ev::Closed(code, reason));
     }
 }
@@ -151,14 +149,13 @@ impl WebSocketListener for Recorder {
 /// Short intervals: ping every 200 ms, dead after 200 ms without pong, reconnect 50 → 400 ms.
 fn fast_config(fleet: &WsFleet) -> ClientConfig {
     let mut c = ClientConfig::new(fleet.urls());
-    c.ws_heartbeat_interval_ms = 200;
-    c.ws_pong_timeout_ms = 200;
-    c.ws_reconnect_base_delay_ms = 50;
-    c.ws_reconnect_max_delay_ms = 400;
-    c.connect_timeout_ms = 1_000;
+    c.websocket.heartbeat_interval_ms = 200;
+    c.websocket.pong_timeout_ms = 200;
+    c.websocket.reconnect_base_delay_ms = 50;
+    c.websocket.reconnect_max_delay_ms = 400;
+    c.timeouts.connect_ms = 1_000;
     c
 }
-
 
 async fn open_socket(
     client: &RobustClient,
@@ -272,8 +269,8 @@ async fn handshake_carries_default_and_provider_headers() {
 async fn a_dead_connection_is_detected_within_interval_plus_timeout_and_reconnected() {
     let fleet = WsFleet::start(1).await;
     let mut cfg = fast_config(&fleet);
-    cfg.ws_heartbeat_interval_ms = 300;
-    cfg.ws_pong_timeout_ms = 200;
+    cfg.websocket.heartbeat_interval_ms = 300;
+    cfg.websocket.pong_timeout_ms = 200;
     let client = RobustClient::new(cfg).unwrap();
     let (conn, rec) = open_socket(&client, "/ws").await;
     wait_until("a first pong", Duration::from_secs(3), || {
@@ -324,7 +321,11 @@ async fn a_dead_connection_is_detected_within_interval_plus_timeout_and_reconnec
 async fn a_restarted_server_gets_the_buffered_messages_in_order() {
     let fleet = WsFleet::start(1).await;
     let server = fleet.server(0).clone();
-    let client = RobustClient::new(fast_config(&fleet)).unwrap();
+    let mut config = fast_config(&fleet);
+    // The refused attempts while the server is down must not open the breaker (that fences the
+    // only backend off for 30 s: a different test).
+    config.breaker.failure_threshold = 1_000;
+    let client = RobustClient::new(config).unwrap();
     let (conn, rec) = open_socket(&client, "/ws").await;
     server.kill().await;
     wait_until("the client notices", Duration::from_secs(3), || {
@@ -386,8 +387,8 @@ async fn a_killed_backend_fails_over_to_another() {
 async fn connect_failures_count_against_the_breaker_and_open_breakers_are_skipped() {
     let fleet = WsFleet::start(2).await;
     let mut cfg = fast_config(&fleet);
-    cfg.breaker_failure_threshold = 1;
-    cfg.breaker_open_ms = 60_000;
+    cfg.breaker.failure_threshold = 1;
+    cfg.breaker.open_ms = 60_000;
     let client = RobustClient::new(cfg).unwrap();
     wait_until("start-up probes", Duration::from_secs(5), || {
         client
@@ -423,8 +424,8 @@ async fn offline_means_no_connection_attempts_until_the_network_returns() {
     let mut cfg = fast_config(&fleet);
     // A reconnect that waited for its backoff would take up to a minute: the attempt after the
     // network returns must not wait for it.
-    cfg.ws_reconnect_base_delay_ms = 60_000;
-    cfg.ws_reconnect_max_delay_ms = 60_000;
+    cfg.websocket.reconnect_base_delay_ms = 60_000;
+    cfg.websocket.reconnect_max_delay_ms = 60_000;
     let client = RobustClient::new(cfg).unwrap();
     let (conn, rec) = open_socket(&client, "/ws").await;
 
@@ -486,10 +487,10 @@ async fn a_hundred_clients_reconnect_spread_out_by_jitter() {
     for _ in 0..N {
         let mut cfg = fast_config(&fleet);
         cfg.worker_threads = 1;
-        cfg.ws_heartbeat_interval_ms = 250;
-        cfg.ws_pong_timeout_ms = 5_000; // a loaded machine must not produce false "dead"s here
-        cfg.ws_reconnect_base_delay_ms = 500;
-        cfg.ws_reconnect_max_delay_ms = 2_000;
+        cfg.websocket.heartbeat_interval_ms = 250;
+        cfg.websocket.pong_timeout_ms = 5_000; // a loaded machine must not produce false "dead"s here
+        cfg.websocket.reconnect_base_delay_ms = 500;
+        cfg.websocket.reconnect_max_delay_ms = 2_000;
         let client = RobustClient::new(cfg).unwrap();
         let rec = Recorder::new();
         let conn = client.connect_websocket("/ws".into(), rec.clone()).unwrap();
@@ -633,7 +634,7 @@ async fn a_normal_server_close_reconnects_unless_configured_otherwise() {
     drop(client);
 
     let mut cfg = fast_config(&fleet);
-    cfg.ws_reconnect_on_normal_close = false;
+    cfg.websocket.reconnect_on_normal_close = false;
     let client = RobustClient::new(cfg).unwrap();
     // Any other code still reconnects.
     let (conn, rec) = open_socket(&client, "/ws").await;
@@ -660,8 +661,8 @@ async fn the_outbound_buffer_is_bounded_with_typed_errors() {
     let server = fleet.server(0).clone();
     server.kill().await;
     let mut cfg = fast_config(&fleet);
-    cfg.ws_max_buffered_messages = 3;
-    cfg.ws_max_buffered_bytes = 10;
+    cfg.websocket.max_buffered_messages = 3;
+    cfg.websocket.max_buffered_bytes = 10;
     let client = RobustClient::new(cfg).unwrap();
     let rec = Recorder::new();
     let conn = client.connect_websocket("/ws".into(), rec.clone()).unwrap();
@@ -754,7 +755,7 @@ async fn the_attempt_limit_gives_up_with_on_closed() {
     let fleet = WsFleet::start(1).await;
     fleet.server(0).kill().await;
     let mut cfg = fast_config(&fleet);
-    cfg.ws_max_reconnect_attempts = Some(3);
+    cfg.websocket.max_reconnect_attempts = Some(3);
     let client = RobustClient::new(cfg).unwrap();
     let rec = Recorder::new();
     let conn = client.connect_websocket("/ws".into(), rec.clone()).unwrap();
@@ -846,19 +847,19 @@ async fn invalid_paths_and_configs_are_rejected_up_front() {
         );
     }
     let mut cfg = fast_config(&fleet);
-    cfg.ws_reconnect_max_delay_ms = 10;
+    cfg.websocket.reconnect_max_delay_ms = 10;
     assert!(matches!(
         RobustClient::new(cfg),
         Err(ApiError::InvalidConfig { .. })
     ));
     let mut cfg = fast_config(&fleet);
-    cfg.ws_pong_timeout_ms = 0;
+    cfg.websocket.pong_timeout_ms = 0;
     assert!(matches!(
         RobustClient::new(cfg),
         Err(ApiError::InvalidConfig { .. })
     ));
     let mut cfg = fast_config(&fleet);
-    cfg.ws_max_reconnect_attempts = Some(0);
+    cfg.websocket.max_reconnect_attempts = Some(0);
     assert!(matches!(
         RobustClient::new(cfg),
         Err(ApiError::InvalidConfig { .. })
@@ -886,14 +887,14 @@ async fn a_slow_listener_does_not_make_a_live_connection_look_dead() {
         fn on_error(&self, e: ApiError) {
             self.0.on_error(e)
         }
-        fn on_closed(&self, c: u16, r: String) {
+        fn on_closed(&self, c: i32, r: String) {
             self.0.on_closed(c, r)
         }
     }
     let fleet = WsFleet::start(1).await;
     let mut cfg = fast_config(&fleet);
-    cfg.ws_heartbeat_interval_ms = 100;
-    cfg.ws_pong_timeout_ms = 150;
+    cfg.websocket.heartbeat_interval_ms = 100;
+    cfg.websocket.pong_timeout_ms = 150;
     let client = RobustClient::new(cfg).unwrap();
     let rec = Recorder::new();
     let conn = client
@@ -916,8 +917,8 @@ async fn a_slow_listener_does_not_make_a_live_connection_look_dead() {
 async fn the_network_coming_back_checks_an_open_connection_at_once() {
     let fleet = WsFleet::start(1).await;
     let mut cfg = fast_config(&fleet);
-    cfg.ws_heartbeat_interval_ms = 30_000; // the regular ping would come far too late
-    cfg.ws_pong_timeout_ms = 200;
+    cfg.websocket.heartbeat_interval_ms = 30_000; // the regular ping would come far too late
+    cfg.websocket.pong_timeout_ms = 200;
     let client = RobustClient::new(cfg).unwrap();
     let (_conn, rec) = open_socket(&client, "/ws").await;
     // A network switch: the old socket is silently dead.
@@ -946,8 +947,8 @@ async fn an_https_backend_is_reached_over_wss() {
     let fleet = WsFleet::start(1).await;
     let server = fleet.server(0).clone();
     let mut cfg = ClientConfig::new(vec![server.url().replace("http://", "https://")]);
-    cfg.connect_timeout_ms = 500;
-    cfg.ws_max_reconnect_attempts = Some(1);
+    cfg.timeouts.connect_ms = 500;
+    cfg.websocket.max_reconnect_attempts = Some(1);
     let client = RobustClient::new(cfg).unwrap();
     wait_until("the start-up probe", Duration::from_secs(5), || {
         client.service_status().backends[0]

@@ -4,8 +4,8 @@
 //! to a WebSocket (tokio-tungstenite after a hand-written 101 answer).
 //!
 //! Used by `tests/websocket.rs` and, through `examples/test-fleet.rs`, by the Kotlin/Swift/Python
-//! suites. Depends on `std`, `tokio` and `tokio-tungstenite` only (never on `robust_api`), so it can
-//! be included with `#[path = ".../tests/support/ws_server.rs"] mod ws_server;`.
+//! suites. The HTTP side (request heads, plain answers, re-binding a port) is the fleet's own
+//! `http` module; tokio-tungstenite takes over after the 101 answer.
 //!
 //! Per server:
 //! * [`Mode::Echo`] (default): every text/binary message is sent back; pings are answered.
@@ -19,17 +19,15 @@
 //! * Counters: upgrade requests (with their arrival times and headers), TCP connections, health
 //!   hits, messages received in order, close codes received from clients.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -39,8 +37,13 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-/// Largest accepted request head.
-const MAX_HEAD: usize = 16 * 1024;
+use crate::http::{bind_again, next_head, respond_and_close};
+use crate::lock;
+
+mod control;
+
+pub use control::WsControl;
+
 /// Received messages kept per server (oldest dropped first).
 const MAX_RECEIVED: usize = 100_000;
 
@@ -186,10 +189,6 @@ impl Drop for OpenGuard {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl WsServer {
     async fn start_new(index: usize) -> io::Result<WsServer> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -261,20 +260,9 @@ impl WsServer {
         if lock(&self.0.listener).is_some() {
             return Ok(());
         }
-        let mut last = None;
-        for _ in 0..50 {
-            match TcpListener::bind(self.0.addr).await {
-                Ok(l) => {
-                    self.listen(l);
-                    return Ok(());
-                }
-                Err(e) => {
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("bind failed")))
+        let listener = bind_again(self.0.addr, 50).await?;
+        self.listen(listener);
+        Ok(())
     }
 
     /// [`WsServer::kill`] then [`WsServer::start`].
@@ -393,78 +381,20 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
-struct Head {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads a request head; returns it and the bytes read past it.
-async fn read_head(stream: &mut TcpStream) -> Option<(Head, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD {
-            return None;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let text = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let rest = buf[end + 4..].to_vec();
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split_whitespace();
-    let method = first.next()?.to_string();
-    let target = first.next()?.to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some((
-        Head {
-            method,
-            target,
-            headers,
-        },
-        rest,
-    ))
-}
-
-async fn respond(stream: &mut TcpStream, status: u16, body: &str) {
-    let text = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        if status == 200 { "OK" } else { "Status" },
-        body.len()
-    );
-    let _ = stream.write_all(text.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-async fn serve(inner: Arc<Inner>, mut stream: TcpStream, commands: mpsc::UnboundedReceiver<Cmd>) {
+async fn serve(inner: Arc<Inner>, stream: TcpStream, commands: mpsc::UnboundedReceiver<Cmd>) {
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
     if matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16) {
         inner.tls_hellos.fetch_add(1, Ordering::SeqCst);
         return;
     }
-    let Some((head, rest)) = read_head(&mut stream).await else {
+    let mut io = BufReader::new(stream);
+    let Some(head) = next_head(&mut io).await else {
         return;
     };
+    // What the client sent past the head (its first frames) belongs to the WebSocket.
+    let rest = io.buffer().to_vec();
+    let mut stream = io.into_inner();
     let upgrade = head
         .header("upgrade")
         .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
@@ -472,9 +402,9 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream, commands: mpsc::Unbound
         let path = head.target.split('?').next().unwrap_or("");
         if path == "/api/health" && (head.method == "GET" || head.method == "HEAD") {
             inner.health_hits.fetch_add(1, Ordering::SeqCst);
-            respond(&mut stream, 200, "ok").await;
+            let _ = respond_and_close(&mut stream, 200, "ok").await;
         } else {
-            respond(&mut stream, 404, "not found").await;
+            let _ = respond_and_close(&mut stream, 404, "not found").await;
         }
         return;
     }
@@ -485,11 +415,11 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream, commands: mpsc::Unbound
     });
     let mode = inner.mode.borrow().clone();
     if let Mode::Reject(status) = mode {
-        respond(&mut stream, status, "rejected").await;
+        let _ = respond_and_close(&mut stream, status, "rejected").await;
         return;
     }
     let Some(key) = head.header("sec-websocket-key") else {
-        respond(&mut stream, 400, "no Sec-WebSocket-Key").await;
+        let _ = respond_and_close(&mut stream, 400, "no Sec-WebSocket-Key").await;
         return;
     };
     let answer = format!(
@@ -569,149 +499,4 @@ fn push_received(inner: &Inner, r: Received) {
         log.remove(0);
     }
     log.push(r);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Control API
-// ---------------------------------------------------------------------------------------------
-
-/// A plain-text HTTP control API over the WebSocket servers, for the binding suites
-/// (`{i}` = server index; bodies are plain text):
-///
-/// | route | answer |
-/// |---|---|
-/// | `GET /ws` | JSON array of base URLs |
-/// | `POST /ws/{i}/mode` with `echo`, `deaf` or `reject <status>` | `ok` |
-/// | `POST /ws/{i}/kill`, `/start`, `/restart` | `ok` |
-/// | `POST /ws/{i}/close` with `<code> [reason]` | `ok` (close frame to every connection) |
-/// | `POST /ws/{i}/push` with text | `ok` (sent to every connection) |
-/// | `POST /ws/{i}/reset` | `ok` (counters and logs) |
-/// | `GET /ws/{i}/upgrades` | decimal count of upgrade requests |
-/// | `GET /ws/{i}/open` | decimal count of open WebSocket connections |
-/// | `GET /ws/{i}/received` | text messages received, one per line |
-pub struct WsControl {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl WsControl {
-    async fn start(servers: Vec<WsServer>) -> io::Result<WsControl> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let servers: Arc<[WsServer]> = servers.into();
-        let task = tokio::spawn(async move {
-            loop {
-                if let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(control_connection(servers.clone(), stream));
-                }
-            }
-        });
-        Ok(WsControl { addr, task })
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for WsControl {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn control_connection(servers: Arc<[WsServer]>, mut stream: TcpStream) {
-    let Some((head, mut body)) = read_head(&mut stream).await else {
-        return;
-    };
-    let length: usize = head
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-        .min(64 * 1024);
-    while body.len() < length {
-        let mut chunk = vec![0u8; length - body.len()];
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let body = String::from_utf8_lossy(&body).trim().to_string();
-    let (status, answer) = control_route(&servers, &head, &body).await;
-    respond(&mut stream, status, &answer).await;
-}
-
-async fn control_route(servers: &[WsServer], head: &Head, body: &str) -> (u16, String) {
-    let segments: Vec<&str> = head
-        .target
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    let post = head.method == "POST" || head.method == "PUT";
-    let ok = || (200, "ok".to_string());
-    match segments.as_slice() {
-        ["ws"] => {
-            let urls: Vec<String> = servers.iter().map(|s| format!("\"{}\"", s.url())).collect();
-            (200, format!("[{}]", urls.join(",")))
-        }
-        ["ws", i, action] => {
-            let Some(server) = i.parse::<usize>().ok().and_then(|i| servers.get(i)) else {
-                return (404, format!("no server {i:?}"));
-            };
-            match (*action, post) {
-                ("mode", true) => match body.parse::<Mode>() {
-                    Ok(m) => {
-                        server.set_mode(m);
-                        ok()
-                    }
-                    Err(e) => (400, e),
-                },
-                ("kill", true) => {
-                    server.kill().await;
-                    ok()
-                }
-                ("start", true) => match server.start().await {
-                    Ok(()) => ok(),
-                    Err(e) => (500, format!("could not listen again: {e}")),
-                },
-                ("restart", true) => match server.restart().await {
-                    Ok(()) => ok(),
-                    Err(e) => (500, format!("could not listen again: {e}")),
-                },
-                ("close", true) => {
-                    let (code, reason) = body.split_once(' ').unwrap_or((body, ""));
-                    match code.parse::<u16>() {
-                        Ok(code) => {
-                            server.close_all(code, reason);
-                            ok()
-                        }
-                        Err(_) => (400, format!("bad close code {code:?}")),
-                    }
-                }
-                ("push", true) => {
-                    server.push_text(body);
-                    ok()
-                }
-                ("reset", true) => {
-                    server.reset();
-                    ok()
-                }
-                ("upgrades", false) => (200, server.upgrades().to_string()),
-                ("open", false) => (200, server.open_connections().to_string()),
-                ("received", false) => (200, server.received_texts().join("\n")),
-                _ => (
-                    404,
-                    format!("unknown route {} {}", head.method, head.target),
-                ),
-            }
-        }
-        _ => (
-            404,
-            format!("unknown route {} {}", head.method, head.target),
-        ),
-    }
 }

@@ -1,13 +1,23 @@
-//! Helpers of the upload tests (`tests/upload.rs`, `tests/upload_memory.rs`): generated files,
-//! their hashes, and a progress recorder.
-#![allow(dead_code)]
+//! Helpers the integration tests share: polling, generated files and their hashes, crude JSON
+//! lookups in the fleet's flat answers.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use robust_api::UploadProgressListener;
 use sha2::{Digest, Sha256};
+
+/// Polls `cond` every 5 ms until it holds; fails the test with `what` after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
 
 /// A `size`-byte file: sparse (holes read as zeros) with a distinct 64-byte marker every MiB, so
 /// lost, duplicated or reordered chunks change the hash. Cheap to create even at 200 MB.
@@ -42,63 +52,6 @@ pub fn sha256_file(path: &Path) -> String {
         h.update(&buf[..n]);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-type Hook = Box<dyn Fn(u64, u64) + Send + Sync>;
-
-/// Records every progress call; an optional hook runs on each (e.g. to cancel at 10 %).
-#[derive(Default)]
-pub struct Progress {
-    pub calls: Mutex<Vec<(u64, u64)>>,
-    hook: Option<Hook>,
-}
-
-impl Progress {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    pub fn with_hook(hook: impl Fn(u64, u64) + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Progress {
-            calls: Mutex::new(Vec::new()),
-            hook: Some(Box::new(hook)),
-        })
-    }
-
-    pub fn calls(&self) -> Vec<(u64, u64)> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    /// Asserts: same total on every call, strictly increasing values, the last one the total.
-    pub fn assert_monotonic_to_total(&self) -> u64 {
-        let calls = self.calls();
-        assert!(!calls.is_empty(), "no progress calls");
-        let total = calls[0].1;
-        assert!(
-            calls.iter().all(|c| c.1 == total),
-            "total changed: {calls:?}"
-        );
-        assert!(
-            calls.windows(2).all(|w| w[0].0 < w[1].0),
-            "not strictly increasing: {calls:?}"
-        );
-        assert_eq!(calls.last().unwrap().0, total, "does not end at the total");
-        assert_eq!(
-            calls.iter().filter(|c| c.0 == total).count(),
-            1,
-            "the total is reported once"
-        );
-        total
-    }
-}
-
-impl UploadProgressListener for Progress {
-    fn on_progress(&self, bytes_sent: u64, total_bytes: u64) {
-        self.calls.lock().unwrap().push((bytes_sent, total_bytes));
-        if let Some(h) = &self.hook {
-            h(bytes_sent, total_bytes);
-        }
-    }
 }
 
 /// Crude JSON string field lookup (`"name":"value"`) for the fleet's flat answers.

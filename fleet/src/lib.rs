@@ -1,0 +1,91 @@
+//! A local **test fleet**: N real HTTP/1.1 servers on `127.0.0.1`, each with a switchable [`Fault`],
+//! plus WebSocket test servers ([`ws`]) and the helpers the integration tests share.
+//!
+//! Used by the integration tests, the demo, the benchmarks and (through `examples/test-fleet.rs`)
+//! by the Kotlin/Swift/Python tests. Real sockets, no mocks. A dev-dependency of `robust-api`
+//! that never depends on it: `std`, `tokio`, `sha2` (the upload route), `tokio-tungstenite` and
+//! `futures-util` (the WebSocket servers), `fastrand` (test files).
+//!
+//! # Modules
+//! * `http` (crate-private): HTTP/1.1 request parsing and response writing, shared by the
+//!   backends, both control APIs and the WebSocket servers' handshake.
+//! * `server`: [`Fleet`] and [`Server`]: the accept loop, the per-connection request loop,
+//!   idempotency; `routes`: the normal routes; `fault`: what each [`Fault`] does.
+//! * `control`: the [`ControlServer`] (plain-text control API for the binding suites).
+//! * `upload`: the streaming upload route ([`StoredUpload`]); [`multipart`]: its body parser.
+//! * [`ws`]: WebSocket servers ([`ws::WsFleet`]) and their control API.
+//! * helpers for tests: [`wait_until`], [`make_file`], [`sha256_file`], [`json_str`], [`json_num`].
+//!
+//! # Routes (when no fault is active)
+//! Routing is by path only; every method is accepted.
+//! * `/api/health` → `200`, `text/plain`, body `ok`.
+//! * `/bytes/{n}` → `200`, `application/octet-stream`, `n` bytes (capped at 64 MiB) of
+//!   [`pattern_byte`] content; a non-numeric `n` → `400`.
+//! * `/echo` → `200`, the request body, with the request's `Content-Type`
+//!   (`application/octet-stream` if it had none).
+//! * `/cache/...` → `200` JSON `{"server":0,"path":"/cache/a?..","n":N}` (N = this path's hit count),
+//!   with caching headers taken from the query: `cc` → `Cache-Control`, `etag` → `ETag` (quoted),
+//!   `lm` → `Last-Modified`, `expires` → `Expires`, `vary` → `Vary` (values percent-decoded). A
+//!   request whose `If-None-Match` matches the etag, or whose `If-Modified-Since` equals `lm`, gets
+//!   `304` with the same caching headers and no body.
+//! * `/upload`, `/upload/...`, `/api/videos` (`POST`/`PUT`) → the streaming upload route (see
+//!   the `upload` module): the `multipart/form-data` body is parsed as it arrives, never buffered whole
+//!   (no 64 MiB limit); the file part is SHA-256-hashed; answers `201` JSON
+//!   `{"server":0,"effect":N,"upload":K,"key":..,"path":..,"field_name":..,"file_name":..,
+//!   "content_type":..,"size":N,"sha256":"hex","fields":{"title":..}}` and records a
+//!   [`StoredUpload`] ([`Server::uploads`]); `Content-Length` required (`411`). A replayed
+//!   idempotency key gets the stored answer and stores nothing. Upload fault:
+//!   [`Server::set_upload_reset_after`] resets the connection after N body bytes, once.
+//! * anything else → `200`, `application/json`,
+//!   `{"server":0,"method":"GET","path":"/x?q=1"}`; mutations (below) also carry `"effect":N`,
+//!   the server's effect counter after applying it, so a replay is recognisable by its body.
+//!
+//! Every response carries `X-Backend: <index>` and `X-Request-Count: <hits so far, this one included>`.
+//!
+//! # HTTP details
+//! HTTP/1.1 persistent connections (HTTP/1.0 only with `Connection: keep-alive`). Request bodies are
+//! framed by `Content-Length` or `Transfer-Encoding: chunked` (decoded; any other transfer coding
+//! gets `501`). Heads are capped at 64 KiB (`431`), bodies at 64 MiB (`413`); malformed requests get
+//! `400`; each of these closes the connection. `Expect: 100-continue` is honoured. `HEAD` gets the
+//! headers without a body. Responses always use `Content-Length`.
+//!
+//! # Idempotency
+//! `POST`/`PUT`/`PATCH`/`DELETE` are *mutations*. A mutation that reaches normal handling (no fault,
+//! or `Slow`/`Truncate`/`ResetMidBody`, see [`Fault`]) applies one *effect*, unless it carries an
+//! `Idempotency-Key` that already produced a response: then that stored response (same status,
+//! headers and body) is replayed with `Idempotent-Replayed: true` and no effect is applied.
+//! [`Server::unique_effects`] counts applied effects. The key is not checked against the payload.
+//! The store keeps the last 100 000 keys.
+
+mod control;
+mod fault;
+mod helpers;
+mod http;
+pub mod multipart;
+mod routes;
+mod server;
+mod tasks;
+mod upload;
+pub mod ws;
+
+use std::sync::{Mutex, MutexGuard};
+
+pub use control::ControlServer;
+pub use fault::{Fault, BROKEN_DECLARED_LEN, BROKEN_SENT_LEN};
+pub use helpers::{json_num, json_str, make_file, sha256_file, wait_until};
+pub use http::{pattern_byte, MAX_BODY, MAX_HEAD};
+pub use multipart::MAX_UPLOAD_FIELD;
+pub use routes::expected_bytes;
+pub use routes::MAX_BYTES_ROUTE;
+pub use server::{
+    Fleet, RecordedRequest, Server, MAX_IDEMPOTENCY_KEYS, MAX_RECORDED, MAX_RECORDED_BODY,
+};
+pub use upload::{StoredUpload, MAX_STORED_UPLOADS};
+
+/// Locks a mutex, ignoring poisoning: a panicking test thread must not make the fleet unusable
+/// for the others.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

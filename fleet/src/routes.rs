@@ -1,0 +1,107 @@
+//! The backends' normal routes (when no fault is active): `/api/health`, `/bytes/{n}`, `/echo`,
+//! `/cache/...` and the JSON default (see the crate docs). The upload route is in `upload`.
+
+use crate::http::{json_escape, path_only, pattern_byte, query_param, Body, Head, Response};
+use crate::lock;
+use crate::server::ServerInner;
+
+/// Largest `n` served by `/bytes/{n}` (larger values are capped).
+pub const MAX_BYTES_ROUTE: usize = 64 * 1024 * 1024;
+
+/// The body `/bytes/{n}` returns.
+pub fn expected_bytes(n: usize) -> Vec<u8> {
+    (0..n.min(MAX_BYTES_ROUTE)).map(pattern_byte).collect()
+}
+
+impl ServerInner {
+    pub(crate) fn route(&self, head: &Head, body: &[u8], effect: Option<u64>) -> Response {
+        let path = path_only(&head.target);
+        if path == "/api/health" {
+            return Response::text(200, "ok");
+        }
+        if let Some(n) = path.strip_prefix("/bytes/") {
+            return match n.parse::<usize>() {
+                Ok(n) => Response {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/octet-stream".to_owned())],
+                    body: Body::Pattern(n.min(MAX_BYTES_ROUTE)),
+                },
+                Err(_) => Response::text(400, format!("bad byte count {n:?}")),
+            };
+        }
+        if path.starts_with("/cache/") {
+            return self.cache_route(head, path);
+        }
+        if path == "/echo" {
+            let content_type = head
+                .header("content-type")
+                .unwrap_or("application/octet-stream");
+            return Response {
+                status: 200,
+                headers: vec![("Content-Type", content_type.to_owned())],
+                body: Body::Bytes(body.to_vec()),
+            };
+        }
+        let mut json = format!(
+            r#"{{"server":{},"method":"{}","path":"{}""#,
+            self.index,
+            json_escape(&head.method),
+            json_escape(&head.target)
+        );
+        if let Some(effect) = effect {
+            json.push_str(&format!(r#","effect":{effect}"#));
+        }
+        json.push('}');
+        Response {
+            status: 200,
+            headers: vec![("Content-Type", "application/json".to_owned())],
+            body: Body::Bytes(json.into_bytes()),
+        }
+    }
+}
+
+impl ServerInner {
+    /// `/cache/...`: a resource whose caching headers the request's query chooses (see module docs).
+    fn cache_route(&self, head: &Head, path: &str) -> Response {
+        let query = head.target.split_once('?').map_or("", |(_, q)| q);
+        let param = |name: &str| query_param(query, name);
+        let etag = param("etag").map(|e| format!("\"{e}\""));
+        let lm = param("lm");
+        let mut headers: Vec<(&'static str, String)> = Vec::new();
+        let named = [
+            ("Cache-Control", param("cc")),
+            ("Last-Modified", lm.clone()),
+            ("Expires", param("expires")),
+            ("Vary", param("vary")),
+        ];
+        for (name, value) in named {
+            if let Some(v) = value {
+                headers.push((name, v));
+            }
+        }
+        if let Some(e) = &etag {
+            headers.push(("ETag", e.clone()));
+        }
+        let not_modified = matches!((&etag, head.header("if-none-match")), (Some(e), Some(inm)) if inm.split(',').any(|t| t.trim() == e))
+            || matches!((&lm, head.header("if-modified-since")), (Some(l), Some(ims)) if l == ims);
+        if not_modified {
+            return Response {
+                status: 304,
+                headers,
+                body: Body::Bytes(Vec::new()),
+            };
+        }
+        let n = lock(&self.log).hits_by_path.get(path).copied().unwrap_or(0);
+        headers.push(("Content-Type", "application/json".to_owned()));
+        let json = format!(
+            r#"{{"server":{},"path":"{}","n":{n}}}"#,
+            self.index,
+            json_escape(&head.target)
+        );
+        Response {
+            status: 200,
+            headers,
+            body: Body::Bytes(json.into_bytes()),
+        }
+    }
+}
