@@ -6,13 +6,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::Url;
 
 use crate::error::ApiError;
-use crate::http::{flatten_headers, parse_retry_after};
+use crate::http::{flatten_headers, retry_after_of};
 use crate::types::HttpMethod;
 
 /// A response as received (any status).
@@ -128,11 +128,7 @@ impl Transport for HttpTransport {
             }
             let resp = rb.send().await.map_err(attempt_error)?;
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let retry_after = retry_after_of(resp.headers());
             let headers = flatten_headers(resp.headers());
             let body = resp.bytes().await.map_err(attempt_error)?.to_vec();
             Ok(RawResponse {

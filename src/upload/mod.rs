@@ -27,14 +27,14 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
+use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use reqwest::Url;
 
 use crate::defaults::{config_record, ms_i32, non_negative, positive_ms};
 use crate::error::ApiError;
-use crate::http::{flatten_headers, join_url, parse_retry_after};
+use crate::http::{flatten_headers, join_url, retry_after_of};
 use crate::net::attempt::{self, Exchange, Health, Plan, Stop, Tried};
 use crate::net::transport::{self, AttemptErrorKind};
 use crate::net::{Backend, Network};
@@ -502,11 +502,7 @@ impl Upload<'_> {
         };
         let answered = Instant::now();
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let retry_after = retry_after_of(resp.headers());
         let headers = flatten_headers(resp.headers());
         // Latency for the backend's EWMA: from the end of the body, not the transfer.
         let latency = answered.saturating_duration_since(meter.body_done_at().unwrap_or(started));
