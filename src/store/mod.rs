@@ -452,4 +452,75 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0);
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn folder_and_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("s");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (_store, _) = Store::open(&dir).unwrap(); // its install key is written: the WAL exists
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let p = f.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        assert!(dir.join(format!("{DB_FILE}-wal")).exists());
+    }
+
+    #[test]
+    fn migrating_from_version_2_drops_rows_with_raw_credentials_and_wipes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+                .unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(2).enumerate() {
+                c.execute_batch(sql).unwrap();
+                c.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+            }
+            c.execute(
+                "INSERT INTO cache_entries VALUES ('GET /me auth:1', '/me', 200, 'set-cookie:s=OLD-SET-COOKIE',
+                    x'00', 'authorization=Bearer OLD-RAW-TOKEN', 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL, 1, 0, 0)",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO queue_outcomes (id, delivered, headers, attempts, at_ms)
+                 VALUES ('q', 1, 'set-cookie:s=OLD-OUTCOME-COOKIE', 1, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let (s, rec) = Store::open(dir.path()).unwrap();
+        assert!(rec.is_none());
+        let n: i64 = s
+            .conn()
+            .query_row("SELECT count(*) FROM cache_entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        let kept: i64 = s
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM queue_outcomes WHERE headers IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 1, "the outcome stays, without its headers");
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            for secret in ["OLD-RAW-TOKEN", "OLD-SET-COOKIE", "OLD-OUTCOME-COOKIE"] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret} survived the migration"
+                );
+            }
+        }
+    }
 }
