@@ -101,16 +101,22 @@ impl RobustClient {
             });
         }
         let store = Arc::new(store);
-        let queue = Queue::new(store.clone(), settings.queue.clone(), events.clone())?;
+        let runtime = ClientRuntime::new(settings.worker_threads)?;
+        let net = Arc::new(Network::new(settings.net, events.clone(), counters)?);
+        let identity = net.identity().clone();
+        let queue = Queue::new(
+            store.clone(),
+            settings.queue.clone(),
+            events.clone(),
+            identity,
+        )?;
         let cache = Arc::new(HttpCache::new(
             store,
             settings.cache.clone(),
-            settings.default_header_pairs.clone(),
+            settings.queue.sensitive_headers.clone(),
             events.clone(),
         ));
         let cleanup_every = settings.cache.cleanup_interval;
-        let runtime = ClientRuntime::new(settings.worker_threads)?;
-        let net = Arc::new(Network::new(settings.net, events.clone(), counters)?);
         let stack = QueueLayer::new(queue.clone(), CacheLayer::new(cache.clone(), net.clone()));
         runtime.spawn_background(net.clone().run_health_probes());
         runtime.spawn_background(queue::run(
@@ -184,7 +190,7 @@ impl RobustClient {
         self.queue.retry_dead_letter(&id)
     }
 
-    /// Removes every pending and dead-lettered entry.
+    /// Removes every pending and dead-lettered entry (every scope), leaving no recoverable bytes.
     pub fn clear_queue(&self) -> Result<(), ApiError> {
         self.queue.clear()
     }
@@ -195,9 +201,31 @@ impl RobustClient {
     }
 
     /// Sets the provider of per-call headers (fresh credentials), called for every call and every
-    /// queued replay.
+    /// queued replay, with the user scope whose credentials are wanted.
     pub fn set_header_provider(&self, provider: Arc<dyn HeaderProvider>) {
         self.net.set_header_provider(provider);
+    }
+
+    /// Says who the current user is (`None`: nobody, e.g. logged out). Cache entries and queued
+    /// requests are tagged with the scope current when they are stored; lookups, stale
+    /// fallbacks, `CacheFirst`/`CacheOnly`, queue listings and replays only see the current
+    /// scope's. Queued requests of another scope wait (not sent, not dead-lettered) until their
+    /// scope is current again or `clear_user_data` removes them.
+    pub fn set_user_scope(&self, scope: Option<String>) {
+        self.net.identity().set(scope);
+    }
+
+    /// The current user scope (see `set_user_scope`).
+    pub fn current_user_scope(&self) -> Option<String> {
+        self.net.identity().current()
+    }
+
+    /// The logout call: deletes `scope`'s cache entries, queued requests, dead letters and
+    /// outcomes, leaving no recoverable bytes in the storage files. Other scopes are untouched.
+    pub fn clear_user_data(&self, scope: String) -> Result<(), ApiError> {
+        let queue = self.queue.clear_scope(&scope);
+        self.cache.clear_scope(&scope)?;
+        queue
     }
 
     /// `GET path`.
@@ -291,7 +319,7 @@ impl RobustClient {
         status::snapshot(&self.net, &self.cache, &self.queue, &self.sockets)
     }
 
-    /// Empties the response cache.
+    /// Empties the response cache (every scope), leaving no recoverable bytes.
     pub fn clear_cache(&self) {
         self.cache.clear();
     }

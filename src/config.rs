@@ -90,8 +90,6 @@ pub(crate) struct Settings {
     pub storage_dir: Option<String>,
     pub worker_threads: usize,
     pub net: NetSettings,
-    /// The default headers as given (cache keys and `Vary` checks read them).
-    pub default_header_pairs: HashMap<String, String>,
     pub cache: CacheSettings,
     pub queue: QueueSettings,
     pub upload: UploadSettings,
@@ -125,7 +123,6 @@ impl Settings {
         Ok(Settings {
             storage_dir: c.storage_dir.clone(),
             worker_threads: c.worker_threads as usize,
-            default_header_pairs: c.default_headers.clone(),
             cache: CacheSettings::from_config(&c.cache)?,
             queue: QueueSettings::from_config(&c.queue)?,
             upload: UploadSettings::from_config(&c.upload)?,

@@ -53,10 +53,10 @@ pub enum StatusEvent {
         /// Now available?
         available: bool,
     },
-    /// The database file was damaged; it was moved aside and recreated (cached data is lost, the
-    /// client keeps working).
+    /// The database file was damaged; it was moved aside, recreated, and the moved copy deleted
+    /// (cached data and queued requests are lost, the client keeps working).
     StorageRecovered {
-        /// Where the damaged file now is.
+        /// Where the damaged file was moved before it was deleted.
         moved_to: String,
         /// What was wrong.
         reason: String,

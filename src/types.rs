@@ -219,11 +219,19 @@ pub struct ApiResponse {
 
 /// Supplies headers at send time — typically fresh credentials, so a request that waited in the
 /// offline queue goes out with a current token (credentials are never stored on disk). Called for
-/// every call, on a background thread; return quickly (e.g. the cached token).
+/// every call (cache hits included: the cache keys on the final headers), on a background thread;
+/// return quickly (e.g. the cached token).
 #[uniffi::export(with_foreign)]
 pub trait HeaderProvider: Send + Sync {
-    /// Headers to add to (and override on) this request.
-    fn headers_for(&self, method: HttpMethod, path: String) -> HashMap<String, String>;
+    /// Headers to add to (and override on) this request, with the credentials of user `scope`:
+    /// the current scope (`set_user_scope`) for live calls, the scope a queued request was stored
+    /// under for its replay (which happens only while that scope is current). `None`: no user.
+    fn headers_for(
+        &self,
+        method: HttpMethod,
+        path: String,
+        scope: Option<String>,
+    ) -> HashMap<String, String>;
 }
 
 impl ApiResponse {

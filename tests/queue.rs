@@ -393,7 +393,12 @@ async fn outcomes_rejections_dead_letter_and_transient_failures_retry() {
 
 struct Token(Mutex<String>);
 impl HeaderProvider for Token {
-    fn headers_for(&self, _method: HttpMethod, _path: String) -> HashMap<String, String> {
+    fn headers_for(
+        &self,
+        _method: HttpMethod,
+        _path: String,
+        _scope: Option<String>,
+    ) -> HashMap<String, String> {
         HashMap::from([("Authorization".to_string(), self.0.lock().unwrap().clone())])
     }
 }

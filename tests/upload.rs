@@ -46,7 +46,12 @@ async fn settled_upload_bytes(server: &Server) -> u64 {
 struct Auth;
 
 impl HeaderProvider for Auth {
-    fn headers_for(&self, _method: HttpMethod, _path: String) -> HashMap<String, String> {
+    fn headers_for(
+        &self,
+        _method: HttpMethod,
+        _path: String,
+        _scope: Option<String>,
+    ) -> HashMap<String, String> {
         HashMap::from([("authorization".into(), "Bearer fresh".into())])
     }
 }

@@ -240,7 +240,12 @@ async fn echo_works_and_status_shows_the_socket() {
 async fn handshake_carries_default_and_provider_headers() {
     struct Token;
     impl HeaderProvider for Token {
-        fn headers_for(&self, method: HttpMethod, path: String) -> HashMap<String, String> {
+        fn headers_for(
+            &self,
+            method: HttpMethod,
+            path: String,
+            _scope: Option<String>,
+        ) -> HashMap<String, String> {
             assert_eq!((method, path.as_str()), (HttpMethod::Get, "/ws"));
             HashMap::from([("Authorization".to_string(), "Bearer fresh".to_string())])
         }

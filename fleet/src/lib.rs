@@ -25,7 +25,8 @@
 //!   (`application/octet-stream` if it had none).
 //! * `/cache/...` → `200` JSON `{"server":0,"path":"/cache/a?..","n":N}` (N = this path's hit count),
 //!   with caching headers taken from the query: `cc` → `Cache-Control`, `etag` → `ETag` (quoted),
-//!   `lm` → `Last-Modified`, `expires` → `Expires`, `vary` → `Vary` (values percent-decoded). A
+//!   `lm` → `Last-Modified`, `expires` → `Expires`, `vary` → `Vary`, `set_cookie` → `Set-Cookie`
+//!   (values percent-decoded; the `set_cookie` parameter is left out of the body's `path`). A
 //!   request whose `If-None-Match` matches the etag, or whose `If-Modified-Since` equals `lm`, gets
 //!   `304` with the same caching headers and no body.
 //! * `/upload`, `/upload/...`, `/api/videos` (`POST`/`PUT`) → the streaming upload route (see

@@ -73,6 +73,7 @@ impl ServerInner {
             ("Last-Modified", lm.clone()),
             ("Expires", param("expires")),
             ("Vary", param("vary")),
+            ("Set-Cookie", param("set_cookie")),
         ];
         for (name, value) in named {
             if let Some(v) = value {
@@ -93,10 +94,20 @@ impl ServerInner {
         }
         let n = lock(&self.log).hits_by_path.get(path).copied().unwrap_or(0);
         headers.push(("Content-Type", "application/json".to_owned()));
+        // The cookie a response sets is not echoed in its body (tests look for it in files).
+        let echoed: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("set_cookie="))
+            .collect();
+        let target = if echoed.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{}", echoed.join("&"))
+        };
         let json = format!(
             r#"{{"server":{},"path":"{}","n":{n}}}"#,
             self.index,
-            json_escape(&head.target)
+            json_escape(&target)
         );
         Response {
             status: 200,

@@ -2,6 +2,9 @@
 //! [`CachePolicy`] — the only place that combines the cache and the network. Live calls and the
 //! offline queue's replays both enter here, so a replayed write invalidates like a live one.
 //!
+//! - Every request's final outgoing headers are resolved here, once, for the user scope it runs
+//!   in (the header provider is asked for that scope); the cache keys and `Vary`-matches on them
+//!   and the network sends exactly them. Lookups only see entries of that scope.
 //! - Only GET is cached. A successful POST/PUT/PATCH/DELETE invalidates cached GETs of its path.
 //! - A revalidation sends the entry's validators (`If-None-Match`, `If-Modified-Since`); a `304`
 //!   refreshes the entry and answers with its body.
@@ -12,8 +15,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
 use super::policy::{parse_cache_control, Use};
-use super::{effective_headers, Entry, HttpCache};
+use super::{CacheKey, Entry, HttpCache};
 use crate::defaults::ms_i32;
 use crate::error::ApiError;
 use crate::net::{Network, Rounds};
@@ -49,13 +54,15 @@ impl CacheLayer {
         &self.net
     }
 
-    /// Serves one request through the cache and the network.
+    /// Serves one request through the cache and the network, as user `scope` (the current one
+    /// for live calls, the stored one for queued replays).
     pub(crate) async fn send(
         &self,
         req: ApiRequest,
+        scope: Option<String>,
         rounds: Rounds,
     ) -> Result<ApiResponse, ApiError> {
-        serve(self.cache.clone(), self.net.clone(), req, rounds).await
+        serve(self.cache.clone(), self.net.clone(), req, scope, rounds).await
     }
 }
 
@@ -63,41 +70,45 @@ async fn serve(
     cache: Arc<HttpCache>,
     pipeline: Arc<Network>,
     req: ApiRequest,
+    scope: Option<String>,
     rounds: Rounds,
 ) -> Result<ApiResponse, ApiError> {
     let started = Instant::now();
+    let headers = pipeline.outgoing_headers(&req, scope.clone())?;
     if !cache.enabled() {
-        return pipeline.execute(req, rounds).await;
+        return pipeline.execute_with_headers(req, headers, rounds).await;
     }
     if req.method != HttpMethod::Get {
         let invalidates = !matches!(req.method, HttpMethod::Head | HttpMethod::Options);
         let path = req.path.clone();
-        let result = pipeline.execute(req, rounds).await;
+        let result = pipeline.execute_with_headers(req, headers, rounds).await;
         if invalidates && result.is_ok() {
             cache.invalidate_path(&path);
         }
         return result;
     }
     let policy = req.cache.unwrap_or(CachePolicy::NetworkFirst);
-    let Some(key) = cache.key(&req) else {
-        return pipeline.execute(req, rounds).await;
+    let Some(key) = cache.key(&req, &headers, scope.as_deref()) else {
+        return pipeline.execute_with_headers(req, headers, rounds).await;
     };
-    let headers = effective_headers(&cache.default_headers, &req);
-    let req_cc = parse_cache_control(headers.get("cache-control").map(String::as_str));
+    let req_cc = parse_cache_control(key.header("cache-control"));
+    let call = Call { req, headers, key };
     if policy == CachePolicy::NetworkOnly || req_cc.no_store {
-        return fetch(&cache, &pipeline, rounds, &key, req, None).await;
+        return fetch(&cache, &pipeline, rounds, call, None).await;
     }
-    let entry = cache.lookup(&key, &req);
+    let entry = cache.lookup(&call.key);
     let hit = |e: &Entry| {
         cache.count_hit();
         e.to_response(now_ms(), ms_i32(started.elapsed()))
     };
     match (policy, entry) {
         (CachePolicy::CacheOnly, Some(e)) | (CachePolicy::CacheFirst, Some(e)) => Ok(hit(&e)),
-        (CachePolicy::CacheOnly, None) => Err(ApiError::NotCached { key }),
+        (CachePolicy::CacheOnly, None) => Err(ApiError::NotCached {
+            key: call.key.label().to_string(),
+        }),
         (CachePolicy::StaleWhileRevalidate, Some(e)) => {
             if !e.freshness(now_ms()).is_fresh() {
-                refresh_in_background(cache.clone(), pipeline, rounds, key, req, e.clone());
+                refresh_in_background(cache.clone(), pipeline, rounds, call, e.clone());
             }
             Ok(hit(&e))
         }
@@ -105,26 +116,32 @@ async fn serve(
             Use::Fresh => Ok(hit(&e)),
             Use::StaleWhileRevalidate => {
                 let response = hit(&e);
-                refresh_in_background(cache.clone(), pipeline, rounds, key, req, e);
+                refresh_in_background(cache.clone(), pipeline, rounds, call, e);
                 Ok(response)
             }
-            Use::Revalidate => fetch(&cache, &pipeline, rounds, &key, req, Some(e)).await,
+            Use::Revalidate => fetch(&cache, &pipeline, rounds, call, Some(e)).await,
         },
-        (_, None) => fetch(&cache, &pipeline, rounds, &key, req, None).await,
+        (_, None) => fetch(&cache, &pipeline, rounds, call, None).await,
     }
+}
+
+/// A GET on its way: the request, its final outgoing headers and its cache key.
+struct Call {
+    req: ApiRequest,
+    headers: HeaderMap,
+    key: CacheKey,
 }
 
 fn refresh_in_background(
     cache: Arc<HttpCache>,
     pipeline: Arc<Network>,
     rounds: Rounds,
-    key: String,
-    req: ApiRequest,
+    call: Call,
     e: Entry,
 ) {
     // Runs on the client's runtime (calls are polled with it entered); cancelled at shutdown.
     tokio::spawn(async move {
-        let _ = fetch(&cache, &pipeline, rounds, &key, req, Some(e)).await;
+        let _ = fetch(&cache, &pipeline, rounds, call, Some(e)).await;
     });
 }
 
@@ -134,29 +151,34 @@ async fn fetch(
     cache: &HttpCache,
     pipeline: &Network,
     rounds: Rounds,
-    key: &str,
-    req: ApiRequest,
+    call: Call,
     entry: Option<Entry>,
 ) -> Result<ApiResponse, ApiError> {
-    let mut net_req = req.clone();
+    let Call {
+        req,
+        mut headers,
+        key,
+    } = call;
     let mut conditional = false;
     if let Some(e) = &entry {
-        let has = |name: &str| req.headers.keys().any(|k| k.eq_ignore_ascii_case(name));
         let (etag, last_modified) = e.validators();
-        if let (Some(etag), false) = (etag, has("if-none-match")) {
-            net_req
-                .headers
-                .insert("if-none-match".into(), etag.to_string());
-            conditional = true;
-        }
-        if let (Some(lm), false) = (last_modified, has("if-modified-since")) {
-            net_req
-                .headers
-                .insert("if-modified-since".into(), lm.to_string());
-            conditional = true;
+        let validators = [
+            ("if-none-match", etag),
+            ("if-modified-since", last_modified),
+        ];
+        for (name, value) in validators {
+            let name = HeaderName::from_static(name);
+            let value = value.and_then(|v| HeaderValue::from_str(v).ok());
+            if let (Some(v), false) = (value, headers.contains_key(&name)) {
+                headers.insert(name, v);
+                conditional = true;
+            }
         }
     }
-    match pipeline.execute(net_req, rounds).await {
+    match pipeline
+        .execute_with_headers(req.clone(), headers, rounds)
+        .await
+    {
         Ok(r) if r.status == 304 && conditional => match entry {
             Some(e) => {
                 let e = cache.refresh(e, &r);
@@ -168,7 +190,7 @@ async fn fetch(
             None => Ok(r),
         },
         Ok(r) => {
-            cache.store(key, &req, &r);
+            cache.store(&key, &req, &r);
             Ok(r)
         }
         Err(err) if network_failed(&err) => {
@@ -177,7 +199,10 @@ async fn fetch(
                     .usable_on_error(cache.settings().max_stale)
             }) {
                 Some(e) => {
-                    log::info!("robust-api: serving stale {key} from cache: {err}");
+                    log::info!(
+                        "robust-api: serving stale {} from cache: {err}",
+                        key.label()
+                    );
                     cache.count_stale_served();
                     Ok(e.to_response(now_ms(), 0))
                 }

@@ -1,9 +1,13 @@
 //! The persistent HTTP response cache: SQLite table access, bounded size (LRU), statistics.
 //! The HTTP rules are in [`policy`] (pure); which policy does what on a request is in [`flow`].
 //!
-//! Keys are `GET <path>?<query>`, independent of the backend that answered (backends serve the same
-//! API), scoped by a hash of the `Authorization` header so one user's cached data is never served
-//! to another, and checked against the request headers named by the response's `Vary`.
+//! Keys are computed from `GET <path>?<query>` (independent of the backend that answered: backends
+//! serve the same API), the user scope current when the entry was stored, and the credential
+//! headers of the **final outgoing headers** (defaults, the request's own, the header provider's):
+//! two users, two tokens or two cookies never share an entry. A stored entry is also checked
+//! against the request headers named by the response's `Vary`. Nothing secret is stored: the key
+//! and every `Vary`d value are keyed hashes ([`crate::store::secrets`]), `Set-Cookie` and other
+//! credential headers of a response are dropped before it is stored (so never replayed).
 //! The cache is best-effort: a storage error (full disk, busy) makes the operation a no-op with a
 //! logged warning; a damaged database is moved aside and recreated, with a status event.
 
@@ -15,12 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use rusqlite::{params, OptionalExtension};
 
 use crate::defaults::{config_record, non_negative, non_negative_ms, positive_ms};
 use crate::error::ApiError;
 use crate::events::{EventBus, StatusEvent};
-use crate::http::request_target;
+use crate::http::{flatten_headers, request_target};
+use crate::store::secrets::{is_storable_header, storable_response_headers, CREDENTIAL_HEADERS};
 use crate::store::{decode_header_lines, encode_header_lines, is_corruption, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse};
 use policy::Freshness;
@@ -163,33 +169,33 @@ impl Entry {
     }
 }
 
-/// FNV-1a, 64 bit: a stable (across Rust versions) hash for key scoping. Not for security.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// Where a GET's entry lives, computed from its final outgoing headers and user scope.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheKey {
+    /// The stored key: a keyed hash of the target, the scope and the credential headers.
+    id: String,
+    /// The scope tag the entry is stored under (`None`: no scope).
+    scope: Option<String>,
+    /// The final outgoing headers, names lower-cased.
+    headers: HashMap<String, String>,
+    /// For messages: `GET <path>` (no query, no credential).
+    label: String,
 }
 
-/// The request headers as the server will see them: defaults, overridden by the request's own.
-pub(crate) fn effective_headers(
-    defaults: &HashMap<String, String>,
-    req: &ApiRequest,
-) -> HashMap<String, String> {
-    let mut h: HashMap<String, String> = defaults
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .collect();
-    for (k, v) in &req.headers {
-        h.insert(k.to_ascii_lowercase(), v.clone());
+impl CacheKey {
+    /// `GET <path>`, for messages (`NotCached`, logs).
+    pub(crate) fn label(&self) -> &str {
+        &self.label
     }
-    h
+
+    /// A final outgoing header (lower-case name).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
 }
 
-/// `name=value` lines for the request headers a response varies on; `None` for `Vary: *`.
-fn vary_fingerprint(
-    vary: Option<&String>,
-    req_headers: &HashMap<String, String>,
-) -> Option<String> {
+/// The header names a response varies on, lower-cased, sorted; `None` for `Vary: *`.
+fn vary_names(vary: Option<&String>) -> Option<Vec<String>> {
     let mut names: Vec<String> = vary
         .map(|v| {
             v.split(',')
@@ -203,30 +209,16 @@ fn vary_fingerprint(
     }
     names.sort();
     names.dedup();
-    Some(
-        names
-            .iter()
-            .map(|n| format!("{n}={}", req_headers.get(n).map_or("", String::as_str)))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
-}
-
-/// Recomputes a stored fingerprint's header values from the current request.
-fn refingerprint(stored: &str, req_headers: &HashMap<String, String>) -> String {
-    stored
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(n, _)| format!("{n}={}", req_headers.get(n).map_or("", String::as_str)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    Some(names)
 }
 
 /// The persistent cache of one client.
 pub(crate) struct HttpCache {
     store: Arc<Store>,
     settings: CacheSettings,
-    default_headers: HashMap<String, String>,
+    /// Lower-case header names that are credentials besides [`CREDENTIAL_HEADERS`] (the queue's
+    /// `sensitive_headers`): part of the key, never stored.
+    sensitive: Vec<String>,
     counters: Counters,
     events: Arc<EventBus>,
     /// Upper estimate of the stored bytes (grows with every store; re-measured exactly whenever it
@@ -241,13 +233,13 @@ impl HttpCache {
     pub(crate) fn new(
         store: Arc<Store>,
         settings: CacheSettings,
-        default_headers: HashMap<String, String>,
+        sensitive: Vec<String>,
         events: Arc<EventBus>,
     ) -> Self {
         let cache = HttpCache {
             store,
             settings,
-            default_headers,
+            sensitive,
             counters: Counters::default(),
             events,
             estimated_bytes: AtomicU64::new(0),
@@ -265,15 +257,61 @@ impl HttpCache {
         self.settings.max_bytes > 0
     }
 
-    /// The cache key of a GET, or `None` if the path is not a valid relative path (the network
-    /// call will report it).
-    pub(crate) fn key(&self, req: &ApiRequest) -> Option<String> {
-        let mut key = format!("GET {}", request_target(&req.path, &req.query).ok()?);
-        let headers = effective_headers(&self.default_headers, req);
-        if let Some(auth) = headers.get("authorization") {
-            key.push_str(&format!(" auth:{:016x}", fnv1a(auth)));
+    /// The key of a GET sent with `headers` (final, outgoing) in user `scope`, or `None` if the
+    /// path is not a valid relative path (the network call will report it).
+    pub(crate) fn key(
+        &self,
+        req: &ApiRequest,
+        headers: &HeaderMap,
+        scope: Option<&str>,
+    ) -> Option<CacheKey> {
+        let target = request_target(&req.path, &req.query).ok()?;
+        let headers = flatten_headers(headers);
+        let scope_part = scope.map_or_else(|| "-".to_string(), |s| format!("+{s}"));
+        let mut parts = vec!["GET".to_string(), target.clone(), scope_part];
+        let mut names: Vec<&str> = CREDENTIAL_HEADERS
+            .iter()
+            .copied()
+            .chain(self.sensitive.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            if let Some(v) = headers.get(name) {
+                parts.push(format!("{name}={v}"));
+            }
         }
-        Some(key)
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let path = target.split('?').next().unwrap_or_default();
+        Some(CacheKey {
+            id: self.store.tag("cache-key", &refs),
+            scope: self.store.scope_tag(scope),
+            headers,
+            label: format!("GET {path}"),
+        })
+    }
+
+    /// `name=<keyed hash of the value>` lines (`name=` when absent) for the request headers named
+    /// by a response's `Vary`: matched without storing any value.
+    fn vary_fingerprint(&self, names: &[String], headers: &HashMap<String, String>) -> String {
+        names
+            .iter()
+            .map(|n| match headers.get(n) {
+                Some(v) => format!("{n}={}", self.store.tag("vary", &[n, v])),
+                None => format!("{n}="),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Recomputes a stored fingerprint from the current request's headers.
+    fn refingerprint(&self, stored: &str, headers: &HashMap<String, String>) -> String {
+        let names: Vec<String> = stored
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(n, _)| n.to_string())
+            .collect();
+        self.vary_fingerprint(&names, headers)
     }
 
     /// Runs a storage operation; failures are logged (and a damaged file recovered), never raised.
@@ -303,19 +341,20 @@ impl HttpCache {
     }
 
     /// The stored entry for `key` that matches the request's `Vary`d headers. Counts a miss.
-    pub(crate) fn lookup(&self, key: &str, req: &ApiRequest) -> Option<Entry> {
+    pub(crate) fn lookup(&self, key: &CacheKey) -> Option<Entry> {
         let now = now_ms();
+        let (id, scope) = (&key.id, &key.scope);
         let found = self
             .with_db("lookup", |c| {
                 let mut st = c.prepare_cached(
                     "SELECT status, headers, body, vary, stored_at_ms, initial_age_ms, lifetime_ms, swr_ms,
                             sie_ms, must_revalidate, no_cache, etag, last_modified, last_access_ms
-                     FROM cache_entries WHERE key = ?1",
+                     FROM cache_entries WHERE key = ?1 AND scope IS ?2",
                 )?;
-                st.query_row([key], |r| {
+                st.query_row(params![id, scope], |r| {
                     Ok((
                         Entry {
-                            key: key.to_string(),
+                            key: id.clone(),
                             status: r.get(0)?,
                             headers: decode_header_lines(&r.get::<_, String>(1)?),
                             body: r.get(2)?,
@@ -337,14 +376,13 @@ impl HttpCache {
             })
             .flatten();
         let entry = found.and_then(|(entry, vary)| {
-            let headers = effective_headers(&self.default_headers, req);
-            (refingerprint(&vary, &headers) == vary).then_some(entry)
+            (self.refingerprint(&vary, &key.headers) == vary).then_some(entry)
         });
         match &entry {
             Some(e) if now - e.last_access_ms > ACCESS_GRANULARITY_MS => {
                 self.with_db("touch", |c| {
                     c.prepare_cached("UPDATE cache_entries SET last_access_ms = ?2 WHERE key = ?1")?
-                        .execute(params![key, now])
+                        .execute(params![id, now])
                 });
             }
             Some(_) => {}
@@ -362,22 +400,22 @@ impl HttpCache {
     }
 
     /// Stores a network response to `req` if HTTP rules allow; returns whether it did.
-    pub(crate) fn store(&self, key: &str, req: &ApiRequest, resp: &ApiResponse) -> bool {
+    pub(crate) fn store(&self, key: &CacheKey, req: &ApiRequest, resp: &ApiResponse) -> bool {
         if !policy::status_is_storable(resp.status) {
             return false;
         }
-        let req_headers = effective_headers(&self.default_headers, req);
-        let req_cc =
-            policy::parse_cache_control(req_headers.get("cache-control").map(String::as_str));
+        let req_cc = policy::parse_cache_control(key.header("cache-control"));
         let cc = policy::parse_cache_control(resp.headers.get("cache-control").map(String::as_str));
         if cc.no_store || req_cc.no_store {
             return false;
         }
-        let Some(vary) = vary_fingerprint(resp.headers.get("vary"), &req_headers) else {
+        let Some(vary_names) = vary_names(resp.headers.get("vary")) else {
             return false;
         };
-        let headers = encode_header_lines(&resp.headers);
-        let size = (resp.body.len() + headers.len() + key.len()) as u64;
+        let vary = self.vary_fingerprint(&vary_names, &key.headers);
+        let headers =
+            encode_header_lines(&storable_response_headers(&resp.headers, &self.sensitive));
+        let size = (resp.body.len() + headers.len() + key.id.len() + vary.len()) as u64;
         if size > self.settings.max_bytes / 4 {
             return false; // one entry may not take over the cache
         }
@@ -390,11 +428,11 @@ impl HttpCache {
             c.prepare_cached(
                 "INSERT OR REPLACE INTO cache_entries (key, path, status, headers, body, vary, stored_at_ms,
                     initial_age_ms, lifetime_ms, swr_ms, sie_ms, must_revalidate, no_cache, etag, last_modified,
-                    size, last_access_ms, purge_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?7, ?17)",
+                    size, last_access_ms, purge_at_ms, scope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?7, ?17, ?18)",
             )?
             .execute(params![
-                key,
+                key.id,
                 path,
                 resp.status,
                 headers,
@@ -411,6 +449,7 @@ impl HttpCache {
                 resp.headers.get("last-modified"),
                 size as i64,
                 purge_at,
+                key.scope,
             ])
         });
         if stored.is_some() {
@@ -432,7 +471,8 @@ impl HttpCache {
             if !matches!(
                 k.as_str(),
                 "content-length" | "content-type" | "transfer-encoding" | "content-encoding"
-            ) {
+            ) && is_storable_header(k, &self.sensitive)
+            {
                 entry.headers.insert(k.clone(), v.clone());
             }
         }
@@ -501,10 +541,30 @@ impl HttpCache {
         self.store.close();
     }
 
-    /// Deletes everything.
+    /// Deletes everything, leaving no recoverable bytes (`secure_delete` + WAL truncation).
     pub(crate) fn clear(&self) {
-        self.with_db("clear", |c| c.execute("DELETE FROM cache_entries", []));
+        self.with_db("clear", |c| {
+            c.execute("DELETE FROM cache_entries", [])?;
+            Store::wipe(c);
+            Ok(())
+        });
         self.estimated_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// Deletes the entries of user `scope` (its tag), leaving no recoverable bytes.
+    pub(crate) fn clear_scope(&self, scope: &str) -> Result<(), ApiError> {
+        let tag = self.store.scope_tag(Some(scope));
+        self.with_db("clear scope", |c| {
+            c.prepare_cached("DELETE FROM cache_entries WHERE scope IS ?1")?
+                .execute([&tag])?;
+            Store::wipe(c);
+            Ok(())
+        })
+        .ok_or_else(|| ApiError::Storage {
+            reason: "cache: clearing a user scope failed".into(),
+        })?;
+        self.evict_to_bound(); // re-measures the stored bytes
+        Ok(())
     }
 
     /// Drops entries past any use (fresh lifetime + stale window), then enforces the size bound.
@@ -579,15 +639,57 @@ mod tests {
     }
 
     #[test]
-    fn vary_fingerprints_compare_the_named_request_headers() {
-        let mut req = HashMap::new();
-        req.insert("accept-language".to_string(), "fr".to_string());
-        let vary = "Accept-Language, Accept".to_string();
-        let fp = vary_fingerprint(Some(&vary), &req).unwrap();
-        assert_eq!(fp, "accept=\naccept-language=fr");
-        assert_eq!(refingerprint(&fp, &req), fp);
-        req.insert("accept-language".to_string(), "de".to_string());
-        assert_ne!(refingerprint(&fp, &req), fp);
-        assert_eq!(vary_fingerprint(Some(&"*".to_string()), &req), None);
+    fn vary_names_are_normalised_and_star_is_uncacheable() {
+        let v = "Accept-Language, accept,  Accept-Language".to_string();
+        assert_eq!(
+            vary_names(Some(&v)).unwrap(),
+            vec!["accept".to_string(), "accept-language".to_string()]
+        );
+        assert_eq!(vary_names(None).unwrap(), Vec::<String>::new());
+        assert_eq!(vary_names(Some(&"*".to_string())), None);
+    }
+
+    #[test]
+    fn keys_and_vary_fingerprints_hold_no_credential_and_tell_users_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let events = Arc::new(EventBus::new(Arc::default()).unwrap());
+        let settings = CacheSettings::from_config(&CacheConfig::default()).unwrap();
+        let cache = HttpCache::new(Arc::new(store), settings, vec![], events);
+        let req = ApiRequest::get("/me?x=1");
+        let with = |name: &str, value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            h
+        };
+        let alice = cache
+            .key(&req, &with("authorization", "Bearer ALICE"), None)
+            .unwrap();
+        let bob = cache
+            .key(&req, &with("authorization", "Bearer BOB"), None)
+            .unwrap();
+        let again = cache
+            .key(&req, &with("Authorization", "Bearer ALICE"), None)
+            .unwrap();
+        assert_ne!(alice.id, bob.id);
+        assert_eq!(alice.id, again.id);
+        assert!(!alice.id.contains("ALICE") && alice.label() == "GET /me");
+        let scoped = cache
+            .key(&req, &with("authorization", "Bearer ALICE"), Some("a"))
+            .unwrap();
+        assert_ne!(scoped.id, alice.id);
+        let cookie = cache.key(&req, &with("cookie", "s=1"), None).unwrap();
+        let cookie2 = cache.key(&req, &with("cookie", "s=2"), None).unwrap();
+        assert_ne!(cookie.id, cookie2.id);
+
+        let names = vec!["authorization".to_string(), "accept".to_string()];
+        let fp = cache.vary_fingerprint(&names, &alice.headers);
+        assert!(!fp.contains("ALICE"), "{fp}");
+        assert!(fp.starts_with("authorization=") && fp.contains("\naccept="));
+        assert_eq!(cache.refingerprint(&fp, &again.headers), fp);
+        assert_ne!(cache.refingerprint(&fp, &bob.headers), fp);
     }
 }

@@ -32,6 +32,7 @@ pub use select::BackendStatus;
 use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusCounters, StatusEvent};
 use crate::http::{idempotency_header, parse_headers};
+use crate::store::Identity;
 use crate::types::{ApiRequest, ApiResponse, HeaderProvider, HttpMethod};
 use retry::RetryBudget;
 use select::BackendSet;
@@ -62,6 +63,9 @@ pub(crate) struct Network {
     /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
     online_watch: tokio::sync::watch::Sender<bool>,
     header_provider: RwLock<Option<Arc<dyn HeaderProvider>>>,
+    /// The app's current user scope: the header provider is asked for it unless a caller (the
+    /// queue's replay) names another.
+    identity: Arc<Identity>,
     /// Uniform in `[0, 1)`: backoff jitter (injectable for deterministic tests).
     jitter: Jitter,
 }
@@ -116,6 +120,7 @@ impl Network {
             online: AtomicBool::new(true),
             online_watch: tokio::sync::watch::Sender::new(true),
             header_provider: RwLock::new(None),
+            identity: Arc::default(),
             jitter,
         }
     }
@@ -251,14 +256,49 @@ impl Network {
             .unwrap_or_else(PoisonError::into_inner) = Some(provider);
     }
 
-    /// The headers of one call: the client's defaults, then the request's own, then the header
-    /// provider's (fresh credentials), then `Idempotency-Key`.
+    /// The app's current user scope (shared with the cache and the queue).
+    pub(crate) fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The headers of one call in the current user scope: see [`Network::scoped_call_headers`].
     pub(crate) fn call_headers(
         &self,
         method: HttpMethod,
         path: &str,
         own: &HashMap<String, String>,
         idempotency_key: Option<&str>,
+    ) -> Result<HeaderMap, ApiError> {
+        let scope = self.identity.current();
+        self.scoped_call_headers(method, path, own, idempotency_key, scope)
+    }
+
+    /// The final outgoing headers of a plain request for user `scope` (the header provider is
+    /// asked for that scope, once): what the cache keys and `Vary`-matches on, and what
+    /// [`Network::execute_with_headers`] sends.
+    pub(crate) fn outgoing_headers(
+        &self,
+        req: &ApiRequest,
+        scope: Option<String>,
+    ) -> Result<HeaderMap, ApiError> {
+        self.scoped_call_headers(
+            req.method,
+            &req.path,
+            &req.headers,
+            req.idempotency_key.as_deref(),
+            scope,
+        )
+    }
+
+    /// The headers of one call: the client's defaults, then the request's own, then the header
+    /// provider's for `scope` (fresh credentials), then `Idempotency-Key`.
+    fn scoped_call_headers(
+        &self,
+        method: HttpMethod,
+        path: &str,
+        own: &HashMap<String, String>,
+        idempotency_key: Option<&str>,
+        scope: Option<String>,
     ) -> Result<HeaderMap, ApiError> {
         let mut headers = self.settings.default_headers.clone();
         for (name, value) in parse_headers(own, ApiError::invalid_request)? {
@@ -272,7 +312,7 @@ impl Network {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(provider) = provider {
-            let fresh = provider.headers_for(method, path.to_string());
+            let fresh = provider.headers_for(method, path.to_string(), scope);
             for (name, value) in parse_headers(&fresh, |r| ApiError::InvalidRequest {
                 reason: format!("header provider: {r}"),
             })? {
@@ -296,13 +336,27 @@ impl Network {
         request::validate(self, req)
     }
 
-    /// Runs one plain request through the attempt loop.
+    /// Runs one plain request through the attempt loop, its headers built in the current user
+    /// scope. (The features go through the cache layer, which resolves the headers itself and
+    /// calls [`Network::execute_with_headers`].)
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) async fn execute(
         &self,
         req: ApiRequest,
         rounds: Rounds,
     ) -> Result<ApiResponse, ApiError> {
-        request::execute(self, req, rounds).await
+        request::execute(self, req, None, rounds).await
+    }
+
+    /// Runs one plain request with headers already resolved by [`Network::outgoing_headers`] (the
+    /// header provider is not called again).
+    pub(crate) async fn execute_with_headers(
+        &self,
+        req: ApiRequest,
+        headers: HeaderMap,
+        rounds: Rounds,
+    ) -> Result<ApiResponse, ApiError> {
+        request::execute(self, req, Some(headers), rounds).await
     }
 
     /// Runs the background health probes until the runtime stops.

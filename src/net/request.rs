@@ -50,16 +50,25 @@ pub(super) fn validate(net: &Network, req: &ApiRequest) -> Result<(), ApiError> 
     attempt_timeout(net, req).map(|_| ())
 }
 
-fn prepare(net: &Network, req: &ApiRequest) -> Result<Prepared, ApiError> {
+/// `headers`: the final outgoing headers if the caller resolved them (the cache layer keys on
+/// them); otherwise they are built here, in the current user scope.
+fn prepare(
+    net: &Network,
+    req: &ApiRequest,
+    headers: Option<HeaderMap>,
+) -> Result<Prepared, ApiError> {
     let urls = (0..net.backend_count())
         .map(|i| join_url(&net.backend(i).url, &req.path, &req.query))
         .collect::<Result<Vec<_>, _>>()?;
-    let headers = net.call_headers(
-        req.method,
-        &req.path,
-        &req.headers,
-        req.idempotency_key.as_deref(),
-    )?;
+    let headers = match headers {
+        Some(h) => h,
+        None => net.call_headers(
+            req.method,
+            &req.path,
+            &req.headers,
+            req.idempotency_key.as_deref(),
+        )?,
+    };
     Ok(Prepared {
         method: req.method,
         urls,
@@ -140,11 +149,12 @@ impl Exchange for Plain<'_> {
 pub(super) async fn execute(
     net: &Network,
     req: ApiRequest,
+    headers: Option<HeaderMap>,
     rounds: Rounds,
 ) -> Result<ApiResponse, ApiError> {
     let started = net.now();
     net.count_request();
-    let p = prepare(net, &req)?;
+    let p = prepare(net, &req, headers)?;
     if !net.is_online() {
         return Err(ApiError::Offline);
     }

@@ -24,18 +24,21 @@ impl QueueLayer {
         QueueLayer { queue, inner }
     }
 
-    /// Checks what a send would reject before anything is persisted (the header provider is not
-    /// called).
+    /// Checks what a send would reject, and what could not be stored without a secret, before
+    /// anything is persisted (the header provider is not called).
     pub(crate) fn validate(&self, req: &ApiRequest) -> Result<(), ApiError> {
-        self.inner.network().validate(req)
+        self.inner.network().validate(req)?;
+        self.queue.check_storable(req)
     }
 
     /// Sends `req`, queueing it when it cannot be delivered now and asks to be. A queued request
     /// gets its idempotency key before its first attempt, so every attempt, live or replayed,
     /// carries the same one.
+    /// The call runs, and is queued, in the user scope current when it starts.
     pub(crate) async fn send(&self, mut req: ApiRequest) -> Result<ApiResponse, ApiError> {
+        let scope = self.queue.identity().current();
         if req.offline != Some(OfflinePolicy::Queue) {
-            return self.inner.send(req, Rounds::Configured).await;
+            return self.inner.send(req, scope, Rounds::Configured).await;
         }
         self.validate(&req)?;
         let key = req
@@ -43,9 +46,14 @@ impl QueueLayer {
             .get_or_insert_with(crate::ids::new_uuid_v4)
             .clone();
         let started = std::time::Instant::now();
-        match self.inner.send(req.clone(), Rounds::Configured).await {
+        match self
+            .inner
+            .send(req.clone(), scope.clone(), Rounds::Configured)
+            .await
+        {
             Err(e) if policy::should_queue(&e) => {
-                let id = self.queue.enqueue(&req, key, req.queue_group.clone())?;
+                let group = req.queue_group.clone();
+                let id = self.queue.enqueue(&req, key, group, scope.as_deref())?;
                 log::info!("robust-api: {} queued as {id}: {e}", req.path);
                 Ok(ApiResponse::queued(id, ms_i32(started.elapsed())))
             }
@@ -53,7 +61,8 @@ impl QueueLayer {
         }
     }
 
-    /// Persists `req` for delivery as soon as possible (durable when this returns).
+    /// Persists `req` for delivery as soon as possible, in the current user scope (durable when
+    /// this returns).
     pub(crate) fn enqueue(
         &self,
         req: &ApiRequest,
@@ -63,6 +72,8 @@ impl QueueLayer {
             .idempotency_key
             .clone()
             .unwrap_or_else(crate::ids::new_uuid_v4);
-        self.queue.enqueue(req, key, req.queue_group.clone())
+        let scope = self.queue.identity().current();
+        self.queue
+            .enqueue(req, key, req.queue_group.clone(), scope.as_deref())
     }
 }

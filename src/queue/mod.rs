@@ -8,7 +8,15 @@
 //! [`storage`] holds the SQL. A row is deleted only after its delivery is recorded.
 //!
 //! Credentials (`Authorization`, `Cookie`, `Proxy-Authorization` and configured names) are never
-//! written to disk: a [`crate::HeaderProvider`] supplies fresh ones at send time.
+//! written to disk: a [`crate::HeaderProvider`] supplies fresh ones at send time, for the user
+//! scope the request was stored under. A request carrying a credential in its query
+//! (`?api_key=…`, see [`crate::store::secrets::SENSITIVE_QUERY_PARAMS`]) is not queued at all
+//! (`InvalidRequest`): it could not be replayed without storing the credential.
+//!
+//! User scopes: each entry is tagged with the scope current when it was stored and is replayed
+//! only while that scope is current (entries of another scope wait — not sent, not expired, not
+//! dead-lettered — until it is current again or `clear_user_data` removes them). Listings and
+//! listener deliveries show only the current scope's entries and outcomes.
 //!
 //! Outcomes are recorded in the database too, so a `QueueListener` attached later (even after a
 //! restart) still receives every `on_delivered` / `on_dead_lettered` it has not seen; they can also
@@ -31,8 +39,10 @@ use tokio::sync::Notify;
 use crate::defaults::{at_least, config_record, positive_ms};
 use crate::error::ApiError;
 use crate::events::{EventBus, StatusEvent};
+use crate::http::request_target;
 use crate::ids::new_uuid_v4;
-use crate::store::{is_corruption, now_ms, Store};
+use crate::store::secrets::SENSITIVE_QUERY_PARAMS;
+use crate::store::{is_corruption, now_ms, Identity, Store};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueuedRequestId};
 
 pub(crate) use layer::QueueLayer;
@@ -160,6 +170,9 @@ pub(crate) struct QueueSettings {
     pub max_in_flight: usize,
     /// Lower-case header names never written to disk.
     pub sensitive_headers: Vec<String>,
+    /// Lower-case query parameter names whose values are credentials (a request with one is not
+    /// queued).
+    pub sensitive_query: Vec<String>,
 }
 
 impl QueueSettings {
@@ -183,6 +196,7 @@ impl QueueSettings {
             retry_max,
             max_in_flight: at_least("queue.max_in_flight", c.max_in_flight, 1)? as usize,
             sensitive_headers: sensitive,
+            sensitive_query: SENSITIVE_QUERY_PARAMS.map(String::from).to_vec(),
         })
     }
 }
@@ -192,6 +206,8 @@ type Listener = Arc<Mutex<Option<Arc<dyn QueueListener>>>>;
 /// The queue of one client.
 pub(crate) struct Queue {
     store: Arc<Store>,
+    /// The current user scope: what is stored, replayed, listed and told.
+    identity: Arc<Identity>,
     pub(crate) settings: QueueSettings,
     events: Arc<EventBus>,
     /// Wakes the replay task (enqueue, flush, a delivery finished).
@@ -207,6 +223,7 @@ impl Queue {
         store: Arc<Store>,
         settings: QueueSettings,
         events: Arc<EventBus>,
+        identity: Arc<Identity>,
     ) -> Result<Arc<Self>, ApiError> {
         // Outcomes reach the listener from one thread, in order, straight from the database: nothing
         // is lost if no listener is attached, nothing is told twice.
@@ -214,6 +231,7 @@ impl Queue {
         let listener: Listener = Arc::default();
         let queue = Arc::new(Queue {
             store: store.clone(),
+            identity: identity.clone(),
             settings,
             events,
             wake: Notify::new(),
@@ -234,7 +252,9 @@ impl Queue {
                         else {
                             break;
                         };
-                        let next = storage::next_unnotified(&store.conn());
+                        // Only the current scope's outcomes; another's wait for it.
+                        let scope = store.scope_tag(identity.current().as_deref());
+                        let next = storage::next_unnotified(&store.conn(), scope.as_deref());
                         let Ok(Some((seq, outcome))) = next else {
                             break;
                         };
@@ -281,21 +301,56 @@ impl Queue {
         })
     }
 
-    /// Persists `req` (with `key` as its idempotency key). Durable when this returns.
+    /// The app's current user scope.
+    pub(crate) fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The current scope's tag, as stored.
+    fn current_tag(&self) -> Option<String> {
+        self.store.scope_tag(self.identity.current().as_deref())
+    }
+
+    /// Rejects what cannot be queued without storing a secret: a credential in the query.
+    pub(crate) fn check_storable(&self, req: &ApiRequest) -> Result<(), ApiError> {
+        let target = request_target(&req.path, &req.query)?;
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        let url = reqwest::Url::parse(&format!("http://queue.invalid/?{query}"))
+            .map_err(|e| ApiError::invalid_request(format!("query: {e}")))?;
+        for (name, _) in url.query_pairs() {
+            if self
+                .settings
+                .sensitive_query
+                .contains(&name.to_ascii_lowercase())
+            {
+                return Err(ApiError::invalid_request(format!(
+                    "query parameter {name:?} carries a credential and cannot be stored in the \
+                     offline queue; send it as a header from the HeaderProvider"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists `req` (with `key` as its idempotency key) under user `scope`. Durable when this
+    /// returns.
     pub(crate) fn enqueue(
         &self,
         req: &ApiRequest,
         key: String,
         group: Option<String>,
+        scope: Option<&str>,
     ) -> Result<QueuedRequestId, ApiError> {
+        self.check_storable(req)?;
         let id = new_uuid_v4();
-        let stored = storage::Stored::new(
+        let mut stored = storage::Stored::new(
             req,
             id.clone(),
             key,
             group.unwrap_or_default(),
             &self.settings.sensitive_headers,
         );
+        stored.scope = self.store.scope_tag(scope);
         let (max_entries, max_bytes) = (self.settings.max_entries, self.settings.max_bytes);
         let result = storage::insert(&mut self.store.conn(), &stored, max_entries, max_bytes);
         match result {
@@ -316,7 +371,8 @@ impl Queue {
         self.poke_listener();
     }
 
-    fn poke_listener(&self) {
+    /// Wakes the listener thread (an outcome was recorded, or the scope changed).
+    pub(crate) fn poke_listener(&self) {
         if let Some(tx) = self
             .notify_tx
             .lock()
@@ -334,15 +390,20 @@ impl Queue {
     }
 
     pub(crate) fn pending(&self) -> Result<Vec<QueuedRequestInfo>, ApiError> {
-        self.db("list", |c| storage::pending(c, now_ms()))
+        let scope = self.current_tag();
+        self.db("list", |c| storage::pending(c, now_ms(), scope.as_deref()))
     }
 
     pub(crate) fn dead_letters(&self) -> Result<Vec<DeadLetter>, ApiError> {
-        self.db("dead letters", |c| storage::dead_letters(c))
+        let scope = self.current_tag();
+        self.db("dead letters", |c| {
+            storage::dead_letters(c, scope.as_deref())
+        })
     }
 
     pub(crate) fn outcomes(&self) -> Result<Vec<QueueOutcome>, ApiError> {
-        self.db("outcomes", |c| storage::outcomes(c))
+        let scope = self.current_tag();
+        self.db("outcomes", |c| storage::outcomes(c, scope.as_deref()))
     }
 
     pub(crate) fn remove(&self, id: &QueuedRequestId) -> Result<bool, ApiError> {
@@ -357,6 +418,12 @@ impl Queue {
 
     pub(crate) fn clear(&self) -> Result<(), ApiError> {
         self.db("clear", |c| storage::clear(c))
+    }
+
+    /// Removes user `scope`'s entries and outcomes, leaving no recoverable bytes.
+    pub(crate) fn clear_scope(&self, scope: &str) -> Result<(), ApiError> {
+        let tag = self.store.scope_tag(Some(scope)).unwrap_or_default();
+        self.db("clear scope", |c| storage::clear_scope(c, &tag))
     }
 
     pub(crate) fn status(&self) -> QueueStatus {

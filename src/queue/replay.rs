@@ -1,6 +1,8 @@
 //! The replay task: delivers due entries, at most `max_in_flight` at once (one per ordering group,
 //! so each group stays FIFO), and sleeps until the next due time, an enqueue, a flush, the network
-//! coming back or a backend recovering. Never runs while the app reports it is offline.
+//! coming back, a backend recovering or the user scope changing. Never runs while the app reports
+//! it is offline. Only the current user scope's entries are started; the others wait (the sleep
+//! is computed from the current scope's entries only, so they never make the task spin).
 
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use crate::store::now_ms;
 pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
     let mut network = layer.network().subscribe_online();
     let mut recovered = layer.network().subscribe_recovered();
+    let mut scopes = queue.identity().subscribe();
     loop {
         if !*network.borrow_and_update() {
             // Offline: nothing is sent; wait for the network.
@@ -25,9 +28,11 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
             }
             continue;
         }
-        start_due(&queue, &layer);
+        let scope = queue.identity().current();
+        let tag = queue.store.scope_tag(scope.as_deref());
+        start_due(&queue, &layer, scope, tag.as_deref());
         let next = queue
-            .db("next due", |c| storage::next_due_at(c))
+            .db("next due", |c| storage::next_due_at(c, tag.as_deref()))
             .ok()
             .flatten();
         let sleep_for = next.map_or(Duration::from_secs(3600), |at| {
@@ -49,12 +54,19 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
             _ = recovered.changed() => {
                 let _ = queue.db("backend recovered", |c| storage::make_all_due(c, now_ms()));
             }
+            changed = scopes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // The new scope's entries may be due; its unnotified outcomes can be told.
+                queue.poke_listener();
+            }
         }
     }
 }
 
-/// Starts deliveries for due group heads while slots are free.
-fn start_due(queue: &Arc<Queue>, layer: &CacheLayer) {
+/// Starts deliveries for due group heads of user `scope` (stored as `tag`) while slots are free.
+fn start_due(queue: &Arc<Queue>, layer: &CacheLayer, scope: Option<String>, tag: Option<&str>) {
     let busy: Vec<String> = queue
         .in_flight
         .lock()
@@ -66,7 +78,7 @@ fn start_due(queue: &Arc<Queue>, layer: &CacheLayer) {
     if free == 0 {
         return;
     }
-    let Ok(due) = queue.db("due", |c| storage::due_heads(c, now_ms(), &busy, free)) else {
+    let Ok(due) = queue.db("due", |c| storage::due_heads(c, now_ms(), &busy, free, tag)) else {
         return;
     };
     for entry in due {
@@ -75,11 +87,13 @@ fn start_due(queue: &Arc<Queue>, layer: &CacheLayer) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(entry.id.clone());
-        tokio::spawn(deliver(queue.clone(), layer.clone(), entry));
+        tokio::spawn(deliver(queue.clone(), layer.clone(), entry, scope.clone()));
     }
 }
 
-async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored) {
+/// Sends `entry` as user `scope` (the one it was stored under: the header provider is asked for
+/// its credentials).
+async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored, scope: Option<String>) {
     let age = Duration::from_millis((now_ms() - entry.created_at_ms).max(0) as u64);
     let decision = if policy::expired(age, queue.settings.max_age) {
         Decision::DeadLetter {
@@ -90,11 +104,12 @@ async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored) {
     } else {
         // Through the cache layer (one pass; the queue backs off itself), so a replayed write
         // invalidates cached GETs of its path like a live one.
-        policy::decide(layer.send(entry.to_request(), Rounds::OnePass).await)
+        policy::decide(layer.send(entry.to_request(), scope, Rounds::OnePass).await)
     };
     let recorded = match &decision {
         Decision::Delivered(r) => {
-            let ok = queue.db("delivered", |c| storage::delivered(c, &entry, r));
+            let sensitive = &queue.settings.sensitive_headers;
+            let ok = queue.db("delivered", |c| storage::delivered(c, &entry, r, sensitive));
             if ok.is_ok() {
                 queue
                     .delivered

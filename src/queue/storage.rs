@@ -1,13 +1,19 @@
 //! SQL for the queue. Every state change is one transaction; a row is deleted only after its
 //! delivery is recorded, so a process killed at any point replays (with the same idempotency key)
-//! rather than loses. Credential headers never reach this file: [`Stored::new`] strips them.
+//! rather than loses. Credential headers never reach this file: [`Stored::new`] strips them, and
+//! recorded responses lose `Set-Cookie` and credential headers.
+//!
+//! Every entry and outcome carries the keyed tag of the user scope it was stored under (`scope`,
+//! NULL = no scope); replays, listings and listener deliveries see only the current scope's, and
+//! ordering groups are per scope (another user's waiting entry never blocks this user's group).
 
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{DeadLetter, QueueOutcome, QueuedRequestId, QueuedRequestInfo};
-use crate::store::{decode_header_lines, encode_header_lines, now_ms};
+use crate::store::secrets::storable_response_headers;
+use crate::store::{decode_header_lines, encode_header_lines, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueryParam};
 
 /// A queued request as persisted.
@@ -24,6 +30,8 @@ pub(crate) struct Stored {
     pub timeout_ms: Option<i32>,
     pub created_at_ms: i64,
     pub attempts: u32,
+    /// The tag of the user scope it was stored under (`None`: no scope).
+    pub scope: Option<String>,
 }
 
 fn method_from(s: &str) -> HttpMethod {
@@ -122,6 +130,7 @@ impl Stored {
             timeout_ms: req.timeout_ms,
             created_at_ms: now_ms(),
             attempts: 0,
+            scope: None,
         }
     }
 
@@ -159,6 +168,7 @@ impl Stored {
                 .map(|v| v.clamp(1, i32::MAX as i64) as i32),
             created_at_ms: r.get("created_at_ms")?,
             attempts: r.get::<_, i64>("attempts")?.clamp(0, u32::MAX as i64) as u32,
+            scope: r.get("scope")?,
         })
     }
 }
@@ -194,8 +204,8 @@ pub(crate) fn insert(
     }
     tx.prepare_cached(
         "INSERT INTO queue_entries (id, idempotency_key, group_key, method, path, query, headers, body,
-            timeout_ms, size, created_at_ms, next_attempt_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+            timeout_ms, size, created_at_ms, next_attempt_at_ms, scope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
     )?
     .execute(params![
         s.id,
@@ -209,26 +219,30 @@ pub(crate) fn insert(
         s.timeout_ms.map(|v| v as i64),
         size,
         s.created_at_ms,
+        s.scope,
     ])?;
     tx.commit()?;
     Ok(())
 }
 
-/// The oldest pending entry of every ordering group whose next attempt is due, oldest first,
-/// skipping `busy` ids, at most `limit`.
+/// The oldest pending entry of every ordering group of user `scope` (its tag) whose next attempt
+/// is due, oldest first, skipping `busy` ids, at most `limit`.
 pub(crate) fn due_heads(
     c: &Connection,
     now: i64,
     busy: &[String],
     limit: usize,
+    scope: Option<&str>,
 ) -> rusqlite::Result<Vec<Stored>> {
     let mut st = c.prepare_cached(
         "SELECT q.* FROM queue_entries q
-         WHERE q.dead = 0 AND q.seq = (SELECT MIN(seq) FROM queue_entries p WHERE p.dead = 0 AND p.group_key = q.group_key)
+         WHERE q.dead = 0 AND q.scope IS ?2
+           AND q.seq = (SELECT MIN(seq) FROM queue_entries p
+                        WHERE p.dead = 0 AND p.scope IS q.scope AND p.group_key = q.group_key)
            AND q.next_attempt_at_ms <= ?1
          ORDER BY q.seq",
     )?;
-    let rows = st.query_map([now], Stored::from_row)?;
+    let rows = st.query_map(params![now, scope], Stored::from_row)?;
     let mut out = Vec::new();
     for row in rows {
         let s = row?;
@@ -242,13 +256,16 @@ pub(crate) fn due_heads(
     Ok(out)
 }
 
-/// When the next group head becomes due (None: nothing pending).
-pub(crate) fn next_due_at(c: &Connection) -> rusqlite::Result<Option<i64>> {
+/// When the next group head of user `scope` becomes due (None: nothing pending in that scope;
+/// other scopes' entries wait for theirs).
+pub(crate) fn next_due_at(c: &Connection, scope: Option<&str>) -> rusqlite::Result<Option<i64>> {
     c.prepare_cached(
         "SELECT MIN(q.next_attempt_at_ms) FROM queue_entries q
-         WHERE q.dead = 0 AND q.seq = (SELECT MIN(seq) FROM queue_entries p WHERE p.dead = 0 AND p.group_key = q.group_key)",
+         WHERE q.dead = 0 AND q.scope IS ?1
+           AND q.seq = (SELECT MIN(seq) FROM queue_entries p
+                        WHERE p.dead = 0 AND p.scope IS q.scope AND p.group_key = q.group_key)",
     )?
-    .query_row([], |r| r.get(0))
+    .query_row([scope], |r| r.get(0))
 }
 
 /// Every pending entry becomes due now (network came back, a backend recovered, flush).
@@ -257,22 +274,25 @@ pub(crate) fn make_all_due(c: &Connection, now: i64) -> rusqlite::Result<usize> 
         .execute([now])
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record_outcome(
     c: &Connection,
-    id: &str,
+    s: &Stored,
     response: Option<&ApiResponse>,
     reason: Option<&str>,
     status: Option<i32>,
     body: Option<&[u8]>,
     attempts: u32,
+    sensitive: &[String],
 ) -> rusqlite::Result<()> {
-    let headers = response.map(|r| encode_header_lines(&r.headers));
+    let headers =
+        response.map(|r| encode_header_lines(&storable_response_headers(&r.headers, sensitive)));
     c.prepare_cached(
-        "INSERT INTO queue_outcomes (id, delivered, status, headers, body, backend, attempts, reason, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO queue_outcomes (id, delivered, status, headers, body, backend, attempts, reason, at_ms, scope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
-        id,
+        s.id,
         response.is_some(),
         response.map(|r| r.status).or(status),
         headers,
@@ -280,7 +300,8 @@ fn record_outcome(
         response.map(|r| r.backend.as_str()),
         attempts,
         reason,
-        now_ms()
+        now_ms(),
+        s.scope,
     ])?;
     // Bounded: keep the last 200 notified outcomes and at most 1,000 waiting for a listener.
     c.execute_batch(
@@ -289,12 +310,19 @@ fn record_outcome(
     )
 }
 
-/// Delivered: delete the entry and record the outcome, atomically.
-pub(crate) fn delivered(c: &mut Connection, s: &Stored, r: &ApiResponse) -> rusqlite::Result<()> {
+/// Delivered: delete the entry and record the outcome (without `sensitive` response headers),
+/// atomically.
+pub(crate) fn delivered(
+    c: &mut Connection,
+    s: &Stored,
+    r: &ApiResponse,
+    sensitive: &[String],
+) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
     tx.prepare_cached("DELETE FROM queue_entries WHERE id = ?1")?
         .execute([&s.id])?;
-    record_outcome(&tx, &s.id, Some(r), None, None, None, s.attempts + 1)?;
+    let attempts = s.attempts + 1;
+    record_outcome(&tx, s, Some(r), None, None, None, attempts, sensitive)?;
     tx.commit()
 }
 
@@ -328,16 +356,21 @@ pub(crate) fn dead_letter(
          WHERE id = ?1",
     )?
     .execute(params![s.id, reason, status, body, attempts])?;
-    record_outcome(&tx, &s.id, None, Some(reason), status, body, attempts)?;
+    record_outcome(&tx, s, None, Some(reason), status, body, attempts, &[])?;
     tx.commit()
 }
 
-pub(crate) fn pending(c: &Connection, now: i64) -> rusqlite::Result<Vec<QueuedRequestInfo>> {
+/// Pending entries of user `scope` (its tag).
+pub(crate) fn pending(
+    c: &Connection,
+    now: i64,
+    scope: Option<&str>,
+) -> rusqlite::Result<Vec<QueuedRequestInfo>> {
     let mut st = c.prepare_cached(
         "SELECT id, idempotency_key, method, path, attempts, created_at_ms, next_attempt_at_ms, last_error
-         FROM queue_entries WHERE dead = 0 ORDER BY seq",
+         FROM queue_entries WHERE dead = 0 AND scope IS ?1 ORDER BY seq",
     )?;
-    let rows = st.query_map([], |r| {
+    let rows = st.query_map([scope], |r| {
         Ok(QueuedRequestInfo {
             id: QueuedRequestId(r.get(0)?),
             idempotency_key: r.get(1)?,
@@ -352,12 +385,16 @@ pub(crate) fn pending(c: &Connection, now: i64) -> rusqlite::Result<Vec<QueuedRe
     rows.collect()
 }
 
-pub(crate) fn dead_letters(c: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
+/// Dead letters of user `scope` (its tag).
+pub(crate) fn dead_letters(
+    c: &Connection,
+    scope: Option<&str>,
+) -> rusqlite::Result<Vec<DeadLetter>> {
     let mut st = c.prepare_cached(
         "SELECT id, idempotency_key, method, path, attempts, dead_reason, dead_status, dead_body
-         FROM queue_entries WHERE dead = 1 ORDER BY seq",
+         FROM queue_entries WHERE dead = 1 AND scope IS ?1 ORDER BY seq",
     )?;
-    let rows = st.query_map([], |r| {
+    let rows = st.query_map([scope], |r| {
         Ok(DeadLetter {
             id: QueuedRequestId(r.get(0)?),
             idempotency_key: r.get(1)?,
@@ -389,8 +426,23 @@ pub(crate) fn revive(c: &Connection, id: &str, now: i64) -> rusqlite::Result<boo
         > 0)
 }
 
+/// Every entry (pending and dead) goes, leaving no recoverable bytes; outcomes stay.
 pub(crate) fn clear(c: &Connection) -> rusqlite::Result<()> {
-    c.execute("DELETE FROM queue_entries", []).map(|_| ())
+    c.execute("DELETE FROM queue_entries", [])?;
+    Store::wipe(c);
+    Ok(())
+}
+
+/// Every entry and outcome of user `scope` (its tag) goes, leaving no recoverable bytes.
+pub(crate) fn clear_scope(c: &mut Connection, scope: &str) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    tx.prepare_cached("DELETE FROM queue_entries WHERE scope IS ?1")?
+        .execute([scope])?;
+    tx.prepare_cached("DELETE FROM queue_outcomes WHERE scope IS ?1")?
+        .execute([scope])?;
+    tx.commit()?;
+    Store::wipe(c);
+    Ok(())
 }
 
 /// (pending, dead, oldest pending created_at)
@@ -433,18 +485,24 @@ fn outcome_from_row(r: &Row<'_>) -> rusqlite::Result<QueueOutcome> {
     })
 }
 
-/// Recent outcomes (bounded), oldest first.
-pub(crate) fn outcomes(c: &Connection) -> rusqlite::Result<Vec<QueueOutcome>> {
-    let mut st = c.prepare_cached("SELECT * FROM queue_outcomes ORDER BY seq")?;
-    let rows = st.query_map([], outcome_from_row)?;
+/// Recent outcomes (bounded) of user `scope` (its tag), oldest first.
+pub(crate) fn outcomes(c: &Connection, scope: Option<&str>) -> rusqlite::Result<Vec<QueueOutcome>> {
+    let mut st = c.prepare_cached("SELECT * FROM queue_outcomes WHERE scope IS ?1 ORDER BY seq")?;
+    let rows = st.query_map([scope], outcome_from_row)?;
     rows.collect()
 }
 
-/// The oldest outcome no listener has seen yet, with its sequence number.
-pub(crate) fn next_unnotified(c: &Connection) -> rusqlite::Result<Option<(i64, QueueOutcome)>> {
-    c.prepare_cached("SELECT * FROM queue_outcomes WHERE notified = 0 ORDER BY seq LIMIT 1")?
-        .query_row([], |r| Ok((r.get("seq")?, outcome_from_row(r)?)))
-        .optional()
+/// The oldest outcome of user `scope` (its tag) no listener has seen yet, with its sequence
+/// number.
+pub(crate) fn next_unnotified(
+    c: &Connection,
+    scope: Option<&str>,
+) -> rusqlite::Result<Option<(i64, QueueOutcome)>> {
+    c.prepare_cached(
+        "SELECT * FROM queue_outcomes WHERE notified = 0 AND scope IS ?1 ORDER BY seq LIMIT 1",
+    )?
+    .query_row([scope], |r| Ok((r.get("seq")?, outcome_from_row(r)?)))
+    .optional()
 }
 
 pub(crate) fn mark_notified(c: &Connection, seq: i64) -> rusqlite::Result<()> {
@@ -520,6 +578,7 @@ mod tests {
             &mut c,
             &entries[1],
             &ApiResponse::queued(QueuedRequestId("x".into()), 0),
+            &[],
         )
         .unwrap();
         assert!(remove(&c, "id2").unwrap());

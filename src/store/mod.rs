@@ -5,16 +5,28 @@
 //!   the file safely (writers wait up to [`BUSY_TIMEOUT`] for each other).
 //! - Schema versions are `PRAGMA user_version`; [`MIGRATIONS`] are applied in order, each in a
 //!   transaction.
-//! - A file that is not a database (or is corrupt) is moved aside as `*.corrupt-<unix ms>` and
-//!   recreated; the caller is told so it can emit a status event. Never a crash, never a hung call.
+//! - A file that is not a database (or is corrupt) is moved aside as `*.corrupt-<unix ms>`,
+//!   recreated, and the moved copy deleted once whatever can be salvaged has been (today nothing;
+//!   see [`salvage`]); the caller is told so it can emit a status event. Never a crash, never a
+//!   hung call.
 //! - Statements go through `prepare_cached`, so hot queries are parsed once.
+//! - Nothing secret at rest ([`secrets`]): the folder is 0700 and every file 0600 (set on creation
+//!   and on every open), `secure_delete` is on, and a clear ends with [`Store::wipe`] (WAL
+//!   checkpoint + truncate), so cleared rows leave no recoverable bytes in any file.
+//! - The current user scope ([`Identity`]) is stored only as a keyed tag ([`Store::scope_tag`]).
+
+mod identity;
+pub(crate) mod secrets;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode};
+
+pub(crate) use identity::Identity;
+use secrets::InstallKey;
 
 /// File name inside `storage_dir`.
 pub(crate) const DB_FILE: &str = "robust-api.sqlite3";
@@ -101,6 +113,21 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL,
         notified INTEGER NOT NULL DEFAULT 0
     );",
+    // 3: user scopes (a keyed tag, NULL = no scope) and no secret at rest. Older cache rows were
+    // keyed by an unkeyed hash of Authorization and kept raw Vary values and Set-Cookie: dropped
+    // (the cache is best-effort); older outcomes may hold Set-Cookie: their headers are dropped.
+    "DELETE FROM cache_entries;
+    ALTER TABLE cache_entries ADD COLUMN scope TEXT;
+    CREATE INDEX cache_entries_scope ON cache_entries(scope);
+    ALTER TABLE queue_entries ADD COLUMN scope TEXT;
+    DROP INDEX queue_entries_pending;
+    CREATE INDEX queue_entries_pending ON queue_entries(dead, scope, group_key, seq);
+    ALTER TABLE queue_outcomes ADD COLUMN scope TEXT;
+    UPDATE queue_outcomes SET headers = NULL;
+    CREATE TABLE install_key (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        key BLOB NOT NULL
+    );",
 ];
 
 /// Why the database was recreated.
@@ -116,6 +143,8 @@ pub(crate) struct Recovery {
 pub(crate) struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// The HMAC key of the open file (replaced with the file on recovery).
+    key: RwLock<Arc<InstallKey>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -157,12 +186,63 @@ pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// The database's side files (WAL and shared-memory index).
+fn side_files(path: &Path) -> [PathBuf; 2] {
+    ["-wal", "-shm"].map(|side| PathBuf::from(format!("{}{side}", path.display())))
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        if path.exists() {
+            log::warn!("robust-api: chmod {:o} {}: {e}", mode, path.display());
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) {}
+
+/// Owner-only access: the folder 0700, the database and its side files 0600.
+fn restrict_permissions(path: &Path) {
+    if let Some(dir) = path.parent() {
+        set_mode(dir, 0o700);
+    }
+    set_mode(path, 0o600);
+    for side in side_files(path) {
+        if side.exists() {
+            set_mode(&side, 0o600);
+        }
+    }
+}
+
+/// Creates the database file 0600 before SQLite does (SQLite gives the WAL and SHM files the
+/// database file's mode), so no file ever exists with wider access.
+fn precreate(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    if let Err(e) = options.open(path) {
+        log::warn!("robust-api: creating {}: {e}", path.display());
+    }
+}
+
 fn open_and_migrate(path: &Path) -> rusqlite::Result<Connection> {
+    precreate(path);
+    restrict_permissions(path);
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // journal_mode returns a row; the first statement also detects a file that is not a database.
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
-    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+    // secure_delete: deleted content is overwritten with zeros (the WAL is truncated by `wipe`).
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+    )?;
     conn.set_prepared_statement_cache_capacity(32);
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
@@ -173,7 +253,54 @@ fn open_and_migrate(path: &Path) -> rusqlite::Result<Connection> {
     }
     // Touch every table once so a corrupt page in the schema shows up now, not mid-request.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+    if version < MIGRATIONS.len() as i64 {
+        // A migration may have deleted rows with secrets: make them unrecoverable now.
+        Store::wipe(&conn);
+    }
+    restrict_permissions(path);
     Ok(conn)
+}
+
+/// Opens the database and its install key.
+fn open_with_key(path: &Path) -> rusqlite::Result<(Connection, Result<InstallKey, String>)> {
+    let conn = open_and_migrate(path)?;
+    let key = InstallKey::load_or_create(&conn);
+    restrict_permissions(path);
+    Ok((conn, key))
+}
+
+/// What a moved-aside copy can still give back before it is deleted. Nothing today: the queue's
+/// salvage of pending requests (issue 13) plugs in here.
+fn salvage(_moved: &Path) {}
+
+/// Salvages, then deletes a moved-aside copy and its side files: a damaged file may still hold
+/// cached bodies and queued requests, so it is not kept.
+fn discard_moved_aside(moved: &Path) {
+    salvage(moved);
+    for f in std::iter::once(moved.to_path_buf()).chain(side_files(moved)) {
+        match std::fs::remove_file(&f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("robust-api: deleting {}: {e}", f.display()),
+        }
+    }
+}
+
+/// Deletes moved-aside copies left by earlier versions (which kept them forever).
+fn discard_old_copies(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.corrupt-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let n = entry.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix) && !n.ends_with("-wal") && !n.ends_with("-shm") {
+            discard_moved_aside(&entry.path());
+        }
+    }
 }
 
 /// Moves the database (and its WAL/SHM side files) aside.
@@ -181,9 +308,8 @@ fn move_aside(path: &Path) -> String {
     let stamp = now_ms();
     let target = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
     let _ = std::fs::rename(path, &target);
-    for side in ["-wal", "-shm"] {
-        let p = PathBuf::from(format!("{}{side}", path.display()));
-        let _ = std::fs::rename(&p, format!("{}{side}", target.display()));
+    for (from, to) in side_files(path).iter().zip(side_files(&target)) {
+        let _ = std::fs::rename(from, to);
     }
     target.display().to_string()
 }
@@ -193,35 +319,32 @@ impl Store {
     /// recreated; the returned [`Recovery`] says so.
     pub(crate) fn open(dir: &Path) -> Result<(Store, Option<Recovery>), String> {
         let path = dir.join(DB_FILE);
-        match open_and_migrate(&path) {
-            Ok(conn) => Ok((
-                Store {
-                    path,
-                    conn: Mutex::new(conn),
-                },
-                None,
-            )),
+        discard_old_copies(&path);
+        let (conn, key, recovery) = match open_with_key(&path) {
+            Ok((conn, key)) => (conn, key?, None),
             Err(e) if is_corruption(&e) => {
                 let moved_to = move_aside(&path);
                 log::warn!(
-                    "robust-api: {} is damaged ({e}); moved to {moved_to} and recreated",
+                    "robust-api: {} is damaged ({e}); moved to {moved_to}, recreated, copy deleted",
                     path.display()
                 );
-                let conn = open_and_migrate(&path)
+                let (conn, key) = open_with_key(&path)
                     .map_err(|e| format!("recreating {}: {e}", path.display()))?;
-                Ok((
-                    Store {
-                        path,
-                        conn: Mutex::new(conn),
-                    },
-                    Some(Recovery {
-                        moved_to,
-                        reason: e.to_string(),
-                    }),
-                ))
+                discard_moved_aside(Path::new(&moved_to));
+                let recovery = Recovery {
+                    moved_to,
+                    reason: e.to_string(),
+                };
+                (conn, key?, Some(recovery))
             }
-            Err(e) => Err(format!("opening {}: {e}", path.display())),
-        }
+            Err(e) => return Err(format!("opening {}: {e}", path.display())),
+        };
+        let store = Store {
+            path,
+            conn: Mutex::new(conn),
+            key: RwLock::new(Arc::new(key)),
+        };
+        Ok((store, recovery))
     }
 
     /// The connection (one at a time; SQLite calls here take microseconds).
@@ -245,15 +368,47 @@ impl Store {
         drop(std::mem::replace(&mut *conn, fresh));
         let moved_to = move_aside(&self.path);
         log::warn!(
-            "robust-api: {} is damaged ({reason}); moved to {moved_to} and recreated",
+            "robust-api: {} is damaged ({reason}); moved to {moved_to}, recreated, copy deleted",
             self.path.display()
         );
-        *conn = open_and_migrate(&self.path)
+        let (fresh, key) = open_with_key(&self.path)
             .map_err(|e| format!("recreating {}: {e}", self.path.display()))?;
+        *conn = fresh;
+        discard_moved_aside(Path::new(&moved_to));
+        *self.key.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key?);
         Ok(Recovery {
             moved_to,
             reason: reason.to_string(),
         })
+    }
+
+    /// Hex HMAC-SHA256 of `parts` under this install's key (see [`secrets::InstallKey::tag`]).
+    pub(crate) fn tag(&self, domain: &str, parts: &[&str]) -> String {
+        let key = self
+            .key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        key.tag(domain, parts)
+    }
+
+    /// How a user scope is stored: a keyed tag, `None` for no scope.
+    pub(crate) fn scope_tag(&self, scope: Option<&str>) -> Option<String> {
+        scope.map(|s| self.tag("scope", &[s]))
+    }
+
+    /// After a clear: moves every page (deleted ones zeroed by `secure_delete`) into the database
+    /// file and truncates the WAL, so no cleared byte stays in any file. Best-effort: another
+    /// connection reading at this moment postpones the truncation to a later clear.
+    pub(crate) fn wipe(conn: &Connection) {
+        let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        match result {
+            Ok(0) => {}
+            Ok(_) => log::warn!("robust-api: WAL truncation postponed (the database is busy)"),
+            Err(e) => log::warn!("robust-api: WAL truncation failed: {e}"),
+        }
     }
 }
 
@@ -287,11 +442,85 @@ mod tests {
         std::fs::write(dir.path().join(DB_FILE), vec![0x5a; 8192]).unwrap();
         let (s, rec) = Store::open(dir.path()).unwrap();
         let rec = rec.expect("recovered");
-        assert!(std::path::Path::new(&rec.moved_to).exists());
+        assert!(
+            !std::path::Path::new(&rec.moved_to).exists(),
+            "the damaged copy is deleted after salvage"
+        );
         let n: i64 = s
             .conn()
             .query_row("SELECT count(*) FROM cache_entries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folder_and_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("s");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (_store, _) = Store::open(&dir).unwrap(); // its install key is written: the WAL exists
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let p = f.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        assert!(dir.join(format!("{DB_FILE}-wal")).exists());
+    }
+
+    #[test]
+    fn migrating_from_version_2_drops_rows_with_raw_credentials_and_wipes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+                .unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(2).enumerate() {
+                c.execute_batch(sql).unwrap();
+                c.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+            }
+            c.execute(
+                "INSERT INTO cache_entries VALUES ('GET /me auth:1', '/me', 200, 'set-cookie:s=OLD-SET-COOKIE',
+                    x'00', 'authorization=Bearer OLD-RAW-TOKEN', 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL, 1, 0, 0)",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO queue_outcomes (id, delivered, headers, attempts, at_ms)
+                 VALUES ('q', 1, 'set-cookie:s=OLD-OUTCOME-COOKIE', 1, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let (s, rec) = Store::open(dir.path()).unwrap();
+        assert!(rec.is_none());
+        let n: i64 = s
+            .conn()
+            .query_row("SELECT count(*) FROM cache_entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        let kept: i64 = s
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM queue_outcomes WHERE headers IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 1, "the outcome stays, without its headers");
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            for secret in ["OLD-RAW-TOKEN", "OLD-SET-COOKIE", "OLD-OUTCOME-COOKIE"] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret} survived the migration"
+                );
+            }
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! Test support that needs `robust_api` types (everything else is in the `robust-api-fleet`
-//! crate): a recorder of upload progress, for `tests/upload.rs` and `tests/upload_memory.rs`.
+//! crate): a recorder of upload progress, for `tests/upload.rs` and `tests/upload_memory.rs`;
+//! the secret sweep of a storage folder ([`sweep`]), for the storage tests.
 #![allow(dead_code)]
+
+pub mod sweep;
 
 use std::sync::{Arc, Mutex};
 

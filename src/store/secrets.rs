@@ -1,0 +1,157 @@
+//! What counts as a secret, and the keyed hash that lets a secret take part in a match without
+//! being stored.
+//!
+//! Secrets never reach a file. Where a credential must take part in a cache key or a `Vary` match,
+//! the stored form is HMAC-SHA256 under a random per-install key (32 bytes from the OS RNG, kept
+//! in the database's `install_key` table, so it lives and dies with the data it protects): equal
+//! inputs give equal tags, and nothing in the file reveals the value or allows an offline
+//! dictionary check without the key.
+
+use std::collections::HashMap;
+
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::{Connection, OptionalExtension};
+
+/// Request headers that carry credentials: never stored, always part of the cache key.
+pub(crate) const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// Response headers that set credentials: never stored, never replayed from the cache.
+pub(crate) const CREDENTIAL_RESPONSE_HEADERS: [&str; 2] = ["set-cookie", "set-cookie2"];
+
+/// Query parameter names (compared case-insensitively) whose values are credentials: such a
+/// request is not written to the offline queue, and its cache key is a keyed hash.
+// Seam: when a configurable list lands (issue 12, network side), it replaces this default in
+// `QueueSettings::sensitive_query`.
+pub(crate) const SENSITIVE_QUERY_PARAMS: [&str; 11] = [
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "apikey",
+    "token",
+    "password",
+    "secret",
+    "client_secret",
+    "sig",
+    "signature",
+];
+
+/// Drops credential-setting headers (`Set-Cookie*`) and `sensitive` names (lower-case) from a
+/// response's headers before they are stored.
+pub(crate) fn storable_response_headers(
+    headers: &HashMap<String, String>,
+    sensitive: &[String],
+) -> HashMap<String, String> {
+    headers
+        .iter()
+        .filter(|(k, _)| is_storable_header(k, sensitive))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// May a header with this name be written to disk?
+pub(crate) fn is_storable_header(name: &str, sensitive: &[String]) -> bool {
+    let n = name.to_ascii_lowercase();
+    !CREDENTIAL_RESPONSE_HEADERS.contains(&n.as_str())
+        && !CREDENTIAL_HEADERS.contains(&n.as_str())
+        && !sensitive.contains(&n)
+}
+
+/// The per-install HMAC key.
+pub(crate) struct InstallKey {
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for InstallKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstallKey(..)")
+    }
+}
+
+impl InstallKey {
+    /// Reads the key of this database, creating it (from the OS RNG) on first use. Two clients
+    /// opening the same file at once agree: the first insert wins, both read it back.
+    pub(crate) fn load_or_create(conn: &Connection) -> Result<InstallKey, String> {
+        let read = |c: &Connection| -> rusqlite::Result<Option<Vec<u8>>> {
+            c.query_row("SELECT key FROM install_key WHERE id = 0", [], |r| r.get(0))
+                .optional()
+        };
+        let existing = read(conn).map_err(|e| format!("reading the install key: {e}"))?;
+        let bytes = match existing {
+            Some(k) if k.len() == 32 => k,
+            _ => {
+                let mut fresh = [0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut fresh)
+                    .map_err(|_| "the OS random number generator failed".to_string())?;
+                conn.execute(
+                    "INSERT OR REPLACE INTO install_key (id, key) VALUES (0, ?1)",
+                    [&fresh[..]],
+                )
+                .map_err(|e| format!("storing the install key: {e}"))?;
+                read(conn)
+                    .map_err(|e| format!("reading the install key: {e}"))?
+                    .ok_or_else(|| "the install key vanished".to_string())?
+            }
+        };
+        Ok(InstallKey {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+        })
+    }
+
+    /// Hex HMAC-SHA256 of `parts` (length-prefixed, so part boundaries cannot be shifted) under
+    /// `domain` (so a tag of one kind never equals a tag of another).
+    pub(crate) fn tag(&self, domain: &str, parts: &[&str]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for p in std::iter::once(&domain).chain(parts) {
+            ctx.update(&(p.len() as u64).to_be_bytes());
+            ctx.update(p.as_bytes());
+        }
+        ctx.sign()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> InstallKey {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE install_key (id INTEGER PRIMARY KEY, key BLOB NOT NULL)")
+            .unwrap();
+        let k = InstallKey::load_or_create(&c).unwrap();
+        let again = InstallKey::load_or_create(&c).unwrap();
+        assert_eq!(k.tag("d", &["x"]), again.tag("d", &["x"]), "stable");
+        k
+    }
+
+    #[test]
+    fn tags_are_keyed_domain_separated_and_unambiguous() {
+        let k = key();
+        let t = k.tag("cache", &["Bearer A"]);
+        assert_eq!(t.len(), 64);
+        assert!(!t.contains("Bearer"));
+        assert_ne!(t, k.tag("vary", &["Bearer A"]));
+        assert_ne!(t, k.tag("cache", &["Bearer B"]));
+        assert_ne!(k.tag("d", &["ab", "c"]), k.tag("d", &["a", "bc"]));
+        // Another install's key gives other tags.
+        assert_ne!(t, key().tag("cache", &["Bearer A"]));
+    }
+
+    #[test]
+    fn set_cookie_and_credentials_are_not_storable() {
+        let h = HashMap::from([
+            ("set-cookie".to_string(), "s=1".to_string()),
+            ("Set-Cookie2".to_string(), "s=1".to_string()),
+            ("x-secret".to_string(), "v".to_string()),
+            ("etag".to_string(), "\"1\"".to_string()),
+        ]);
+        let kept = storable_response_headers(&h, &["x-secret".to_string()]);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), vec!["etag"]);
+    }
+}
