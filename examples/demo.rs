@@ -46,6 +46,21 @@ impl StatusListener for PrintEvents {
     }
 }
 
+/// Each user's token, for the scope the client asks about (never stored by the client).
+struct Tokens;
+
+impl robust_api::HeaderProvider for Tokens {
+    fn headers_for(
+        &self,
+        _method: robust_api::HttpMethod,
+        _path: String,
+        scope: Option<String>,
+    ) -> std::collections::HashMap<String, String> {
+        let token = format!("Bearer token-of-{}", scope.as_deref().unwrap_or("nobody"));
+        [("authorization".to_string(), token)].into()
+    }
+}
+
 fn print_status(title: &str, s: &ServiceStatus) {
     println!("\n== {title}");
     println!(
@@ -227,6 +242,35 @@ async fn main() -> Result<(), ApiError> {
         "network back: every backend probed at once",
         &client.service_status(),
     );
+
+    println!(
+        "\n>> two users on one phone: each sees only their own cached data; logout forgets it"
+    );
+    client.set_header_provider(Arc::new(Tokens));
+    let me = || {
+        let mut r = ApiRequest::get("/cache/me");
+        r.query.push(robust_api::QueryParam {
+            name: "cc".into(),
+            value: "max-age=600".into(),
+        });
+        r
+    };
+    for user in ["alice", "alice", "bob", "alice"] {
+        client.set_user_scope(Some(user.into()));
+        let r = client.request(me()).await?;
+        println!(
+            "{user:>5}: GET /cache/me -> HTTP {} from_cache={}",
+            r.status, r.from_cache
+        );
+    }
+    client.clear_user_data("alice".into())?;
+    let mut cached_only = me();
+    cached_only.cache = Some(robust_api::CachePolicy::CacheOnly);
+    println!(
+        "after clear_user_data(\"alice\"): her CacheOnly read -> {}",
+        describe(&client.request(cached_only).await)
+    );
+    client.set_user_scope(None);
 
     println!("\n>> every backend fails; once the breakers are open, calls fail fast; then the user taps retry");
     fleet.set_fault_all(Fault::Status(500)).await;
