@@ -55,7 +55,9 @@
 //! `Idempotency-Key` that already produced a response: then that stored response (same status,
 //! headers and body) is replayed with `Idempotent-Replayed: true` and no effect is applied.
 //! [`Server::unique_effects`] counts applied effects. The key is not checked against the payload.
-//! The store keeps the last 100 000 keys.
+//! While a first-time key's request is being handled (a `Slow` answer not yet sent), a duplicate gets
+//! `409` `request with this key in progress`. [`Fleet::start_sharing_keys`] makes the servers share
+//! one store. The store keeps the last 100 000 keys.
 
 mod control;
 mod fault;

@@ -156,7 +156,9 @@ pub(super) async fn execute(
             Rounds::OnePass => 0,
         },
         may_resend: p.may_resend,
-        hedge_after: s.hedge_after,
+        // Only methods idempotent by definition are raced: a key makes a POST safe to send again
+        // after a failure, not twice at once (the second copy meets "key in progress").
+        hedge_after: s.hedge_after.filter(|_| p.method.is_idempotent()),
         retry_after_cap: p.timeout,
         spend_budget: true,
         slow_call: s.slow_call_threshold,

@@ -452,3 +452,44 @@ async fn offline_sends_nothing() {
     );
     assert!(script.sent_to().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_post_is_retryable_but_never_hedged_against_itself() {
+    // Issue 12 (Build 5): a key makes a POST safe to *retry* after a failure, not to race: two
+    // backends sharing a key store answer the duplicate with 409 "in progress".
+    let script = Script::new(&[
+        ("b0", vec![slow(status(201), Duration::from_secs(1))]),
+        ("b1", vec![status(409)]),
+    ]);
+    let retry = RetryConfig {
+        hedge_after_ms: Some(100),
+        ..RetryConfig::default()
+    };
+    let net = network(
+        Setup {
+            retry,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
+    for method in [HttpMethod::Post, HttpMethod::Patch] {
+        let mut req = ApiRequest::new(method, "/x");
+        req.idempotency_key = Some(format!("k-{method:?}"));
+        let r = net.execute(req, Rounds::Configured).await.unwrap();
+        assert_eq!(
+            (r.status, r.backend.as_str(), r.attempts),
+            (201, "http://b0", 1)
+        );
+    }
+    assert_eq!(script.sent_to(), ["b0", "b0"]);
+    assert_eq!(net.counters().hedges, 0);
+    // Idempotent by definition: still hedged (here the hedge's 409 answers first).
+    let r = net
+        .execute(ApiRequest::new(HttpMethod::Put, "/x"), Rounds::Configured)
+        .await;
+    assert!(
+        matches!(r, Err(ApiError::Http { status: 409, .. })),
+        "{r:?}"
+    );
+    assert_eq!(net.counters().hedges, 1);
+}
