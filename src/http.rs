@@ -38,7 +38,16 @@ pub(crate) fn parse_backend_url(raw: &str) -> Result<Url, ApiError> {
     Ok(url)
 }
 
-/// Joins a backend base URL, a request path and query parameters.
+/// Is this path segment a dot segment (`.` or `..`), literally or percent-encoded (`%2e`, `%2E%2e`, …)?
+fn is_dot_segment(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    let decoded = lower.replace("%2e", ".");
+    decoded == "." || decoded == ".."
+}
+
+/// Joins a backend base URL, a request path and query parameters. The result always stays on the
+/// backend's origin and under its base path: dot segments (literal or percent-encoded) are
+/// `InvalidRequest`.
 pub(crate) fn join_url(base: &Url, path: &str, query: &[QueryParam]) -> Result<Url, ApiError> {
     if path.contains("://") || path.starts_with("//") {
         return Err(ApiError::invalid_request(format!(
@@ -53,11 +62,29 @@ pub(crate) fn join_url(base: &Url, path: &str, query: &[QueryParam]) -> Result<U
             "path {path:?} contains whitespace, control characters or '#'"
         )));
     }
+    let path_part = path.split('?').next().unwrap_or_default();
+    if path_part.split(['/', '\\']).any(is_dot_segment) {
+        return Err(ApiError::invalid_request(format!(
+            "path {path:?} contains a dot segment (\".\" or \"..\", maybe percent-encoded); \
+             requests stay under the backend's base path"
+        )));
+    }
     let base_str = base.as_str().trim_end_matches('/');
     let sep = if path.starts_with('/') { "" } else { "/" };
     let mut url = Url::parse(&format!("{base_str}{sep}{path}")).map_err(|e| {
         ApiError::invalid_request(format!("path {path:?} does not form a valid URL: {e}"))
     })?;
+    let base_path = base.path().trim_end_matches('/');
+    let under_base = url.path() == base_path
+        || url
+            .path()
+            .strip_prefix(base_path)
+            .is_some_and(|rest| rest.starts_with('/'));
+    if url.origin() != base.origin() || !under_base {
+        return Err(ApiError::invalid_request(format!(
+            "path {path:?} would leave the backend's base URL"
+        )));
+    }
     if !query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for q in query {
@@ -90,13 +117,44 @@ pub(crate) fn idempotency_header(key: &str) -> Result<HeaderValue, ApiError> {
         .map_err(|_| ApiError::invalid_request("idempotency_key must be printable ASCII"))
 }
 
-/// Validates and converts header pairs; `what` names them in error messages.
+/// Framing and hop-by-hop headers: the HTTP stack owns them, an app never sets them (a stale
+/// `Content-Length` truncates a body, `Host` redirects a request, …).
+pub(crate) fn is_forbidden_header(name: &str) -> bool {
+    const FORBIDDEN: [&str; 7] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "te",
+        "upgrade",
+        "keep-alive",
+    ];
+    let lower = name.trim().to_ascii_lowercase();
+    FORBIDDEN.contains(&lower.as_str()) || lower.starts_with("proxy-")
+}
+
+/// The value of header `name` (case-insensitive) among app-given pairs.
+pub(crate) fn header_value<'a>(pairs: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Validates and converts header pairs; `make_err` builds the error (it names the header).
+/// Framing and hop-by-hop headers ([`is_forbidden_header`]) are refused.
 pub(crate) fn parse_headers(
     pairs: &HashMap<String, String>,
     make_err: impl Fn(String) -> ApiError,
 ) -> Result<HeaderMap, ApiError> {
     let mut map = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
+        if is_forbidden_header(name) {
+            return Err(make_err(format!(
+                "header {name:?} is a framing or hop-by-hop header the HTTP stack sets itself; \
+                 remove it"
+            )));
+        }
         let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             make_err(format!(
                 "header name {name:?} is not a valid HTTP header name"
@@ -205,6 +263,58 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn dot_segments_literal_or_percent_encoded_are_invalid_requests() {
+        let base = Url::parse("http://h:1/api/v1").unwrap();
+        for bad in [
+            "/items/../../admin",
+            "/%2e%2e/admin",
+            "/%2E%2e/admin",
+            "/items/%2E/x",
+            "/./x",
+            "..",
+            "/a/..",
+            "/a\\..\\..\\admin",
+            "/.%2e/admin?x=1",
+        ] {
+            assert!(
+                matches!(
+                    join_url(&base, bad, &[]),
+                    Err(ApiError::InvalidRequest { .. })
+                ),
+                "{bad}"
+            );
+        }
+        for good in ["/items/..x", "/a.b/c", "/.well-known/x", "/x?p=../y"] {
+            let u = join_url(&base, good, &[]).unwrap();
+            assert!(u.path().starts_with("/api/v1/"), "{good}: {u}");
+        }
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_refused_naming_the_header() {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "TE",
+            "Upgrade",
+            "Keep-Alive",
+            "Proxy-Authorization",
+            "proxy-connection",
+        ] {
+            let pairs = HashMap::from([(name.to_string(), "x".to_string())]);
+            let err = parse_headers(&pairs, ApiError::invalid_request).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::InvalidRequest { reason } if reason.contains(name)),
+                "{name}: {err:?}"
+            );
+        }
+        let ok = HashMap::from([("X-Trace".to_string(), "1".to_string())]);
+        assert!(parse_headers(&ok, ApiError::invalid_request).is_ok());
     }
 
     #[test]

@@ -181,6 +181,15 @@ impl ApiRequest {
         r
     }
 
+    /// Adopts an `Idempotency-Key` given as a plain header as the request's key (so the request is
+    /// resendable and the queue keeps that key instead of generating one).
+    pub(crate) fn adopt_idempotency_header(&mut self) {
+        if self.idempotency_key.is_none() {
+            self.idempotency_key =
+                crate::http::header_value(&self.headers, "idempotency-key").map(str::to_owned);
+        }
+    }
+
     /// May this request reach a server more than once?
     pub(crate) fn may_resend(&self) -> bool {
         match self.retry.unwrap_or_default() {

@@ -50,3 +50,148 @@ async fn a_hedged_keyed_post_is_not_raced_against_a_server_answering_409_in_prog
     assert_eq!(client.service_status().counters.hedges, 0);
     assert_eq!(fleet.server(0).unique_effects(), 1);
 }
+
+// ---- requests stay where the app sent them (Build 3) -----------------------------------------
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_origin_307_or_308_is_returned_unfollowed_and_leaks_nothing() {
+    let fleet = Fleet::start(2).await; // server 1 plays the foreign origin
+    let foreign = format!("{}/steal", fleet.urls()[1]);
+    let mut cfg = fast_config(vec![fleet.urls()[0].clone()]);
+    cfg.default_headers
+        .insert("x-api-key".into(), "DEFAULT-SECRET".into());
+    let client = RobustClient::new(cfg).unwrap();
+    for status in [307, 308] {
+        let mut post = ApiRequest::post_json(
+            format!("/redirect?status={status}&to={}", pct(&foreign)),
+            r#"{"amount":100}"#,
+        );
+        post.idempotency_key = Some(format!("pay-{status}"));
+        let r = client.request(post).await.expect("the 3xx itself");
+        assert_eq!(r.status, status);
+        assert_eq!(r.headers.get("location"), Some(&foreign));
+        assert_eq!(r.backend, fleet.urls()[0]);
+    }
+    // A cross-origin GET redirect (with max-age) is not followed and never cached.
+    for _ in 0..2 {
+        let r = client
+            .get(format!("/redirect?to={}", pct(&foreign)))
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.from_cache), (307, false));
+    }
+    assert_eq!(fleet.server(0).hits_for("/redirect"), 4);
+    assert_eq!(
+        fleet.server(1).hits_for("/steal"),
+        0,
+        "nothing reached the foreign origin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_origin_redirects_are_followed_at_most_ten_times() {
+    let fleet = Fleet::start(1).await;
+    let client = RobustClient::new(fast_config(fleet.urls())).unwrap();
+    let r = client.get("/redirect?to=%2Fitems".into()).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains(r#""path":"/items""#));
+    let r = client.get("/hops/10".into()).await.unwrap();
+    assert_eq!(r.status, 200, "ten redirects are followed");
+    let r = client.get("/hops/11".into()).await.unwrap();
+    assert_eq!(r.status, 307, "the eleventh is returned");
+    assert_eq!(
+        r.headers.get("location").map(String::as_str),
+        Some("/hops/0")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_never_leave_the_base_path() {
+    let fleet = Fleet::start(1).await;
+    let base = format!("{}/api/v1", fleet.urls()[0]);
+    let client = RobustClient::new(fast_config(vec![base])).unwrap();
+    for bad in [
+        "/items/../../admin",
+        "/%2e%2e/admin",
+        "/%2E%2e/admin",
+        "/items/./x",
+    ] {
+        let err = client.get(bad.into()).await.unwrap_err();
+        assert!(
+            matches!(err, ApiError::InvalidRequest { .. }),
+            "{bad}: {err:?}"
+        );
+        let mut queued = ApiRequest::get(bad);
+        queued.method = HttpMethod::Post;
+        assert!(matches!(
+            client.enqueue(queued),
+            Err(ApiError::InvalidRequest { .. })
+        ));
+    }
+    let r = client.get("/items".into()).await.unwrap();
+    assert!(String::from_utf8_lossy(&r.body).contains(r#""path":"/api/v1/items""#));
+    assert_eq!(fleet.server(0).hits_for("/admin"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_and_hop_by_hop_headers_are_refused_naming_the_header() {
+    let fleet = Fleet::start(1).await;
+    let client = RobustClient::new(fast_config(fleet.urls())).unwrap();
+    for name in [
+        "Host",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "TE",
+        "Upgrade",
+        "Keep-Alive",
+        "Proxy-Authorization",
+    ] {
+        let mut put = ApiRequest::new(HttpMethod::Put, "/echo");
+        put.body = Some(b"the whole body".to_vec());
+        put.headers.insert(name.into(), "1".into());
+        let err = client.request(put).await.unwrap_err();
+        assert!(
+            matches!(&err, ApiError::InvalidRequest { reason } if reason.contains(name)),
+            "{name}: {err:?}"
+        );
+        let mut cfg = fast_config(fleet.urls());
+        cfg.default_headers.insert(name.into(), "1".into());
+        let err = RobustClient::new(cfg).err().expect("refused");
+        assert!(
+            matches!(&err, ApiError::InvalidConfig { reason } if reason.contains(name)),
+            "{name}: {err:?}"
+        );
+    }
+    assert_eq!(fleet.server(0).hits_for("/echo"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_header_is_adopted_as_the_requests_key() {
+    let fleet = Fleet::start(1).await;
+    let client = RobustClient::new(fast_config(fleet.urls())).unwrap();
+    fleet.server(0).set_fault(Fault::Status(503)).await;
+    let mut post = ApiRequest::post_json("/api/orders", "{}");
+    post.headers
+        .insert("Idempotency-Key".into(), "app-key-1".into());
+    let err = client.request(post.clone()).await.unwrap_err();
+    assert!(matches!(err, ApiError::Http { status: 503, .. }), "{err:?}");
+    let keys = fleet.server(0).idempotency_keys();
+    assert_eq!(keys.len(), 4, "a keyed POST is retried: {keys:?}");
+    assert!(keys.iter().all(|k| k == "app-key-1"), "{keys:?}");
+    // The queue keeps the app's key too.
+    client.enqueue(post).unwrap();
+    let queued = client.queued_requests().unwrap();
+    assert_eq!(queued[0].idempotency_key, "app-key-1");
+}

@@ -36,6 +36,9 @@
 //!   [`StoredUpload`] ([`Server::uploads`]); `Content-Length` required (`411`). A replayed
 //!   idempotency key gets the stored answer and stores nothing. Upload fault:
 //!   [`Server::set_upload_reset_after`] resets the connection after N body bytes, once.
+//! * `/redirect?to=URL&status=S` → `S` (default `307`) with `Location: URL` (percent-decoded) and
+//!   `Cache-Control: max-age=600`.
+//! * `/hops/{n}` (n > 0) → `307` to `/hops/{n-1}`; `/hops/0` is the JSON default below.
 //! * anything else → `200`, `application/json`,
 //!   `{"server":0,"method":"GET","path":"/x?q=1"}`; mutations (below) also carry `"effect":N`,
 //!   the server's effect counter after applying it, so a replay is recognisable by its body.

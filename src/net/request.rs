@@ -14,7 +14,7 @@ use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse};
 use super::{Network, Rounds};
 use crate::defaults::ms_i32;
 use crate::error::ApiError;
-use crate::http::{idempotency_header, join_url, parse_headers};
+use crate::http::{header_value, idempotency_header, join_url, parse_headers};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod};
 
 type Outcome = Result<RawResponse, AttemptError>;
@@ -46,6 +46,11 @@ pub(super) fn validate(net: &Network, req: &ApiRequest) -> Result<(), ApiError> 
     parse_headers(&req.headers, ApiError::invalid_request)?;
     if let Some(key) = &req.idempotency_key {
         idempotency_header(key)?;
+        if header_value(&req.headers, "idempotency-key").is_some_and(|h| h != key) {
+            return Err(ApiError::invalid_request(
+                "the Idempotency-Key header and idempotency_key differ: give the key once",
+            ));
+        }
     }
     attempt_timeout(net, req).map(|_| ())
 }
@@ -144,6 +149,9 @@ pub(super) async fn execute(
 ) -> Result<ApiResponse, ApiError> {
     let started = net.now();
     net.count_request();
+    let mut req = req;
+    req.adopt_idempotency_header();
+    validate(net, &req)?;
     let p = prepare(net, &req)?;
     if !net.is_online() {
         return Err(ApiError::Offline);

@@ -97,7 +97,8 @@ impl HttpTransport {
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(8)
-            .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy());
         match crate::tls::http_config() {
             Ok(tls) => builder = builder.use_preconfigured_tls(tls),
             // Only when rustls itself cannot be set up: plain http still works.
@@ -143,6 +144,26 @@ impl Transport for HttpTransport {
             })
         })
     }
+}
+
+/// Most redirects followed within one attempt.
+pub(crate) const MAX_REDIRECTS: usize = 10;
+
+/// Requests stay where the app sent them: a redirect is followed only to the same origin (scheme,
+/// host, port — so never https→http), at most [`MAX_REDIRECTS`] times; any other 3xx is returned
+/// to the caller unfollowed, its status and `Location` intact.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if !same_origin || attempt.previous().len() > MAX_REDIRECTS {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// An error with its causes: reqwest's own text hides them ("builder error").

@@ -686,8 +686,13 @@ pub(crate) async fn run(
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(cancelled_error());
     }
-    req.idempotency_key
-        .get_or_insert_with(crate::ids::new_uuid_v4);
+    if req.idempotency_key.is_none() {
+        // An `Idempotency-Key` header is the upload's key, never replaced by a generated one.
+        req.idempotency_key = Some(
+            crate::http::header_value(&req.headers, "idempotency-key")
+                .map_or_else(crate::ids::new_uuid_v4, str::to_owned),
+        );
+    }
     let prepared = prepare(&net, &req).await?;
     if !net.is_online() {
         return Err(ApiError::Offline);
