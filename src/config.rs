@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use crate::cache::{CacheConfig, CacheSettings};
 use crate::error::ApiError;
-use crate::net::{BreakerConfig, HealthConfig, NetConfig, NetSettings, RetryConfig, TimeoutConfig};
+use crate::net::{
+    BreakerConfig, HealthConfig, NetConfig, NetSettings, RetryConfig, SecurityConfig, TimeoutConfig,
+};
 use crate::queue::{QueueConfig, QueueSettings};
 use crate::upload::{UploadConfig, UploadSettings};
 use crate::ws::{WebSocketConfig, WsSettings};
@@ -53,6 +55,9 @@ pub struct ClientConfig {
     /// WebSockets.
     #[uniffi(default)]
     pub websocket: WebSocketConfig,
+    /// Transport security: cleartext, certificate pins, extra roots, redacted query parameters.
+    #[uniffi(default)]
+    pub security: SecurityConfig,
 }
 
 /// Worker threads of the client's own tokio runtime.
@@ -74,6 +79,7 @@ impl ClientConfig {
             queue: QueueConfig::default(),
             upload: UploadConfig::default(),
             websocket: WebSocketConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -120,6 +126,7 @@ impl Settings {
             retry: &c.retry,
             breaker: &c.breaker,
             health: &c.health,
+            security: &c.security,
         })?;
         let ws = WsSettings::from_config(&c.websocket, net.connect_timeout)?;
         Ok(Settings {
@@ -140,7 +147,9 @@ mod tests {
     use super::*;
 
     fn cfg(urls: &[&str]) -> ClientConfig {
-        ClientConfig::new(urls.iter().map(|s| s.to_string()).collect())
+        let mut c = ClientConfig::new(urls.iter().map(|s| s.to_string()).collect());
+        c.security.allow_cleartext = true; // `http://a` is not loopback
+        c
     }
 
     #[test]
@@ -210,6 +219,14 @@ mod tests {
             |c| c.upload.idle_timeout_ms = -30,
             |c| c.health.path = "health".into(),
             |c| c.storage_dir = Some(String::new()),
+            |c| c.security.allow_cleartext = false,
+            |c| c.security.trusted_roots_pem = vec!["garbage".into()],
+            |c| {
+                c.security.pins = vec![crate::net::CertificatePin {
+                    host: "a".into(),
+                    spki_sha256: vec!["short".into()],
+                }]
+            },
             |c| {
                 c.default_headers.insert("bad header".into(), "x".into());
             },

@@ -45,6 +45,47 @@ fn is_dot_segment(segment: &str) -> bool {
     decoded == "." || decoded == ".."
 }
 
+/// What replaces a secret wherever a URL or an error text is shown.
+pub(crate) const REDACTED: &str = "REDACTED";
+
+/// A URL as shown to people (errors, status, logs): no userinfo, and the values of the `sensitive`
+/// query parameters (lower-case names) replaced by [`REDACTED`].
+pub(crate) fn display_url(url: &Url, sensitive: &[String]) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    redact_query_values(shown.as_str(), sensitive)
+}
+
+/// Replaces the values of `name=value` pairs whose (case-insensitive) name is in `sensitive`
+/// (lower-case) by [`REDACTED`], wherever they appear in `text` after a `?` or `&`.
+pub(crate) fn redact_query_values(text: &str, sensitive: &[String]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(['?', '&']) {
+        out.push_str(&rest[..=pos]);
+        rest = &rest[pos + 1..];
+        let end = rest
+            .find(|c: char| c == '&' || c == '#' || c.is_whitespace() || "\"')<>".contains(c))
+            .unwrap_or(rest.len());
+        let pair = &rest[..end];
+        if let Some((name, value)) = pair.split_once('=') {
+            let decoded = name.replace('+', " ").to_ascii_lowercase();
+            if !value.is_empty() && sensitive.iter().any(|s| *s == decoded) {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+                rest = &rest[end..];
+                continue;
+            }
+        }
+        out.push_str(pair);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Joins a backend base URL, a request path and query parameters. The result always stays on the
 /// backend's origin and under its base path: dot segments (literal or percent-encoded) are
 /// `InvalidRequest`.
@@ -315,6 +356,27 @@ mod tests {
         }
         let ok = HashMap::from([("X-Trace".to_string(), "1".to_string())]);
         assert!(parse_headers(&ok, ApiError::invalid_request).is_ok());
+    }
+
+    #[test]
+    fn shown_urls_lose_userinfo_and_secret_query_values() {
+        let names: Vec<String> = ["api_key", "token"].iter().map(|s| s.to_string()).collect();
+        let u = Url::parse("https://user:pw@h:1/p?api_key=SECRET&x=1&TOKEN=T2").unwrap();
+        assert_eq!(
+            display_url(&u, &names),
+            "https://h:1/p?api_key=REDACTED&x=1&TOKEN=REDACTED"
+        );
+        assert_eq!(
+            redact_query_values(
+                "error sending request for url (http://h/p?token=abc)",
+                &names
+            ),
+            "error sending request for url (http://h/p?token=REDACTED)"
+        );
+        assert_eq!(
+            redact_query_values("no query here", &names),
+            "no query here"
+        );
     }
 
     #[test]

@@ -195,3 +195,70 @@ async fn an_idempotency_key_header_is_adopted_as_the_requests_key() {
     let queued = client.queued_requests().unwrap();
     assert_eq!(queued[0].idempotency_key, "app-key-1");
 }
+
+// ---- nothing secret in errors or status (Build 2, network side) ------------------------------
+
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    url
+}
+
+fn secret_request(path: &str) -> ApiRequest {
+    let mut r = ApiRequest::get(format!("{path}?access_token=SECRET-1"));
+    r.query.push(robust_api::QueryParam {
+        name: "api_key".into(),
+        value: "SECRET-2".into(),
+    });
+    r.query.push(robust_api::QueryParam {
+        name: "session_id".into(),
+        value: "SECRET-3".into(),
+    });
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_secrets_never_reach_error_texts_or_the_service_status() {
+    let fleet = Fleet::start(1).await;
+    fleet.server(0).set_fault(Fault::Status(500)).await;
+    let mut cfg = fast_config(vec![closed_port_url(), fleet.urls()[0].clone()]);
+    cfg.retry.max_retries = 1;
+    cfg.security.sensitive_query_params = vec!["Session_ID".into()];
+    let client = RobustClient::new(cfg).unwrap();
+    for path in ["/items", "/other"] {
+        let err = client.request(secret_request(path)).await.unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+    // Only the closed port.
+    let client = RobustClient::new(fast_config(vec![closed_port_url()])).unwrap();
+    let mut post = secret_request("/items");
+    post.method = HttpMethod::Post;
+    let err = client.request(post).await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains("SECRET-1") && !text.contains("SECRET-2"),
+        "{text}"
+    );
+    let status = format!("{:?}", client.service_status());
+    assert!(!status.contains("SECRET"), "{status}");
+    assert!(status.contains("last_error: Some("), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_a_backend_url_are_never_shown() {
+    let fleet = Fleet::start(1).await;
+    let with_userinfo = fleet.urls()[0].replace("http://", "http://alice:PASSWORD@");
+    let client = RobustClient::new(fast_config(vec![with_userinfo])).unwrap();
+    let r = client.get("/x".into()).await.unwrap();
+    assert_eq!(r.backend, fleet.urls()[0]);
+    let status = format!("{:?}", client.service_status());
+    assert!(
+        !status.contains("PASSWORD") && !status.contains("alice"),
+        "{status}"
+    );
+    fleet.server(0).set_fault(Fault::Status(500)).await;
+    let err = client.get("/y".into()).await.unwrap_err();
+    assert!(!format!("{err:?}").contains("PASSWORD"), "{err:?}");
+}

@@ -78,6 +78,7 @@ pub(crate) struct NetSettings {
     pub slow_call_threshold: Option<Duration>,
     pub health_path: String,
     pub health_check_interval: Duration,
+    pub security: super::SecuritySettings,
 }
 
 /// The network part of a `ClientConfig`.
@@ -88,6 +89,7 @@ pub(crate) struct NetConfig<'a> {
     pub retry: &'a RetryConfig,
     pub breaker: &'a BreakerConfig,
     pub health: &'a HealthConfig,
+    pub security: &'a super::SecurityConfig,
 }
 
 impl NetSettings {
@@ -107,6 +109,7 @@ impl NetSettings {
             }
             backends.push(url);
         }
+        let security = super::SecuritySettings::from_config(c.security, &backends)?;
         let r = c.retry;
         let retry_base_delay = positive_ms("retry.base_delay_ms", r.base_delay_ms)?;
         let retry_max_delay = positive_ms("retry.max_delay_ms", r.max_delay_ms)?;
@@ -155,6 +158,7 @@ impl NetSettings {
             )?,
             health_path: path.clone(),
             health_check_interval: positive_ms("health.interval_ms", c.health.interval_ms)?,
+            security,
         })
     }
 }

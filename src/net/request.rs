@@ -96,6 +96,12 @@ impl Exchange for Plain<'_> {
             timeout: self.p.timeout,
         };
         let result = self.net.transport.send(out).await;
+        if let Err(e) = &result {
+            if e.kind == AttemptErrorKind::PinMismatch {
+                // Final for the whole call: never failed over to a path that skips the pin.
+                return Err(self.net.pin_mismatch(self.net.backend(index), &e.detail));
+            }
+        }
         let latency = self.net.now().saturating_duration_since(started);
         let sent = match &result {
             Err(e) if e.kind == AttemptErrorKind::Connect => {

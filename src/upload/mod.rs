@@ -495,7 +495,11 @@ impl Upload<'_> {
                 return Ok((f, started.elapsed()));
             }
             Ok(Err(e)) => {
-                let e = transport::attempt_error(e);
+                let e = transport::attempt_error(e, self.net.sensitive_query_params());
+                if e.kind == AttemptErrorKind::PinMismatch {
+                    return Err(self.net.pin_mismatch(self.net.backend(index), &e.detail));
+                    // final: never elsewhere
+                }
                 return Ok((failed(e.kind, e.detail, &meter), started.elapsed()));
             }
             Ok(Ok(resp)) => resp,
@@ -527,7 +531,7 @@ impl Upload<'_> {
             Err(Interrupt::Cancelled) => return Err(cancelled_error()),
             Err(Interrupt::Idle) => failed(AttemptErrorKind::Timeout, idle_detail(&meter), &meter),
             Ok(Err(e)) => {
-                let e = transport::attempt_error(e);
+                let e = transport::attempt_error(e, self.net.sensitive_query_params());
                 failed(e.kind, e.detail, &meter)
             }
             Ok(Ok(Err(()))) => {
