@@ -13,6 +13,7 @@
 //!   idempotency; `routes`: the normal routes; `fault`: what each [`Fault`] does.
 //! * `control`: the [`ControlServer`] (plain-text control API for the binding suites).
 //! * `upload`: the streaming upload route ([`StoredUpload`]); [`multipart`]: its body parser.
+//! * `tls`: [`TlsFront`], TLS termination in front of any server (HTTPS/WSS tests).
 //! * [`ws`]: WebSocket servers ([`ws::WsFleet`]) and their control API.
 //! * helpers for tests: [`wait_until`], [`make_file`], [`sha256_file`], [`json_str`], [`json_num`].
 //!
@@ -70,6 +71,7 @@ pub mod multipart;
 mod routes;
 mod server;
 mod tasks;
+mod tls;
 mod upload;
 pub mod ws;
 
@@ -85,6 +87,7 @@ pub use routes::MAX_BYTES_ROUTE;
 pub use server::{
     Fleet, RecordedRequest, Server, MAX_IDEMPOTENCY_KEYS, MAX_RECORDED, MAX_RECORDED_BODY,
 };
+pub use tls::TlsFront;
 pub use upload::{StoredUpload, MAX_STORED_UPLOADS};
 
 /// Locks a mutex, ignoring poisoning: a panicking test thread must not make the fleet unusable

@@ -498,3 +498,33 @@ async fn a_keyed_post_is_retryable_but_never_hedged_against_itself() {
     );
     assert_eq!(net.counters().hedges, 1);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_pin_mismatch_is_final_and_never_fails_over() {
+    let script = Script::new(&[
+        (
+            "b0",
+            vec![Reply {
+                after: Duration::from_millis(10),
+                result: Err(AttemptError {
+                    kind: AttemptErrorKind::PinMismatch,
+                    detail: "b0".into(),
+                }),
+            }],
+        ),
+        ("b1", vec![status(200)]),
+    ]);
+    let net = network(Setup::default(), script.clone());
+    for req in [get(), post()] {
+        let err = net.execute(req, Rounds::Configured).await.unwrap_err();
+        assert_eq!(
+            err,
+            ApiError::CertificatePinMismatch {
+                backend: "http://b0".into(),
+                host: "b0".into()
+            }
+        );
+    }
+    assert_eq!(script.sent_to(), ["b0", "b0"], "never failed over");
+    assert_eq!(net.counters().failovers, 0);
+}
