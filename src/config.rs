@@ -178,6 +178,8 @@ mod tests {
         assert_eq!(c.queue.max_entries, 50);
         assert_eq!(c.upload.video_path, "/api/videos");
         assert!(c.websocket.reconnect_on_normal_close);
+        assert!(!ClientConfig::new(vec![]).security.allow_cleartext);
+        assert!(c.security.pins.is_empty() && c.security.trusted_roots_pem.is_empty());
         assert!(Settings::from_config(&c).is_ok());
     }
 

@@ -71,7 +71,7 @@ pub(crate) fn redact_query_values(text: &str, sensitive: &[String]) -> String {
         let pair = &rest[..end];
         if let Some((name, value)) = pair.split_once('=') {
             let decoded = name.replace('+', " ").to_ascii_lowercase();
-            if !value.is_empty() && sensitive.iter().any(|s| *s == decoded) {
+            if !value.is_empty() && sensitive.contains(&decoded) {
                 out.push_str(name);
                 out.push('=');
                 out.push_str(REDACTED);

@@ -185,8 +185,11 @@ impl ApiRequest {
     /// resendable and the queue keeps that key instead of generating one).
     pub(crate) fn adopt_idempotency_header(&mut self) {
         if self.idempotency_key.is_none() {
-            self.idempotency_key =
-                crate::http::header_value(&self.headers, "idempotency-key").map(str::to_owned);
+            self.idempotency_key = self
+                .headers
+                .iter()
+                .find(|(n, _)| n.trim().eq_ignore_ascii_case("idempotency-key"))
+                .map(|(_, v)| v.clone());
         }
     }
 
