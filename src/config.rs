@@ -126,16 +126,20 @@ impl Settings {
             retry: &c.retry,
             breaker: &c.breaker,
             health: &c.health,
-            security: &c.security,
         })?;
         let ws = WsSettings::from_config(&c.websocket, net.connect_timeout)?;
+        let cache = CacheSettings::from_config(&c.cache)?;
+        let queue = QueueSettings::from_config(&c.queue)?;
+        let upload = UploadSettings::from_config(&c.upload)?;
+        // Last: a bad number in any group is reported before a cleartext backend.
+        let net = net.with_security(&c.security)?;
         Ok(Settings {
             storage_dir: c.storage_dir.clone(),
             worker_threads: c.worker_threads as usize,
             default_header_pairs: c.default_headers.clone(),
-            cache: CacheSettings::from_config(&c.cache)?,
-            queue: QueueSettings::from_config(&c.queue)?,
-            upload: UploadSettings::from_config(&c.upload)?,
+            cache,
+            queue,
+            upload,
             ws,
             net,
         })
@@ -242,6 +246,23 @@ mod tests {
                 "case {i}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_bad_number_is_reported_before_a_cleartext_backend() {
+        let mut c = ClientConfig::new(vec!["http://a.example".into()]);
+        c.timeouts.request_ms = 0;
+        let err = Settings::from_config(&c).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::InvalidConfig { reason } if reason.contains("request_ms")),
+            "{err:?}"
+        );
+        c.timeouts.request_ms = 1_000;
+        let err = Settings::from_config(&c).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::InvalidConfig { reason } if reason.contains("allow_cleartext")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -89,7 +89,6 @@ pub(crate) struct NetConfig<'a> {
     pub retry: &'a RetryConfig,
     pub breaker: &'a BreakerConfig,
     pub health: &'a HealthConfig,
-    pub security: &'a super::SecurityConfig,
 }
 
 impl NetSettings {
@@ -109,7 +108,6 @@ impl NetSettings {
             }
             backends.push(url);
         }
-        let security = super::SecuritySettings::from_config(c.security, &backends)?;
         let r = c.retry;
         let retry_base_delay = positive_ms("retry.base_delay_ms", r.base_delay_ms)?;
         let retry_max_delay = positive_ms("retry.max_delay_ms", r.max_delay_ms)?;
@@ -158,7 +156,13 @@ impl NetSettings {
             )?,
             health_path: path.clone(),
             health_check_interval: positive_ms("health.interval_ms", c.health.interval_ms)?,
-            security,
+            security: super::SecuritySettings::default(),
         })
+    }
+
+    /// Adds the checked `security` group (validated last, so a bad number is reported first).
+    pub(crate) fn with_security(mut self, c: &super::SecurityConfig) -> Result<Self, ApiError> {
+        self.security = super::SecuritySettings::from_config(c, &self.backends)?;
+        Ok(self)
     }
 }

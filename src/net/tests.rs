@@ -155,11 +155,6 @@ fn network(setup: Setup, script: Arc<Script>) -> Network {
         retry: &setup.retry,
         breaker: &setup.breaker,
         health: &HealthConfig::default(),
-        // Scripted backends `http://b0`, … are not loopback.
-        security: &crate::net::SecurityConfig {
-            allow_cleartext: true,
-            ..Default::default()
-        },
     })
     .unwrap();
     let counters = Arc::new(Counters::default());
