@@ -42,6 +42,9 @@ impl StatusListener for PrintEvents {
             StatusEvent::StorageRecovered { moved_to, reason } => {
                 println!("  [{t:>5} ms] event: damaged database moved to {moved_to} ({reason})")
             }
+            StatusEvent::CertificatePinMismatch { backend, host } => {
+                println!("  [{t:>5} ms] event: certificate pin mismatch for {host} ({backend})")
+            }
         }
     }
 }

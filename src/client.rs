@@ -149,14 +149,16 @@ impl RobustClient {
     /// every backend down, retries exhausted on a retryable failure) is persisted in the offline
     /// queue and answered with status `202` and `queued` set; it gets an idempotency key before its
     /// first attempt, so every attempt, live or replayed, carries the same one.
-    pub async fn request(&self, request: ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub async fn request(&self, mut request: ApiRequest) -> Result<ApiResponse, ApiError> {
+        request.adopt_idempotency_header();
         self.runtime.call(self.stack.send(request)).await
     }
 
     /// Persists `request` in the offline queue (durable when this returns) for delivery as soon as
     /// possible; `QueueFull` at the bound. Every attempt carries its idempotency key (generated if
     /// the request has none). Credential headers are not stored: see `set_header_provider`.
-    pub fn enqueue(&self, request: ApiRequest) -> Result<QueuedRequestId, ApiError> {
+    pub fn enqueue(&self, mut request: ApiRequest) -> Result<QueuedRequestId, ApiError> {
+        request.adopt_idempotency_header();
         self.stack.enqueue(&request)
     }
 

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use crate::cache::{CacheConfig, CacheSettings};
 use crate::error::ApiError;
-use crate::net::{BreakerConfig, HealthConfig, NetConfig, NetSettings, RetryConfig, TimeoutConfig};
+use crate::net::{
+    BreakerConfig, HealthConfig, NetConfig, NetSettings, RetryConfig, SecurityConfig, TimeoutConfig,
+};
 use crate::queue::{QueueConfig, QueueSettings};
 use crate::upload::{UploadConfig, UploadSettings};
 use crate::ws::{WebSocketConfig, WsSettings};
@@ -53,6 +55,9 @@ pub struct ClientConfig {
     /// WebSockets.
     #[uniffi(default)]
     pub websocket: WebSocketConfig,
+    /// Transport security: cleartext, certificate pins, extra roots, redacted query parameters.
+    #[uniffi(default)]
+    pub security: SecurityConfig,
 }
 
 /// Worker threads of the client's own tokio runtime.
@@ -74,6 +79,7 @@ impl ClientConfig {
             queue: QueueConfig::default(),
             upload: UploadConfig::default(),
             websocket: WebSocketConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -120,12 +126,19 @@ impl Settings {
             health: &c.health,
         })?;
         let ws = WsSettings::from_config(&c.websocket, net.connect_timeout)?;
+        let cache = CacheSettings::from_config(&c.cache)?;
+        let mut queue = QueueSettings::from_config(&c.queue)?;
+        let upload = UploadSettings::from_config(&c.upload)?;
+        // Last: a bad number in any group is reported before a cleartext backend.
+        let net = net.with_security(&c.security)?;
+        // One list of credential query names: what URLs shown redact is what the queue refuses.
+        queue.sensitive_query = net.security.sensitive_query_params.clone();
         Ok(Settings {
             storage_dir: c.storage_dir.clone(),
             worker_threads: c.worker_threads as usize,
-            cache: CacheSettings::from_config(&c.cache)?,
-            queue: QueueSettings::from_config(&c.queue)?,
-            upload: UploadSettings::from_config(&c.upload)?,
+            cache,
+            queue,
+            upload,
             ws,
             net,
         })
@@ -137,7 +150,9 @@ mod tests {
     use super::*;
 
     fn cfg(urls: &[&str]) -> ClientConfig {
-        ClientConfig::new(urls.iter().map(|s| s.to_string()).collect())
+        let mut c = ClientConfig::new(urls.iter().map(|s| s.to_string()).collect());
+        c.security.allow_cleartext = true; // `http://a` is not loopback
+        c
     }
 
     #[test]
@@ -166,6 +181,8 @@ mod tests {
         assert_eq!(c.queue.max_entries, 50);
         assert_eq!(c.upload.video_path, "/api/videos");
         assert!(c.websocket.reconnect_on_normal_close);
+        assert!(!ClientConfig::new(vec![]).security.allow_cleartext);
+        assert!(c.security.pins.is_empty() && c.security.trusted_roots_pem.is_empty());
         assert!(Settings::from_config(&c).is_ok());
     }
 
@@ -207,6 +224,14 @@ mod tests {
             |c| c.upload.idle_timeout_ms = -30,
             |c| c.health.path = "health".into(),
             |c| c.storage_dir = Some(String::new()),
+            |c| c.security.allow_cleartext = false,
+            |c| c.security.trusted_roots_pem = vec!["garbage".into()],
+            |c| {
+                c.security.pins = vec![crate::net::CertificatePin {
+                    host: "a".into(),
+                    spki_sha256: vec!["short".into()],
+                }]
+            },
             |c| {
                 c.default_headers.insert("bad header".into(), "x".into());
             },
@@ -220,6 +245,23 @@ mod tests {
                 "case {i}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_bad_number_is_reported_before_a_cleartext_backend() {
+        let mut c = ClientConfig::new(vec!["http://a.example".into()]);
+        c.timeouts.request_ms = 0;
+        let err = Settings::from_config(&c).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::InvalidConfig { reason } if reason.contains("request_ms")),
+            "{err:?}"
+        );
+        c.timeouts.request_ms = 1_000;
+        let err = Settings::from_config(&c).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::InvalidConfig { reason } if reason.contains("allow_cleartext")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -104,6 +104,16 @@ pub enum ApiError {
         /// What happened.
         reason: String,
     },
+    /// The backend's TLS certificate chain matched none of the pins configured for its host
+    /// (`security.pins`): possibly an interception. The call stops here; it is never retried on
+    /// another backend or path.
+    #[error("certificate pin mismatch for {host} (backend {backend}); nothing was sent")]
+    CertificatePinMismatch {
+        /// Base URL of the backend.
+        backend: String,
+        /// The pinned host whose chain did not match.
+        host: String,
+    },
     /// A bug in robust-api. Please report it with this text.
     #[error("internal error (please report): {reason}")]
     Internal {

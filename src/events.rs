@@ -53,6 +53,14 @@ pub enum StatusEvent {
         /// Now available?
         available: bool,
     },
+    /// A backend's TLS certificate chain matched none of its host's pins (the call failed with
+    /// `CertificatePinMismatch`).
+    CertificatePinMismatch {
+        /// Base URL.
+        backend: String,
+        /// The pinned host.
+        host: String,
+    },
     /// The database file was damaged; it was moved aside, recreated, and the moved copy deleted
     /// (cached data and queued requests are lost, the client keeps working).
     StorageRecovered {

@@ -38,7 +38,57 @@ pub(crate) fn parse_backend_url(raw: &str) -> Result<Url, ApiError> {
     Ok(url)
 }
 
-/// Joins a backend base URL, a request path and query parameters.
+/// Is this path segment a dot segment (`.` or `..`), literally or percent-encoded (`%2e`, `%2E%2e`, …)?
+fn is_dot_segment(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    let decoded = lower.replace("%2e", ".");
+    decoded == "." || decoded == ".."
+}
+
+/// What replaces a secret wherever a URL or an error text is shown.
+pub(crate) const REDACTED: &str = "REDACTED";
+
+/// A URL as shown to people (errors, status, logs): no userinfo, and the values of the `sensitive`
+/// query parameters (lower-case names) replaced by [`REDACTED`].
+pub(crate) fn display_url(url: &Url, sensitive: &[String]) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    redact_query_values(shown.as_str(), sensitive)
+}
+
+/// Replaces the values of `name=value` pairs whose (case-insensitive) name is in `sensitive`
+/// (lower-case) by [`REDACTED`], wherever they appear in `text` after a `?` or `&`.
+pub(crate) fn redact_query_values(text: &str, sensitive: &[String]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(['?', '&']) {
+        out.push_str(&rest[..=pos]);
+        rest = &rest[pos + 1..];
+        let end = rest
+            .find(|c: char| c == '&' || c == '#' || c.is_whitespace() || "\"')<>".contains(c))
+            .unwrap_or(rest.len());
+        let pair = &rest[..end];
+        if let Some((name, value)) = pair.split_once('=') {
+            let decoded = name.replace('+', " ").to_ascii_lowercase();
+            if !value.is_empty() && sensitive.contains(&decoded) {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+                rest = &rest[end..];
+                continue;
+            }
+        }
+        out.push_str(pair);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Joins a backend base URL, a request path and query parameters. The result always stays on the
+/// backend's origin and under its base path: dot segments (literal or percent-encoded) are
+/// `InvalidRequest`.
 pub(crate) fn join_url(base: &Url, path: &str, query: &[QueryParam]) -> Result<Url, ApiError> {
     if path.contains("://") || path.starts_with("//") {
         return Err(ApiError::invalid_request(format!(
@@ -53,11 +103,29 @@ pub(crate) fn join_url(base: &Url, path: &str, query: &[QueryParam]) -> Result<U
             "path {path:?} contains whitespace, control characters or '#'"
         )));
     }
+    let path_part = path.split('?').next().unwrap_or_default();
+    if path_part.split(['/', '\\']).any(is_dot_segment) {
+        return Err(ApiError::invalid_request(format!(
+            "path {path:?} contains a dot segment (\".\" or \"..\", maybe percent-encoded); \
+             requests stay under the backend's base path"
+        )));
+    }
     let base_str = base.as_str().trim_end_matches('/');
     let sep = if path.starts_with('/') { "" } else { "/" };
     let mut url = Url::parse(&format!("{base_str}{sep}{path}")).map_err(|e| {
         ApiError::invalid_request(format!("path {path:?} does not form a valid URL: {e}"))
     })?;
+    let base_path = base.path().trim_end_matches('/');
+    let under_base = url.path() == base_path
+        || url
+            .path()
+            .strip_prefix(base_path)
+            .is_some_and(|rest| rest.starts_with('/'));
+    if url.origin() != base.origin() || !under_base {
+        return Err(ApiError::invalid_request(format!(
+            "path {path:?} would leave the backend's base URL"
+        )));
+    }
     if !query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for q in query {
@@ -90,13 +158,44 @@ pub(crate) fn idempotency_header(key: &str) -> Result<HeaderValue, ApiError> {
         .map_err(|_| ApiError::invalid_request("idempotency_key must be printable ASCII"))
 }
 
-/// Validates and converts header pairs; `what` names them in error messages.
+/// Framing and hop-by-hop headers: the HTTP stack owns them, an app never sets them (a stale
+/// `Content-Length` truncates a body, `Host` redirects a request, …).
+pub(crate) fn is_forbidden_header(name: &str) -> bool {
+    const FORBIDDEN: [&str; 7] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "te",
+        "upgrade",
+        "keep-alive",
+    ];
+    let lower = name.trim().to_ascii_lowercase();
+    FORBIDDEN.contains(&lower.as_str()) || lower.starts_with("proxy-")
+}
+
+/// The value of header `name` (case-insensitive) among app-given pairs.
+pub(crate) fn header_value<'a>(pairs: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Validates and converts header pairs; `make_err` builds the error (it names the header).
+/// Framing and hop-by-hop headers ([`is_forbidden_header`]) are refused.
 pub(crate) fn parse_headers(
     pairs: &HashMap<String, String>,
     make_err: impl Fn(String) -> ApiError,
 ) -> Result<HeaderMap, ApiError> {
     let mut map = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
+        if is_forbidden_header(name) {
+            return Err(make_err(format!(
+                "header {name:?} is a framing or hop-by-hop header the HTTP stack sets itself; \
+                 remove it"
+            )));
+        }
         let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             make_err(format!(
                 "header name {name:?} is not a valid HTTP header name"
@@ -213,6 +312,79 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn dot_segments_literal_or_percent_encoded_are_invalid_requests() {
+        let base = Url::parse("http://h:1/api/v1").unwrap();
+        for bad in [
+            "/items/../../admin",
+            "/%2e%2e/admin",
+            "/%2E%2e/admin",
+            "/items/%2E/x",
+            "/./x",
+            "..",
+            "/a/..",
+            "/a\\..\\..\\admin",
+            "/.%2e/admin?x=1",
+        ] {
+            assert!(
+                matches!(
+                    join_url(&base, bad, &[]),
+                    Err(ApiError::InvalidRequest { .. })
+                ),
+                "{bad}"
+            );
+        }
+        for good in ["/items/..x", "/a.b/c", "/.well-known/x", "/x?p=../y"] {
+            let u = join_url(&base, good, &[]).unwrap();
+            assert!(u.path().starts_with("/api/v1/"), "{good}: {u}");
+        }
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_refused_naming_the_header() {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "TE",
+            "Upgrade",
+            "Keep-Alive",
+            "Proxy-Authorization",
+            "proxy-connection",
+        ] {
+            let pairs = HashMap::from([(name.to_string(), "x".to_string())]);
+            let err = parse_headers(&pairs, ApiError::invalid_request).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::InvalidRequest { reason } if reason.contains(name)),
+                "{name}: {err:?}"
+            );
+        }
+        let ok = HashMap::from([("X-Trace".to_string(), "1".to_string())]);
+        assert!(parse_headers(&ok, ApiError::invalid_request).is_ok());
+    }
+
+    #[test]
+    fn shown_urls_lose_userinfo_and_secret_query_values() {
+        let names: Vec<String> = ["api_key", "token"].iter().map(|s| s.to_string()).collect();
+        let u = Url::parse("https://user:pw@h:1/p?api_key=SECRET&x=1&TOKEN=T2").unwrap();
+        assert_eq!(
+            display_url(&u, &names),
+            "https://h:1/p?api_key=REDACTED&x=1&TOKEN=REDACTED"
+        );
+        assert_eq!(
+            redact_query_values(
+                "error sending request for url (http://h/p?token=abc)",
+                &names
+            ),
+            "error sending request for url (http://h/p?token=REDACTED)"
+        );
+        assert_eq!(
+            redact_query_values("no query here", &names),
+            "no query here"
+        );
     }
 
     #[test]

@@ -42,7 +42,10 @@ pub use client::RobustClient;
 pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
 pub use events::{StatusCounters, StatusEvent, StatusListener};
-pub use net::{BackendStatus, BreakerConfig, HealthConfig, RetryConfig, TimeoutConfig};
+pub use net::{
+    BackendStatus, BreakerConfig, CertificatePin, HealthConfig, RetryConfig, SecurityConfig,
+    TimeoutConfig,
+};
 pub use queue::{
     DeadLetter, QueueConfig, QueueListener, QueueOutcome, QueueStatus, QueuedRequestInfo,
 };

@@ -181,6 +181,18 @@ impl ApiRequest {
         r
     }
 
+    /// Adopts an `Idempotency-Key` given as a plain header as the request's key (so the request is
+    /// resendable and the queue keeps that key instead of generating one).
+    pub(crate) fn adopt_idempotency_header(&mut self) {
+        if self.idempotency_key.is_none() {
+            self.idempotency_key = self
+                .headers
+                .iter()
+                .find(|(n, _)| n.trim().eq_ignore_ascii_case("idempotency-key"))
+                .map(|(_, v)| v.clone());
+        }
+    }
+
     /// May this request reach a server more than once?
     pub(crate) fn may_resend(&self) -> bool {
         match self.retry.unwrap_or_default() {

@@ -491,7 +491,7 @@ const SECRETS: &[&str] = &[
     "SWEEP-REQUEST-COOKIE-3",
     "SWEEP-SET-COOKIE-4",
     "SWEEP-QUERY-VALUE-5",
-    "SWEEP-PROXY-AUTH-6",
+    "SWEEP-SESSION-TOKEN-6",
     "SWEEP-DEFAULT-AUTH-7",
     "SWEEP-SCOPE-NAME-8",
 ];
@@ -509,14 +509,14 @@ async fn plant(client: &RobustClient, fleet: &Fleet) {
     let credentials = |r: &mut ApiRequest| {
         r.headers
             .insert("Cookie".into(), "sid=SWEEP-REQUEST-COOKIE-3".into());
-        r.headers.insert(
-            "Proxy-Authorization".into(),
-            "Basic SWEEP-PROXY-AUTH-6".into(),
-        );
+        // A configured sensitive header (`Proxy-*` cannot be sent by the app at all: it is a
+        // hop-by-hop header the HTTP stack owns).
+        r.headers
+            .insert("X-Session-Token".into(), "SWEEP-SESSION-TOKEN-6".into());
     };
     // Cache: fresh entries with Set-Cookie, Vary'd on every credential, a revalidated one.
     for (i, vary) in [
-        "Authorization%2C%20Cookie%2C%20X-Api-Key%2C%20Proxy-Authorization",
+        "Authorization%2C%20Cookie%2C%20X-Api-Key%2C%20X-Session-Token",
         "Cookie",
     ]
     .iter()
@@ -601,7 +601,7 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
         "X-Api-Key".to_string(),
         "SWEEP-DEFAULT-APIKEY-2".to_string(),
     )]);
-    cfg.queue.sensitive_headers = vec!["x-api-key".into()];
+    cfg.queue.sensitive_headers = vec!["x-api-key".into(), "x-session-token".into()];
     let client = RobustClient::new(cfg.clone()).unwrap();
     client.set_user_scope(Some("SWEEP-SCOPE-NAME-8".into()));
     let provider = Provider::fixed("Authorization", "Bearer SWEEP-PROVIDER-TOKEN-1");

@@ -253,8 +253,7 @@ async fn handshake_carries_default_and_provider_headers() {
     let fleet = WsFleet::start(1).await;
     let mut cfg = fast_config(&fleet);
     cfg.default_headers.insert("X-App".into(), "demo".into());
-    cfg.default_headers
-        .insert("Connection".into(), "keep-alive".into()); // never overrides the upgrade
+    // (A `Connection` default header is refused at construction: see tests/trust.rs.)
     let client = RobustClient::new(cfg).unwrap();
     client.set_header_provider(Arc::new(Token));
     let (_conn, _rec) = open_socket(&client, "/ws").await;

@@ -13,6 +13,7 @@
 //!   idempotency; `routes`: the normal routes; `fault`: what each [`Fault`] does.
 //! * `control`: the [`ControlServer`] (plain-text control API for the binding suites).
 //! * `upload`: the streaming upload route ([`StoredUpload`]); [`multipart`]: its body parser.
+//! * `tls`: [`TlsFront`], TLS termination in front of any server (HTTPS/WSS tests).
 //! * [`ws`]: WebSocket servers ([`ws::WsFleet`]) and their control API.
 //! * helpers for tests: [`wait_until`], [`make_file`], [`sha256_file`], [`json_str`], [`json_num`].
 //!
@@ -37,6 +38,9 @@
 //!   [`StoredUpload`] ([`Server::uploads`]); `Content-Length` required (`411`). A replayed
 //!   idempotency key gets the stored answer and stores nothing. Upload fault:
 //!   [`Server::set_upload_reset_after`] resets the connection after N body bytes, once.
+//! * `/redirect?to=URL&status=S` → `S` (default `307`) with `Location: URL` (percent-decoded) and
+//!   `Cache-Control: max-age=600`.
+//! * `/hops/{n}` (n > 0) → `307` to `/hops/{n-1}`; `/hops/0` is the JSON default below.
 //! * anything else → `200`, `application/json`,
 //!   `{"server":0,"method":"GET","path":"/x?q=1"}`; mutations (below) also carry `"effect":N`,
 //!   the server's effect counter after applying it, so a replay is recognisable by its body.
@@ -56,7 +60,9 @@
 //! `Idempotency-Key` that already produced a response: then that stored response (same status,
 //! headers and body) is replayed with `Idempotent-Replayed: true` and no effect is applied.
 //! [`Server::unique_effects`] counts applied effects. The key is not checked against the payload.
-//! The store keeps the last 100 000 keys.
+//! While a first-time key's request is being handled (a `Slow` answer not yet sent), a duplicate gets
+//! `409` `request with this key in progress`. [`Fleet::start_sharing_keys`] makes the servers share
+//! one store. The store keeps the last 100 000 keys.
 
 mod control;
 mod fault;
@@ -66,6 +72,7 @@ pub mod multipart;
 mod routes;
 mod server;
 mod tasks;
+mod tls;
 mod upload;
 pub mod ws;
 
@@ -81,6 +88,7 @@ pub use routes::MAX_BYTES_ROUTE;
 pub use server::{
     Fleet, RecordedRequest, Server, MAX_IDEMPOTENCY_KEYS, MAX_RECORDED, MAX_RECORDED_BODY,
 };
+pub use tls::TlsFront;
 pub use upload::{StoredUpload, MAX_STORED_UPLOADS};
 
 /// Locks a mutex, ignoring poisoning: a panicking test thread must not make the fleet unusable

@@ -1,5 +1,5 @@
 //! The backends' normal routes (when no fault is active): `/api/health`, `/bytes/{n}`, `/echo`,
-//! `/cache/...` and the JSON default (see the crate docs). The upload route is in `upload`.
+//! `/cache/...`, `/redirect`, `/hops/{n}` and the JSON default (see the crate docs). The upload route is in `upload`.
 
 use crate::http::{json_escape, path_only, pattern_byte, query_param, Body, Head, Response};
 use crate::lock;
@@ -31,6 +31,22 @@ impl ServerInner {
         }
         if path.starts_with("/cache/") {
             return self.cache_route(head, path);
+        }
+        if path == "/redirect" {
+            let query = head.target.split_once('?').map_or("", |(_, q)| q);
+            let status = query_param(query, "status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(307);
+            let to = query_param(query, "to").unwrap_or_default();
+            return Response::text(status, format!("see {to}"))
+                .with_header("Location", to)
+                .with_header("Cache-Control", "max-age=600".to_owned());
+        }
+        if let Some(n) = path.strip_prefix("/hops/") {
+            if let Some(left) = n.parse::<u32>().ok().filter(|n| *n > 0) {
+                return Response::text(307, "one more hop")
+                    .with_header("Location", format!("/hops/{}", left - 1));
+            }
         }
         if path == "/echo" {
             let content_type = head

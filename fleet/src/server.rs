@@ -84,9 +84,27 @@ impl Fleet {
             servers: Vec::with_capacity(n),
         };
         for index in 0..n {
-            fleet.servers.push(Server::start(index).await?);
+            let store = Arc::new(Mutex::new(IdempotencyStore::default()));
+            fleet.servers.push(Server::start(index, store).await?);
         }
         Ok(fleet)
+    }
+
+    /// Like [`Fleet::start`], but the servers share one idempotency store (one service behind
+    /// several endpoints): a key seen by one is known to all, and a key in progress on one gets
+    /// `409 request with this key in progress` from any. Panics if a port cannot be bound.
+    pub async fn start_sharing_keys(n: usize) -> Fleet {
+        let store = Arc::new(Mutex::new(IdempotencyStore::default()));
+        let mut fleet = Fleet {
+            servers: Vec::with_capacity(n),
+        };
+        for index in 0..n {
+            match Server::start(index, Arc::clone(&store)).await {
+                Ok(server) => fleet.servers.push(server),
+                Err(e) => panic!("test fleet: cannot bind a port on 127.0.0.1: {e}"),
+            }
+        }
+        fleet
     }
 
     /// Number of servers.
@@ -181,7 +199,9 @@ pub(crate) struct ServerInner {
     connections_accepted: AtomicU64,
     next_connection_id: AtomicU64,
     pub(crate) log: Mutex<Log>,
-    pub(crate) idempotency: Mutex<IdempotencyStore>,
+    /// This server's idempotency store, or one shared by the whole fleet
+    /// ([`Fleet::start_sharing_keys`]).
+    pub(crate) idempotency: Arc<Mutex<IdempotencyStore>>,
     pub(crate) unique_effects: AtomicU64,
     /// State of the upload route (see `upload`).
     pub(crate) upload: UploadSink,
@@ -196,6 +216,9 @@ pub(crate) struct Log {
 #[derive(Default)]
 pub(crate) struct IdempotencyStore {
     pub(crate) responses: HashMap<String, Response>,
+    /// Keys whose first request is being handled (a `Slow` answer not yet written): a concurrent
+    /// duplicate gets `409 request with this key in progress`.
+    pub(crate) in_progress: std::collections::HashSet<String>,
     /// Insertion order, for eviction past [`MAX_IDEMPOTENCY_KEYS`].
     order: VecDeque<String>,
 }
@@ -214,7 +237,7 @@ impl IdempotencyStore {
 }
 
 impl Server {
-    async fn start(index: usize) -> io::Result<Server> {
+    async fn start(index: usize, idempotency: Arc<Mutex<IdempotencyStore>>) -> io::Result<Server> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (fault, _) = watch::channel(Fault::None);
@@ -230,7 +253,7 @@ impl Server {
             connections_accepted: AtomicU64::new(0),
             next_connection_id: AtomicU64::new(1),
             log: Mutex::new(Log::default()),
-            idempotency: Mutex::new(IdempotencyStore::default()),
+            idempotency,
             unique_effects: AtomicU64::new(0),
             upload: UploadSink::default(),
         }));
@@ -346,6 +369,7 @@ impl Server {
     pub fn reset_effects(&self) {
         let mut store = lock(&self.0.idempotency);
         store.responses.clear();
+        store.in_progress.clear();
         store.order.clear();
         self.0.unique_effects.store(0, Ordering::SeqCst);
     }
@@ -414,25 +438,42 @@ impl ServerInner {
         log.requests.push_back(request);
     }
 
-    /// Normal handling (idempotency + routing). Returns the response and whether it is a replay.
-    fn handle(&self, head: &Head, body: &[u8]) -> (Response, bool) {
+    /// Normal handling (idempotency + routing). Returns the response, whether it is a replay, and
+    /// the key left *in progress* (a first-time key: [`ServerInner::finish`] stores its answer).
+    fn handle(&self, head: &Head, body: &[u8]) -> (Response, bool, Option<String>) {
         let mutation = matches!(head.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
         if !mutation {
-            return (self.route(head, body, None), false);
+            return (self.route(head, body, None), false, None);
         }
         let Some(key) = head.header("idempotency-key") else {
             let effect = self.unique_effects.fetch_add(1, Ordering::SeqCst) + 1;
-            return (self.route(head, body, Some(effect)), false);
+            return (self.route(head, body, Some(effect)), false, None);
         };
-        // Check-and-insert under one lock: concurrent duplicates apply the effect once.
+        // Check-and-mark under one lock: concurrent duplicates apply the effect once.
         let mut store = lock(&self.idempotency);
         if let Some(stored) = store.responses.get(key) {
-            return (stored.clone(), true);
+            return (stored.clone(), true, None);
         }
+        if store.in_progress.contains(key) {
+            let conflict = Response::text(409, "request with this key in progress");
+            return (conflict, false, None);
+        }
+        store.in_progress.insert(key.to_owned());
         let effect = self.unique_effects.fetch_add(1, Ordering::SeqCst) + 1;
-        let response = self.route(head, body, Some(effect));
-        store.remember(key.to_owned(), response.clone());
-        (response, false)
+        (
+            self.route(head, body, Some(effect)),
+            false,
+            Some(key.to_owned()),
+        )
+    }
+
+    /// Stores the answer of a first-time key and ends its *in progress* state.
+    fn finish(&self, key: Option<String>, response: &Response) {
+        if let Some(key) = key {
+            let mut store = lock(&self.idempotency);
+            store.in_progress.remove(&key);
+            store.remember(key, response.clone());
+        }
     }
 }
 
@@ -503,10 +544,11 @@ async fn serve_backend_connection(inner: Arc<ServerInner>, stream: TcpStream, co
             Fault::RetryAfter { status, secs } => Response::text(status, format!("error {status}"))
                 .with_header("Retry-After", secs.to_string()),
             Fault::None | Fault::Slow(_) | Fault::Truncate | Fault::ResetMidBody => {
-                let (response, replayed) = inner.handle(&head, &body);
+                let (response, replayed, pending) = inner.handle(&head, &body);
                 if let Fault::Slow(delay) = fault {
                     tokio::time::sleep(delay).await;
                 }
+                inner.finish(pending, &response);
                 if matches!(fault, Fault::Truncate | Fault::ResetMidBody) {
                     let reset = fault == Fault::ResetMidBody;
                     let _ = send_broken(io.get_mut(), &extra, reset).await; // then dropped: FIN or RST

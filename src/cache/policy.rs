@@ -50,7 +50,7 @@ pub(crate) fn parse_cache_control(value: Option<&str>) -> CacheControl {
 /// Statuses a cache may store (RFC 9110 §15.1 "heuristically cacheable", minus errors: a failed
 /// call is reported as an error, not cached).
 pub(crate) fn status_is_storable(status: i32) -> bool {
-    matches!(status, 200 | 203 | 204 | 300 | 301 | 308)
+    matches!(status, 200 | 203 | 204) // never a 3xx: an unfollowed redirect is not the backend's answer
 }
 
 /// How long a response is fresh: `max-age`, else `Expires - Date`, else the configured default.

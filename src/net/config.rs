@@ -78,6 +78,7 @@ pub(crate) struct NetSettings {
     pub slow_call_threshold: Option<Duration>,
     pub health_path: String,
     pub health_check_interval: Duration,
+    pub security: super::SecuritySettings,
 }
 
 /// The network part of a `ClientConfig`.
@@ -155,6 +156,13 @@ impl NetSettings {
             )?,
             health_path: path.clone(),
             health_check_interval: positive_ms("health.interval_ms", c.health.interval_ms)?,
+            security: super::SecuritySettings::default(),
         })
+    }
+
+    /// Adds the checked `security` group (validated last, so a bad number is reported first).
+    pub(crate) fn with_security(mut self, c: &super::SecurityConfig) -> Result<Self, ApiError> {
+        self.security = super::SecuritySettings::from_config(c, &self.backends)?;
+        Ok(self)
     }
 }

@@ -12,6 +12,7 @@ mod health;
 mod hedge;
 mod request;
 pub(crate) mod retry;
+mod security;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,8 @@ use reqwest::header::{HeaderMap, HeaderName};
 
 pub use config::{BreakerConfig, HealthConfig, RetryConfig, TimeoutConfig};
 pub(crate) use config::{NetConfig, NetSettings};
+pub(crate) use security::SecuritySettings;
+pub use security::{CertificatePin, SecurityConfig};
 pub(crate) use select::Backend;
 pub use select::BackendStatus;
 
@@ -56,6 +59,9 @@ pub(crate) struct Network {
     transport: Arc<dyn Transport>,
     /// The reqwest client behind the real transport (uploads stream bodies through it).
     http: Option<reqwest::Client>,
+    /// This client's TLS (trust and pins), shared by HTTPS and WSS; `Err`: rustls could not be
+    /// set up (only `http`/`ws` work).
+    tls: Result<crate::tls::Tls, String>,
     counters: Arc<Counters>,
     events: Arc<EventBus>,
     budget: Mutex<RetryBudget>,
@@ -77,7 +83,20 @@ impl Network {
         events: Arc<EventBus>,
         counters: Arc<Counters>,
     ) -> Result<Self, ApiError> {
-        let transport = HttpTransport::new(settings.connect_timeout)?;
+        let tls = crate::tls::Tls::new(&settings.security.tls);
+        if let Err(e) = &tls {
+            if !settings.security.tls.pins.is_empty() {
+                // Pins asked for but no TLS: never fall back to something that skips them.
+                return Err(ApiError::Internal {
+                    reason: format!("TLS setup with certificate pins failed: {e}"),
+                });
+            }
+        }
+        let transport = HttpTransport::new(
+            settings.connect_timeout,
+            tls.as_ref().ok(),
+            settings.security.sensitive_query_params.clone(),
+        )?;
         let http = transport.client().clone();
         let mut net = Self::with_transport(
             settings,
@@ -87,6 +106,7 @@ impl Network {
             Box::new(fastrand::f64),
         );
         net.http = Some(http);
+        net.tls = tls;
         Ok(net)
     }
 
@@ -114,6 +134,7 @@ impl Network {
             backends,
             transport,
             http: None,
+            tls: Err("no TLS over a scripted transport".into()),
             counters,
             events,
             budget: Mutex::new(budget),
@@ -142,6 +163,32 @@ impl Network {
     /// Backend `i`.
     pub(crate) fn backend(&self, i: usize) -> &Backend {
         self.backends.get(i)
+    }
+
+    /// The WebSocket TLS config: the same trust and pins as HTTPS.
+    pub(crate) fn ws_tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.tls
+            .as_ref()
+            .map(|t| t.ws_config())
+            .map_err(Clone::clone)
+    }
+
+    /// Query parameter names whose values are never shown (lower case).
+    pub(crate) fn sensitive_query_params(&self) -> &[String] {
+        &self.settings.security.sensitive_query_params
+    }
+
+    /// Reports a certificate pin mismatch on `backend` (an event) and returns the call's error.
+    pub(crate) fn pin_mismatch(&self, backend: &Backend, host: &str) -> ApiError {
+        let backend = backend.name.clone();
+        self.events.emit(StatusEvent::CertificatePinMismatch {
+            backend: backend.clone(),
+            host: host.to_string(),
+        });
+        ApiError::CertificatePinMismatch {
+            backend,
+            host: host.to_string(),
+        }
     }
 
     /// The reqwest client for streamed bodies; `None` over a scripted transport.

@@ -14,7 +14,7 @@ use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse};
 use super::{Network, Rounds};
 use crate::defaults::ms_i32;
 use crate::error::ApiError;
-use crate::http::{idempotency_header, join_url, parse_headers};
+use crate::http::{header_value, idempotency_header, join_url, parse_headers};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod};
 
 type Outcome = Result<RawResponse, AttemptError>;
@@ -46,6 +46,11 @@ pub(super) fn validate(net: &Network, req: &ApiRequest) -> Result<(), ApiError> 
     parse_headers(&req.headers, ApiError::invalid_request)?;
     if let Some(key) = &req.idempotency_key {
         idempotency_header(key)?;
+        if header_value(&req.headers, "idempotency-key").is_some_and(|h| h != key) {
+            return Err(ApiError::invalid_request(
+                "the Idempotency-Key header and idempotency_key differ: give the key once",
+            ));
+        }
     }
     attempt_timeout(net, req).map(|_| ())
 }
@@ -100,6 +105,12 @@ impl Exchange for Plain<'_> {
             timeout: self.p.timeout,
         };
         let result = self.net.transport.send(out).await;
+        if let Err(e) = &result {
+            if e.kind == AttemptErrorKind::PinMismatch {
+                // Final for the whole call: never failed over to a path that skips the pin.
+                return Err(self.net.pin_mismatch(self.net.backend(index), &e.detail));
+            }
+        }
         let latency = self.net.now().saturating_duration_since(started);
         let sent = match &result {
             Err(e) if e.kind == AttemptErrorKind::Connect => {
@@ -154,6 +165,9 @@ pub(super) async fn execute(
 ) -> Result<ApiResponse, ApiError> {
     let started = net.now();
     net.count_request();
+    let mut req = req;
+    req.adopt_idempotency_header();
+    validate(net, &req)?;
     let p = prepare(net, &req, headers)?;
     if !net.is_online() {
         return Err(ApiError::Offline);
@@ -166,7 +180,9 @@ pub(super) async fn execute(
             Rounds::OnePass => 0,
         },
         may_resend: p.may_resend,
-        hedge_after: s.hedge_after,
+        // Only methods idempotent by definition are raced: a key makes a POST safe to send again
+        // after a failure, not twice at once (the second copy meets "key in progress").
+        hedge_after: s.hedge_after.filter(|_| p.method.is_idempotent()),
         retry_after_cap: p.timeout,
         spend_budget: true,
         slow_call: s.slow_call_threshold,

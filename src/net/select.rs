@@ -105,7 +105,10 @@ impl BackendSet {
             .iter()
             .map(|u| Backend {
                 url: u.clone(),
-                name: u.as_str().trim_end_matches('/').to_string(),
+                // Shown in status, errors and responses: never the URL's userinfo.
+                name: crate::http::display_url(u, &[])
+                    .trim_end_matches('/')
+                    .to_string(),
                 state: Mutex::new(State {
                     breaker: Breaker::new(threshold, open_for),
                     healthy: true,

@@ -452,3 +452,74 @@ async fn offline_sends_nothing() {
     );
     assert!(script.sent_to().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_post_is_retryable_but_never_hedged_against_itself() {
+    // Issue 12 (Build 5): a key makes a POST safe to *retry* after a failure, not to race: two
+    // backends sharing a key store answer the duplicate with 409 "in progress".
+    let script = Script::new(&[
+        ("b0", vec![slow(status(201), Duration::from_secs(1))]),
+        ("b1", vec![status(409)]),
+    ]);
+    let retry = RetryConfig {
+        hedge_after_ms: Some(100),
+        ..RetryConfig::default()
+    };
+    let net = network(
+        Setup {
+            retry,
+            ..Setup::default()
+        },
+        script.clone(),
+    );
+    for method in [HttpMethod::Post, HttpMethod::Patch] {
+        let mut req = ApiRequest::new(method, "/x");
+        req.idempotency_key = Some(format!("k-{method:?}"));
+        let r = net.execute(req, Rounds::Configured).await.unwrap();
+        assert_eq!(
+            (r.status, r.backend.as_str(), r.attempts),
+            (201, "http://b0", 1)
+        );
+    }
+    assert_eq!(script.sent_to(), ["b0", "b0"]);
+    assert_eq!(net.counters().hedges, 0);
+    // Idempotent by definition: still hedged (here the hedge's 409 answers first).
+    let r = net
+        .execute(ApiRequest::new(HttpMethod::Put, "/x"), Rounds::Configured)
+        .await;
+    assert!(
+        matches!(r, Err(ApiError::Http { status: 409, .. })),
+        "{r:?}"
+    );
+    assert_eq!(net.counters().hedges, 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_pin_mismatch_is_final_and_never_fails_over() {
+    let script = Script::new(&[
+        (
+            "b0",
+            vec![Reply {
+                after: Duration::from_millis(10),
+                result: Err(AttemptError {
+                    kind: AttemptErrorKind::PinMismatch,
+                    detail: "b0".into(),
+                }),
+            }],
+        ),
+        ("b1", vec![status(200)]),
+    ]);
+    let net = network(Setup::default(), script.clone());
+    for req in [get(), post()] {
+        let err = net.execute(req, Rounds::Configured).await.unwrap_err();
+        assert_eq!(
+            err,
+            ApiError::CertificatePinMismatch {
+                backend: "http://b0".into(),
+                host: "b0".into()
+            }
+        );
+    }
+    assert_eq!(script.sent_to(), ["b0", "b0"], "never failed over");
+    assert_eq!(net.counters().failovers, 0);
+}

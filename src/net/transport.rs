@@ -37,6 +37,9 @@ pub(crate) enum AttemptErrorKind {
     Timeout,
     /// The connection broke after the request was (maybe) sent: reset, truncated body, protocol error.
     Broken,
+    /// The server's certificate chain matched none of its host's pins (nothing was sent). Final:
+    /// never retried, never failed over.
+    PinMismatch,
 }
 
 /// An attempt that produced no complete response.
@@ -54,6 +57,7 @@ impl std::fmt::Display for AttemptError {
             AttemptErrorKind::Connect => "connect failed",
             AttemptErrorKind::Timeout => "timed out",
             AttemptErrorKind::Broken => "connection broken",
+            AttemptErrorKind::PinMismatch => "TLS refused",
         };
         write!(f, "{kind}: {}", self.detail)
     }
@@ -88,25 +92,33 @@ pub(crate) trait Transport: Send + Sync {
 #[derive(Debug, Clone)]
 pub(crate) struct HttpTransport {
     client: reqwest::Client,
+    /// Query parameters redacted from error texts.
+    sensitive: Vec<String>,
 }
 
 impl HttpTransport {
-    /// Builds the pooled client over the crate's TLS configuration.
-    pub(crate) fn new(connect_timeout: Duration) -> Result<Self, ApiError> {
+    /// Builds the pooled client over the client's TLS configuration (`None`: rustls could not be
+    /// set up, plain http still works).
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        tls: Option<&crate::tls::Tls>,
+        sensitive: Vec<String>,
+    ) -> Result<Self, ApiError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(8)
-            .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")));
-        match crate::tls::http_config() {
-            Ok(tls) => builder = builder.use_preconfigured_tls(tls),
+            .user_agent(concat!("robust-api/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy());
+        match tls {
+            Some(tls) => builder = builder.use_preconfigured_tls(tls.http_config()),
             // Only when rustls itself cannot be set up: plain http still works.
-            Err(e) => log::warn!("robust-api: TLS unavailable ({e}); https requests will fail"),
+            None => log::warn!("robust-api: TLS unavailable; https requests will fail"),
         }
         let client = builder.build().map_err(|e| ApiError::Internal {
             reason: format!("building the HTTP client: {}", error_chain(&e)),
         })?;
-        Ok(HttpTransport { client })
+        Ok(HttpTransport { client, sensitive })
     }
 
     /// The pooled reqwest client (uploads stream their own bodies through it).
@@ -126,11 +138,12 @@ impl Transport for HttpTransport {
             if let Some(body) = out.body {
                 rb = rb.body(body.to_vec());
             }
-            let resp = rb.send().await.map_err(attempt_error)?;
+            let err = |e| attempt_error(e, &self.sensitive);
+            let resp = rb.send().await.map_err(err)?;
             let status = resp.status().as_u16();
             let retry_after = retry_after_of(resp.headers());
             let headers = flatten_headers(resp.headers());
-            let body = resp.bytes().await.map_err(attempt_error)?.to_vec();
+            let body = resp.bytes().await.map_err(err)?.to_vec();
             Ok(RawResponse {
                 status,
                 headers,
@@ -139,6 +152,26 @@ impl Transport for HttpTransport {
             })
         })
     }
+}
+
+/// Most redirects followed within one attempt.
+pub(crate) const MAX_REDIRECTS: usize = 10;
+
+/// Requests stay where the app sent them: a redirect is followed only to the same origin (scheme,
+/// host, port — so never https→http), at most [`MAX_REDIRECTS`] times; any other 3xx is returned
+/// to the caller unfollowed, its status and `Location` intact.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if !same_origin || attempt.previous().len() > MAX_REDIRECTS {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// An error with its causes: reqwest's own text hides them ("builder error").
@@ -153,8 +186,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Classifies a reqwest error (connect / timeout / broken). Also used by uploads.
-pub(crate) fn attempt_error(e: reqwest::Error) -> AttemptError {
+/// Classifies a reqwest error (connect / timeout / broken / pin mismatch). Also used by uploads.
+/// The text never shows the URL (its query may carry secrets, its userinfo credentials), and
+/// the values of `sensitive` query parameters are redacted from whatever else it quotes.
+pub(crate) fn attempt_error(e: reqwest::Error, sensitive: &[String]) -> AttemptError {
+    let e = e.without_url();
+    if let Some(host) = crate::tls::pin_mismatch_in(&e) {
+        return AttemptError {
+            kind: AttemptErrorKind::PinMismatch,
+            detail: host,
+        };
+    }
     let kind = if e.is_connect() {
         AttemptErrorKind::Connect
     } else if e.is_timeout() {
@@ -162,6 +204,6 @@ pub(crate) fn attempt_error(e: reqwest::Error) -> AttemptError {
     } else {
         AttemptErrorKind::Broken
     };
-    let detail = error_chain(&e);
+    let detail = crate::http::redact_query_values(&error_chain(&e), sensitive);
     AttemptError { kind, detail }
 }

@@ -196,6 +196,7 @@ impl QueueSettings {
             retry_max,
             max_in_flight: at_least("queue.max_in_flight", c.max_in_flight, 1)? as usize,
             sensitive_headers: sensitive,
+            // The defaults; `Settings` replaces them with the configured list (`security`).
             sensitive_query: SENSITIVE_QUERY_PARAMS.map(String::from).to_vec(),
         })
     }

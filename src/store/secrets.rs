@@ -19,10 +19,9 @@ pub(crate) const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "pr
 /// Response headers that set credentials: never stored, never replayed from the cache.
 pub(crate) const CREDENTIAL_RESPONSE_HEADERS: [&str; 2] = ["set-cookie", "set-cookie2"];
 
-/// Query parameter names (compared case-insensitively) whose values are credentials: such a
-/// request is not written to the offline queue, and its cache key is a keyed hash.
-// Seam: when a configurable list lands (issue 12, network side), it replaces this default in
-// `QueueSettings::sensitive_query`.
+/// The default query parameter names (compared case-insensitively) whose values are credentials
+/// (`security.sensitive_query_params` adds more): shown `REDACTED` wherever a URL is shown, a
+/// request carrying one is not written to the offline queue, and its cache key is a keyed hash.
 pub(crate) const SENSITIVE_QUERY_PARAMS: [&str; 11] = [
     "access_token",
     "refresh_token",

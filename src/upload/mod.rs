@@ -495,7 +495,11 @@ impl Upload<'_> {
                 return Ok((f, started.elapsed()));
             }
             Ok(Err(e)) => {
-                let e = transport::attempt_error(e);
+                let e = transport::attempt_error(e, self.net.sensitive_query_params());
+                if e.kind == AttemptErrorKind::PinMismatch {
+                    return Err(self.net.pin_mismatch(self.net.backend(index), &e.detail));
+                    // final: never elsewhere
+                }
                 return Ok((failed(e.kind, e.detail, &meter), started.elapsed()));
             }
             Ok(Ok(resp)) => resp,
@@ -523,7 +527,7 @@ impl Upload<'_> {
             Err(Interrupt::Cancelled) => return Err(cancelled_error()),
             Err(Interrupt::Idle) => failed(AttemptErrorKind::Timeout, idle_detail(&meter), &meter),
             Ok(Err(e)) => {
-                let e = transport::attempt_error(e);
+                let e = transport::attempt_error(e, self.net.sensitive_query_params());
                 failed(e.kind, e.detail, &meter)
             }
             Ok(Ok(Err(()))) => {
@@ -682,8 +686,13 @@ pub(crate) async fn run(
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(cancelled_error());
     }
-    req.idempotency_key
-        .get_or_insert_with(crate::ids::new_uuid_v4);
+    if req.idempotency_key.is_none() {
+        // An `Idempotency-Key` header is the upload's key, never replaced by a generated one.
+        req.idempotency_key = Some(
+            crate::http::header_value(&req.headers, "idempotency-key")
+                .map_or_else(crate::ids::new_uuid_v4, str::to_owned),
+        );
+    }
     let prepared = prepare(&net, &req).await?;
     if !net.is_online() {
         return Err(ApiError::Offline);

@@ -480,7 +480,7 @@ impl Task {
             );
         }
         let connector = if url.scheme() == "wss" {
-            match crate::tls::ws_config() {
+            match self.net.ws_tls_config() {
                 Ok(config) => Connector::Rustls(config),
                 Err(reason) => {
                     let health = Health::Neutral(reason.clone());
@@ -549,6 +549,11 @@ impl Task {
                 }
             }
             Ok(Err(e)) => {
+                if let Some(host) = crate::tls::pin_mismatch_in(&e) {
+                    let error = self.net.pin_mismatch(b, &host);
+                    let health = Health::Failure(error.to_string());
+                    return Err((AttemptError::Final(error), health));
+                }
                 let reason = format!("websocket connect: {e}");
                 let health = Health::Unreachable(reason.clone());
                 Err((
