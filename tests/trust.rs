@@ -593,6 +593,7 @@ async fn plant(client: &RobustClient, fleet: &Fleet) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
+    Logs::install();
     let fleet = Fleet::start(1).await;
     let root = tempfile::tempdir().unwrap();
     let dir: PathBuf = root.path().join("storage"); // created by the client
@@ -616,6 +617,32 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
         .iter()
         .any(|r| r.header("authorization") == Some("Bearer SWEEP-PROVIDER-TOKEN-1")));
     sweep::assert_present(&dir, "/cache/sweep0");
+
+    // Error texts the app can see: dead letters, outcomes, pending entries, backend status.
+    let mut texts: Vec<String> = Vec::new();
+    texts.extend(client.dead_letters().unwrap().into_iter().map(|d| d.reason));
+    texts.extend(
+        client
+            .queue_outcomes()
+            .unwrap()
+            .into_iter()
+            .filter_map(|o| o.reason),
+    );
+    texts.extend(
+        client
+            .queued_requests()
+            .unwrap()
+            .into_iter()
+            .filter_map(|q| q.last_error),
+    );
+    texts.extend(
+        client
+            .service_status()
+            .backends
+            .into_iter()
+            .filter_map(|b| b.last_error),
+    );
+    assert_no_secret_in("error texts", &texts);
 
     let files = sweep::assert_no_secret(&dir, SECRETS, "while running");
     assert!(
@@ -663,4 +690,46 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
     );
     sweep::assert_private_modes(&dir);
     client.shutdown();
+    let lines = Logs::lines();
+    assert!(!lines.is_empty(), "the client logs (the capture works)");
+    assert_no_secret_in("log lines", &lines);
+}
+
+fn assert_no_secret_in(what: &str, texts: &[String]) {
+    for t in texts {
+        for s in SECRETS {
+            assert!(!t.contains(s), "{what}: {s} in {t:?}");
+        }
+    }
+}
+
+/// Captures every log line of this test process (the crate logs through the `log` facade).
+struct Logs;
+
+static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+impl Logs {
+    fn install() {
+        static LOGGER: Logs = Logs;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+    }
+
+    fn lines() -> Vec<String> {
+        LINES.lock().unwrap().clone()
+    }
+}
+
+impl log::Log for Logs {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LINES
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", record.target(), record.args()));
+    }
+    fn flush(&self) {}
 }
