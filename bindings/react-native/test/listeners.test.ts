@@ -131,20 +131,22 @@ test('the offline queue: enqueued while offline, delivered once when the network
 test('a HeaderProvider in TypeScript supplies headers at send time', async (t) => {
   const fleet = await startFleet(t, 1);
   const client = makeClient(t, fleet.urls);
-  const seen: Array<[HttpMethod, string]> = [];
+  const seen: Array<[HttpMethod, string, string | undefined]> = [];
   let token = 'first';
   const provider: HeaderProvider = {
-    headersFor(method, path) {
-      seen.push([method, path]);
+    headersFor(method: HttpMethod, path: string, scope: string | undefined) {
+      seen.push([method, path, scope]);
       return new Map([['authorization', `Bearer ${token}`]]);
     },
   };
   client.setHeaderProvider(provider);
   await client.get('/api/me');
   token = 'second';
+  client.setUserScope('u1');
   await client.postJson('/api/me', '{}');
+  // The scope argument: no user (undefined) for the first call, then the current user scope.
   assert.deepEqual(seen.filter(([, p]) => p === '/api/me'), [
-    [HttpMethod.Get, '/api/me'],
-    [HttpMethod.Post, '/api/me'],
+    [HttpMethod.Get, '/api/me', undefined],
+    [HttpMethod.Post, '/api/me', 'u1'],
   ]);
 });
