@@ -163,6 +163,21 @@ fn network(setup: Setup, script: Arc<Script>) -> Network {
     Network::with_transport(settings, events, counters, script, Box::new(|| 0.5))
 }
 
+/// Two backends, hedging after 100 ms.
+fn hedging_after_100ms(script: Arc<Script>) -> Network {
+    let retry = RetryConfig {
+        hedge_after_ms: Some(100),
+        ..RetryConfig::default()
+    };
+    network(
+        Setup {
+            retry,
+            ..Setup::default()
+        },
+        script,
+    )
+}
+
 fn get() -> ApiRequest {
     ApiRequest::get("/x")
 }
@@ -321,17 +336,7 @@ async fn a_slow_first_attempt_is_hedged_and_the_faster_answer_wins() {
         ("b0", vec![slow(status(200), Duration::from_secs(5))]),
         ("b1", vec![status(200)]),
     ]);
-    let retry = RetryConfig {
-        hedge_after_ms: Some(100),
-        ..RetryConfig::default()
-    };
-    let net = network(
-        Setup {
-            retry,
-            ..Setup::default()
-        },
-        script.clone(),
-    );
+    let net = hedging_after_100ms(script.clone());
     let r = net.execute(get(), Rounds::Configured).await.unwrap();
     assert_eq!((r.backend.as_str(), r.attempts), ("http://b1", 2));
     assert_eq!(script.sent_at()[1], Duration::from_millis(100));
@@ -344,17 +349,7 @@ async fn a_post_is_never_hedged() {
         ("b0", vec![slow(status(201), Duration::from_secs(1))]),
         ("b1", vec![status(201)]),
     ]);
-    let retry = RetryConfig {
-        hedge_after_ms: Some(100),
-        ..RetryConfig::default()
-    };
-    let net = network(
-        Setup {
-            retry,
-            ..Setup::default()
-        },
-        script.clone(),
-    );
+    let net = hedging_after_100ms(script.clone());
     let r = net.execute(post(), Rounds::Configured).await.unwrap();
     assert_eq!(r.backend, "http://b0");
     assert_eq!(script.sent_to(), ["b0"]);
@@ -461,17 +456,7 @@ async fn a_keyed_post_is_retryable_but_never_hedged_against_itself() {
         ("b0", vec![slow(status(201), Duration::from_secs(1))]),
         ("b1", vec![status(409)]),
     ]);
-    let retry = RetryConfig {
-        hedge_after_ms: Some(100),
-        ..RetryConfig::default()
-    };
-    let net = network(
-        Setup {
-            retry,
-            ..Setup::default()
-        },
-        script.clone(),
-    );
+    let net = hedging_after_100ms(script.clone());
     for method in [HttpMethod::Post, HttpMethod::Patch] {
         let mut req = ApiRequest::new(method, "/x");
         req.idempotency_key = Some(format!("k-{method:?}"));
