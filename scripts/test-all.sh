@@ -30,7 +30,9 @@ run() {
 
 # Formatting and lints first: cheap, and they fail the run like any test.
 lint() {
-  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy || return 1
+  fi
   cargo fmt --all --check && cargo clippy --all-targets --features bindgen -- -D warnings
 }
 run lint lint
