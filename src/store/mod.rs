@@ -427,6 +427,17 @@ fn open_and_migrate(
     }
     // Touch every table once so a corrupt page in the schema shows up now, not mid-request.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+    if schema.kind == Kind::Queue {
+        // The queue file is small (bounded by `queue.max_bytes`): check every page now, so a
+        // damaged entry is salvaged at start rather than found mid-delivery.
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {check}")),
+            ));
+        }
+    }
     if version < migrations.len() as i64 {
         // A migration may have deleted rows with secrets: make them unrecoverable now.
         Store::wipe(&conn);
