@@ -137,6 +137,12 @@ async fn main() -> Result<(), ApiError> {
     config.breaker.open_ms = 1_500;
     config.health.interval_ms = 1_000;
     config.retry.hedge_after_ms = Some(150);
+    // The offline queue needs a folder that outlives the client (the app's files directory on a
+    // phone); the demo owns a temporary one.
+    let storage = tempfile::tempdir().map_err(|e| ApiError::Storage {
+        reason: format!("a temporary folder for the demo: {e}"),
+    })?;
+    config.storage_dir = Some(storage.path().to_string_lossy().into_owned());
     let client = RobustClient::new(config)?;
     client.add_status_listener(Arc::new(PrintEvents(Instant::now())));
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1,29 +1,31 @@
 //! `RobustClient`: the exported object. It owns the runtime, the pipeline and the event bus, and each
 //! method converts and delegates in a few lines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cache::{CacheLayer, HttpCache};
 use crate::config::{ClientConfig, Settings};
 use crate::error::ApiError;
-use crate::events::{Counters, EventBus, StatusEvent, StatusListener};
+use crate::events::{Counters, EventBus, StatusListener, StorageRecovery};
 use crate::net::Network;
 use crate::queue::{
     self, DeadLetter, Queue, QueueLayer, QueueListener, QueueOutcome, QueuedRequestInfo,
 };
 use crate::runtime::ClientRuntime;
 use crate::status::{self, ServiceStatus};
-use crate::store::Store;
+use crate::store::{FolderLock, LockError, Schema, Store};
 use crate::types::{ApiRequest, ApiResponse, HeaderProvider, QueuedRequestId};
 use crate::upload::{
     self, UploadCancelToken, UploadProgressListener, UploadRequest, UploadSettings,
 };
 use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettings};
 
-/// Where the client keeps its files; a temporary directory is removed with the client.
+/// Where the client keeps its files; a temporary directory is removed with the client (and the
+/// offline queue refuses to store anything there: it would not be durable).
 enum Storage {
-    Dir(PathBuf),
+    /// The app's folder, locked for this client's life (one sender per folder).
+    Dir(PathBuf, #[allow(dead_code)] FolderLock),
     Temp(tempfile::TempDir),
 }
 
@@ -31,10 +33,21 @@ impl Storage {
     fn open(dir: Option<&str>) -> Result<Self, ApiError> {
         match dir {
             Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| {
-                    ApiError::invalid_config(format!("storage_dir {d:?} cannot be created: {e}"))
+                std::fs::create_dir_all(d).map_err(|e| ApiError::Storage {
+                    reason: format!("storage_dir {d:?} cannot be created: {e}"),
                 })?;
-                Ok(Storage::Dir(PathBuf::from(d)))
+                let lock = FolderLock::acquire(Path::new(d)).map_err(|e| match e {
+                    LockError::InUse => ApiError::Storage {
+                        reason: format!(
+                            "storage_dir {d:?} is already in use by another client (one client \
+                             per folder: share one RobustClient, or give each its own folder)"
+                        ),
+                    },
+                    LockError::Io(e) => ApiError::Storage {
+                        reason: format!("storage_dir {d:?} cannot be locked: {e}"),
+                    },
+                })?;
+                Ok(Storage::Dir(PathBuf::from(d), lock))
             }
             None => tempfile::Builder::new()
                 .prefix("robust-api-")
@@ -50,11 +63,16 @@ impl Storage {
         }
     }
 
-    fn path(&self) -> &std::path::Path {
+    fn path(&self) -> &Path {
         match self {
-            Storage::Dir(p) => p,
+            Storage::Dir(p, _) => p,
             Storage::Temp(t) => t.path(),
         }
+    }
+
+    /// Does what is written here outlive the client?
+    fn durable(&self) -> bool {
+        matches!(self, Storage::Dir(..))
     }
 }
 
@@ -92,23 +110,29 @@ impl RobustClient {
         let storage = Storage::open(settings.storage_dir.as_deref())?;
         let counters = Arc::new(Counters::default());
         let events = Arc::new(EventBus::new(counters.clone())?);
-        let (store, recovered) =
-            Store::open(storage.path()).map_err(|reason| ApiError::Internal { reason })?;
+        // The queue file first: on the first open of a folder written by an older version it
+        // takes the queue rows over from the cache file, whose next migration drops them.
+        let queue_schema = Schema::QUEUE.with_durability(settings.queue.durability);
+        let (queue_store, recovered) = Store::open_schema(storage.path(), queue_schema)
+            .map_err(|reason| ApiError::Storage { reason })?;
         if let Some(r) = recovered {
-            events.emit(StatusEvent::StorageRecovered {
-                moved_to: r.moved_to,
-                reason: r.reason,
-            });
+            events.storage_recovered(r.record());
+        }
+        let (store, recovered) =
+            Store::open(storage.path()).map_err(|reason| ApiError::Storage { reason })?;
+        if let Some(r) = recovered {
+            events.storage_recovered(r.record());
         }
         let store = Arc::new(store);
         let runtime = ClientRuntime::new(settings.worker_threads)?;
         let net = Arc::new(Network::new(settings.net, events.clone(), counters)?);
         let identity = net.identity().clone();
         let queue = Queue::new(
-            store.clone(),
+            Arc::new(queue_store),
             settings.queue.clone(),
             events.clone(),
             identity,
+            storage.durable(),
         )?;
         let cache = Arc::new(HttpCache::new(
             store,
@@ -318,7 +342,19 @@ impl RobustClient {
 
     /// A snapshot of backends, breakers, latency and counters.
     pub fn service_status(&self) -> ServiceStatus {
-        status::snapshot(&self.net, &self.cache, &self.queue, &self.sockets)
+        status::snapshot(
+            &self.net,
+            &self.cache,
+            &self.queue,
+            &self.sockets,
+            &self.events,
+        )
+    }
+
+    /// Returns and forgets the storage recoveries `service_status()` shows (damaged files that
+    /// were recreated: what was salvaged, what was lost).
+    pub fn take_storage_recoveries(&self) -> Vec<StorageRecovery> {
+        self.events.take_recoveries()
     }
 
     /// Empties the response cache (every scope), leaving no recoverable bytes.
@@ -352,7 +388,7 @@ impl RobustClient {
     pub fn shutdown(&self) {
         self.sockets.shutdown(); // listeners hear `on_closed(1001, …)`; the runtime aborts the tasks
         self.runtime.shutdown();
-        self.cache.close(); // releases the database file the queue shares
+        self.cache.close(); // releases the database files
         self.queue.close();
         self.events.close();
     }

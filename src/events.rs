@@ -61,8 +61,11 @@ pub enum StatusEvent {
         /// The pinned host.
         host: String,
     },
-    /// The database file was damaged; it was moved aside, recreated, and the moved copy deleted
-    /// (cached data and queued requests are lost, the client keeps working).
+    /// A database file was damaged; it was moved aside, recreated, and the moved copy deleted once
+    /// salvaged (the cache's data is dropped; the queue's entries are read back row by row, and
+    /// every one that could not be is a dead letter with an outcome). `ServiceStatus` keeps the
+    /// details (`storage_recoveries`) until `take_storage_recoveries()` — this event can be
+    /// dropped from the early buffer when no listener is attached yet.
     StorageRecovered {
         /// Where the damaged file was moved before it was deleted.
         moved_to: String,
@@ -70,6 +73,29 @@ pub enum StatusEvent {
         reason: String,
     },
 }
+
+/// A damaged storage file that was recreated (kept in `ServiceStatus.storage_recoveries` until the
+/// app reads it with `take_storage_recoveries()`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StorageRecovery {
+    /// The file's name inside `storage_dir` (`robust-api.sqlite3`: the cache, `queue.sqlite3`:
+    /// the offline queue).
+    pub file: String,
+    /// Where the damaged file was moved before it was deleted.
+    pub moved_to: String,
+    /// What was wrong.
+    pub reason: String,
+    /// Queued requests read back into the new file (0 for the cache, whose data is dropped).
+    pub salvaged: i64,
+    /// Queued requests that could not be read back: each is a dead letter with an outcome (or,
+    /// when not even its id was readable, counted in one outcome).
+    pub lost: i64,
+    /// When (Unix ms).
+    pub at_ms: i64,
+}
+
+/// Sticky recoveries kept at most (the oldest goes first).
+const MAX_RECOVERIES: usize = 16;
 
 /// Implement this (in any binding language) to hear about breaker, health and network changes.
 /// Called on a background thread.
@@ -124,6 +150,7 @@ pub(crate) struct EventBus {
     tx: Mutex<Option<SyncSender<Msg>>>,
     listeners: Listeners,
     counters: Arc<Counters>,
+    recoveries: Mutex<Vec<StorageRecovery>>,
 }
 
 impl EventBus {
@@ -166,6 +193,7 @@ impl EventBus {
             tx: Mutex::new(Some(tx)),
             listeners,
             counters,
+            recoveries: Mutex::default(),
         })
     }
 
@@ -179,6 +207,45 @@ impl EventBus {
 
     pub(crate) fn emit(&self, ev: StatusEvent) {
         self.send(Msg::Event(ev));
+    }
+
+    /// A storage file was recreated: keeps the sticky record and emits `StorageRecovered`.
+    pub(crate) fn storage_recovered(&self, r: StorageRecovery) {
+        {
+            let mut kept = self
+                .recoveries
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if kept.len() == MAX_RECOVERIES {
+                kept.remove(0);
+            }
+            kept.push(r.clone());
+        }
+        let reason = if r.salvaged + r.lost > 0 {
+            format!(
+                "{} ({}: {} queued request(s) salvaged, {} lost)",
+                r.reason, r.file, r.salvaged, r.lost
+            )
+        } else {
+            r.reason
+        };
+        self.emit(StatusEvent::StorageRecovered {
+            moved_to: r.moved_to,
+            reason,
+        });
+    }
+
+    /// The sticky recoveries not yet taken.
+    pub(crate) fn recoveries(&self) -> Vec<StorageRecovery> {
+        self.recoveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Returns and forgets the sticky recoveries.
+    pub(crate) fn take_recoveries(&self) -> Vec<StorageRecovery> {
+        std::mem::take(&mut *self.recoveries.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn send(&self, msg: Msg) {

@@ -41,7 +41,7 @@ pub use cache::{CacheConfig, CacheStatus};
 pub use client::RobustClient;
 pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
-pub use events::{StatusCounters, StatusEvent, StatusListener};
+pub use events::{StatusCounters, StatusEvent, StatusListener, StorageRecovery};
 pub use net::{
     BackendStatus, BreakerConfig, CertificatePin, HealthConfig, RetryConfig, SecurityConfig,
     TimeoutConfig,

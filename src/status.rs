@@ -1,7 +1,7 @@
 //! `ServiceStatus`: one snapshot of the whole client, assembled from each module's read-only getters.
 
 use crate::cache::{CacheStatus, HttpCache};
-use crate::events::StatusCounters;
+use crate::events::{EventBus, StatusCounters, StorageRecovery};
 use crate::net::{BackendStatus, Network};
 use crate::queue::{Queue, QueueStatus};
 use crate::ws::{SocketRegistry, SocketStatus};
@@ -23,6 +23,9 @@ pub struct ServiceStatus {
     pub queue: QueueStatus,
     /// Every WebSocket connection not yet closed for good, oldest first.
     pub sockets: Vec<SocketStatus>,
+    /// Storage files found damaged and recreated (what was salvaged, what was lost), oldest
+    /// first; kept until `take_storage_recoveries()` reads them (at most 16).
+    pub storage_recoveries: Vec<StorageRecovery>,
 }
 
 /// Builds the snapshot from each module's read-only getters.
@@ -31,6 +34,7 @@ pub(crate) fn snapshot(
     cache: &HttpCache,
     queue: &Queue,
     sockets: &SocketRegistry,
+    events: &EventBus,
 ) -> ServiceStatus {
     ServiceStatus {
         backends: net.backend_status(),
@@ -40,5 +44,6 @@ pub(crate) fn snapshot(
         cache: cache.status(),
         queue: queue.status(),
         sockets: sockets.status(),
+        storage_recoveries: events.recoveries(),
     }
 }

@@ -181,8 +181,10 @@ async fn framing_and_hop_by_hop_headers_are_refused_naming_the_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_header_is_adopted_as_the_requests_key() {
-    let fleet = Fleet::start(1).await;
-    let client = RobustClient::new(fast_config(fleet.urls())).unwrap();
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let mut cfg = fast_config(fleet.urls());
+    cfg.storage_dir = Some(dir.path().to_string_lossy().into_owned()); // the queue needs one
+    let client = RobustClient::new(cfg).unwrap();
     fleet.server(0).set_fault(Fault::Status(503)).await;
     let mut post = ApiRequest::post_json("/api/orders", "{}");
     post.headers

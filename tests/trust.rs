@@ -676,18 +676,39 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
     let mut bytes = std::fs::read(&db).unwrap();
     bytes[..16].copy_from_slice(b"not a database!!");
     std::fs::write(&db, bytes).unwrap();
-    let client = RobustClient::new(cfg).unwrap();
+    let client = RobustClient::new(cfg.clone()).unwrap();
     let names: Vec<String> = sweep::files(&dir)
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.contains(".corrupt-")), "{names:?}");
     sweep::assert_no_secret(&dir, SECRETS, "after recovery");
-    sweep::assert_no_secret(
-        &dir,
-        &["/cache/sweep0", "/cache/sweep-post"],
-        "the damaged copy",
+    sweep::assert_no_secret(&dir, &["/cache/sweep0"], "the damaged copy");
+    // The queue lives in its own file: a damaged cache never touches it.
+    sweep::assert_present(&dir, "/cache/sweep-post");
+    sweep::assert_private_modes(&dir);
+    client.shutdown();
+    drop(client);
+
+    // Now the queue file, damaged beyond reading: recreated, its copy deleted, the loss recorded.
+    let db = dir.join("queue.sqlite3");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&db, bytes).unwrap();
+    let _ = std::fs::remove_file(dir.join("queue.sqlite3-wal"));
+    let client = RobustClient::new(cfg).unwrap();
+    let names: Vec<String> = sweep::files(&dir)
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".corrupt-")), "{names:?}");
+    let rec = client.service_status().storage_recoveries;
+    assert!(
+        rec.iter().any(|r| r.file == "queue.sqlite3" && r.lost >= 1),
+        "{rec:?}"
     );
+    sweep::assert_no_secret(&dir, SECRETS, "after the queue's recovery");
+    sweep::assert_no_secret(&dir, &["/cache/sweep-post"], "the damaged queue copy");
     sweep::assert_private_modes(&dir);
     client.shutdown();
     let lines = Logs::lines();

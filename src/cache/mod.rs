@@ -24,7 +24,7 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::defaults::{config_record, non_negative, non_negative_ms, positive_ms};
 use crate::error::ApiError;
-use crate::events::{EventBus, StatusEvent};
+use crate::events::EventBus;
 use crate::http::{flatten_headers, request_target};
 use crate::store::secrets::{is_storable_header, storable_response_headers, CREDENTIAL_HEADERS};
 use crate::store::{decode_header_lines, encode_header_lines, is_corruption, now_ms, Store};
@@ -325,10 +325,7 @@ impl HttpCache {
             Ok(v) => Some(v),
             Err(e) if is_corruption(&e) => {
                 match self.store.recover(&e.to_string()) {
-                    Ok(r) => self.events.emit(StatusEvent::StorageRecovered {
-                        moved_to: r.moved_to,
-                        reason: r.reason,
-                    }),
+                    Ok(r) => self.events.storage_recovered(r.record()),
                     Err(e2) => log::error!("robust-api: cache {what}: {e}; recovery failed: {e2}"),
                 }
                 None

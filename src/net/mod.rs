@@ -74,6 +74,9 @@ pub(crate) struct Network {
     identity: Arc<Identity>,
     /// Uniform in `[0, 1)`: backoff jitter (injectable for deterministic tests).
     jitter: Jitter,
+    /// Per backend index: no retry before this instant (the last `Retry-After` on 429/503 that
+    /// ended a call). The queue's replay reschedules no sooner.
+    retry_not_before: Mutex<std::collections::HashMap<usize, Instant>>,
 }
 
 impl Network {
@@ -143,6 +146,7 @@ impl Network {
             header_provider: RwLock::new(None),
             identity: Arc::default(),
             jitter,
+            retry_not_before: Mutex::default(),
         }
     }
 
@@ -194,6 +198,30 @@ impl Network {
     /// The reqwest client for streamed bodies; `None` over a scripted transport.
     pub(crate) fn http_client(&self) -> Option<&reqwest::Client> {
         self.http.as_ref()
+    }
+
+    /// A call to backend `index` ended on a 429/503 asking to wait `after` (`Retry-After`).
+    pub(crate) fn note_retry_after(&self, index: usize, after: std::time::Duration) {
+        // At most a day (a far-future date must not overflow the clock).
+        let until = self.now() + after.min(std::time::Duration::from_secs(86_400));
+        let mut m = self
+            .retry_not_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = m.entry(index).or_insert(until);
+        *e = (*e).max(until);
+    }
+
+    /// How long the backend named `backend` asked not to be retried, from now (`None`: no wait).
+    pub(crate) fn retry_wait(&self, backend: &str) -> Option<std::time::Duration> {
+        let index = (0..self.settings.backends.len()).find(|&i| self.backend(i).name == backend)?;
+        let until = *self
+            .retry_not_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&index)?;
+        let left = until.saturating_duration_since(self.now());
+        (!left.is_zero()).then_some(left)
     }
 
     /// Now, on tokio's clock (paused in tests).

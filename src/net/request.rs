@@ -237,11 +237,16 @@ fn final_error(net: &Network, ex: &Plain<'_>, f: Failed<Outcome>) -> ApiError {
     };
     let backend = net.backend(index).name.clone();
     match last {
-        Ok(r) => ApiError::Http {
-            status: r.status as i32,
-            body: r.body,
-            backend,
-        },
+        Ok(r) => {
+            if let (Some(after), 429 | 503) = (r.retry_after, r.status) {
+                net.note_retry_after(index, after);
+            }
+            ApiError::Http {
+                status: r.status as i32,
+                body: r.body,
+                backend,
+            }
+        }
         Err(e)
             if ex.only_timeouts.load(Ordering::Relaxed) && e.kind == AttemptErrorKind::Timeout =>
         {

@@ -38,11 +38,11 @@ use tokio::sync::Notify;
 
 use crate::defaults::{at_least, config_record, positive_ms};
 use crate::error::ApiError;
-use crate::events::{EventBus, StatusEvent};
+use crate::events::EventBus;
 use crate::http::request_target;
 use crate::ids::new_uuid_v4;
 use crate::store::secrets::SENSITIVE_QUERY_PARAMS;
-use crate::store::{is_corruption, now_ms, Identity, Store};
+use crate::store::{is_corruption, now_ms, Durability, Identity, Store};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueuedRequestId};
 
 pub(crate) use layer::QueueLayer;
@@ -156,6 +156,11 @@ config_record! {
         /// Extra header names never written to disk (besides Authorization, Cookie,
         /// Proxy-Authorization).
         pub sensitive_headers: Vec<String> = [],
+        /// `true` (default): every queue transaction is fsynced (`synchronous=FULL`), so an
+        /// enqueue that returned survives power loss and an OS crash. `false`: faster
+        /// (`synchronous=NORMAL`, see `cargo bench --bench queue`), survives the app being
+        /// killed, but power loss may roll back the last enqueues.
+        pub synchronous_full: bool = true,
     }
 }
 
@@ -173,6 +178,8 @@ pub(crate) struct QueueSettings {
     /// Lower-case query parameter names whose values are credentials (a request with one is not
     /// queued).
     pub sensitive_query: Vec<String>,
+    /// `PRAGMA synchronous` of the queue file.
+    pub durability: Durability,
 }
 
 impl QueueSettings {
@@ -198,6 +205,11 @@ impl QueueSettings {
             sensitive_headers: sensitive,
             // The defaults; `Settings` replaces them with the configured list (`security`).
             sensitive_query: SENSITIVE_QUERY_PARAMS.map(String::from).to_vec(),
+            durability: if c.synchronous_full {
+                Durability::Full
+            } else {
+                Durability::Normal
+            },
         })
     }
 }
@@ -217,6 +229,8 @@ pub(crate) struct Queue {
     delivered: AtomicU64,
     listener: Listener,
     notify_tx: Mutex<Option<SyncSender<()>>>,
+    /// Does the queue file outlive the client (an app-given `storage_dir`)?
+    durable: bool,
 }
 
 impl Queue {
@@ -225,6 +239,7 @@ impl Queue {
         settings: QueueSettings,
         events: Arc<EventBus>,
         identity: Arc<Identity>,
+        durable: bool,
     ) -> Result<Arc<Self>, ApiError> {
         // Outcomes reach the listener from one thread, in order, straight from the database: nothing
         // is lost if no listener is attached, nothing is told twice.
@@ -240,6 +255,7 @@ impl Queue {
             delivered: AtomicU64::new(0),
             listener: listener.clone(),
             notify_tx: Mutex::new(Some(tx)),
+            durable,
         });
         std::thread::Builder::new()
             .name("robust-api-queue".into())
@@ -289,10 +305,10 @@ impl Queue {
         result.map_err(|e| {
             if is_corruption(&e) {
                 if let Ok(r) = self.store.recover(&e.to_string()) {
-                    self.events.emit(StatusEvent::StorageRecovered {
-                        moved_to: r.moved_to,
-                        reason: r.reason,
-                    });
+                    self.events.storage_recovered(r.record());
+                    // Salvaged entries may be due; dead-lettered ones have outcomes to tell.
+                    self.wake.notify_one();
+                    self.poke_listener();
                 }
             }
             log::warn!("robust-api: queue {what}: {e}");
@@ -312,8 +328,18 @@ impl Queue {
         self.store.scope_tag(self.identity.current().as_deref())
     }
 
-    /// Rejects what cannot be queued without storing a secret: a credential in the query.
+    /// Rejects what cannot be queued durably: anything, without a `storage_dir` (`InvalidConfig`:
+    /// the fix is the configuration; checked before anything is sent, online or not, so an app
+    /// learns it in development rather than from a lost request); and a credential in the query.
     pub(crate) fn check_storable(&self, req: &ApiRequest) -> Result<(), ApiError> {
+        if !self.durable {
+            return Err(ApiError::invalid_config(
+                "the offline queue needs storage_dir: without it the client's files live in a \
+                 temporary folder deleted with the client, so a queued request would not survive \
+                 a restart; pass the app's files directory (Android: context.filesDir, iOS: \
+                 Application Support)",
+            ));
+        }
         let target = request_target(&req.path, &req.query)?;
         let query = target.split_once('?').map_or("", |(_, q)| q);
         let url = reqwest::Url::parse(&format!("http://queue.invalid/?{query}"))
@@ -446,8 +472,9 @@ impl Queue {
         }
     }
 
-    /// Stops the listener thread (client shutdown).
+    /// Stops the listener thread and closes the queue file (client shutdown).
     pub(crate) fn close(&self) {
+        self.store.close();
         self.listener
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn the_trigger_kept_stats_match_a_recount_through_every_transition() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = Store::open_schema(dir.path(), crate::store::Schema::QUEUE).unwrap();
         let mut c = store.conn();
         let req = ApiRequest::post_json("/x", "{\"a\":1}");
         let entries: Vec<Stored> = (0..4)

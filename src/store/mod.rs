@@ -1,14 +1,22 @@
-//! The one SQLite database of a client (`<storage_dir>/robust-api.sqlite3`): opening, pragmas,
-//! numbered migrations and corruption recovery live here and nowhere else.
+//! The client's two SQLite databases: the response cache (`<storage_dir>/robust-api.sqlite3`,
+//! [`Schema::CACHE`]) and the offline queue (`<storage_dir>/queue.sqlite3`, [`Schema::QUEUE`]).
+//! Opening, pragmas, numbered migrations and corruption recovery live here and nowhere else.
 //!
-//! - WAL journal, `synchronous=NORMAL`, a busy timeout: two clients on the same `storage_dir` share
-//!   the file safely (writers wait up to [`BUSY_TIMEOUT`] for each other).
-//! - Schema versions are `PRAGMA user_version`; [`MIGRATIONS`] are applied in order, each in a
-//!   transaction.
+//! - Two files, so a damaged or cleared cache never touches queued requests. The first open of a
+//!   folder written by an older version moves its queue rows from the cache file into the queue
+//!   file ([`salvage`], then the cache's migration 4 drops the old tables).
+//! - WAL journal and a busy timeout: writers wait up to [`BUSY_TIMEOUT`] for each other, so no
+//!   call blocks longer on a database locked by another process (it fails with `Storage`).
+//!   The cache uses `synchronous=NORMAL`; the queue `synchronous=FULL` unless configured faster
+//!   ([`Durability`]).
+//! - Schema versions are `PRAGMA user_version`; each file's migrations are applied in order, each
+//!   in a transaction.
 //! - A file that is not a database (or is corrupt) is moved aside as `*.corrupt-<unix ms>`,
-//!   recreated, and the moved copy deleted once whatever can be salvaged has been (today nothing;
-//!   see [`salvage`]); the caller is told so it can emit a status event. Never a crash, never a
-//!   hung call.
+//!   recreated, and the moved copy deleted once whatever can be salvaged has been: for the queue,
+//!   every readable entry row by row; every entry that cannot be read back becomes a dead letter
+//!   with an outcome, or (when not even its id can be read) one outcome counting the lost
+//!   ([`salvage`]). The caller is told ([`Recovery`]) so it can emit a status event and keep a
+//!   sticky record. Never a crash, never a hung call.
 //! - Statements go through `prepare_cached`, so hot queries are parsed once.
 //! - Nothing secret at rest ([`secrets`]): the folder is 0700 and every file 0600 (set on creation
 //!   and on every open), `secure_delete` is on, and a clear ends with [`Store::wipe`] (WAL
@@ -16,6 +24,8 @@
 //! - The current user scope ([`Identity`]) is stored only as a keyed tag ([`Store::scope_tag`]).
 
 mod identity;
+mod lock;
+mod salvage;
 pub(crate) mod secrets;
 
 use std::collections::HashMap;
@@ -26,14 +36,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode};
 
 pub(crate) use identity::Identity;
+pub(crate) use lock::{FolderLock, LockError};
 use secrets::InstallKey;
 
-/// File name inside `storage_dir`.
+/// The cache's file name inside `storage_dir` (it held the queue too before the queue got its own).
 pub(crate) const DB_FILE: &str = "robust-api.sqlite3";
+/// The queue's file name inside `storage_dir`.
+pub(crate) const QUEUE_FILE: &str = "queue.sqlite3";
 /// How long a writer waits for another connection (another client on the same dir).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Schema migrations; index + 1 is the `user_version` after applying it.
+/// The cache file's migrations; index + 1 is the `user_version` after applying it.
 const MIGRATIONS: &[&str] = &[
     // 1: HTTP response cache.
     "CREATE TABLE cache_entries (
@@ -128,19 +141,161 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 0),
         key BLOB NOT NULL
     );",
+    // 4: the queue moved to its own file (`QUEUE_FILE`, whose first open copied these rows).
+    "DELETE FROM queue_entries;
+    DELETE FROM queue_outcomes;
+    DROP TABLE queue_entries;
+    DROP TABLE queue_stats;
+    DROP TABLE queue_outcomes;",
 ];
 
-/// Why the database was recreated.
+/// The queue file's migrations (same rule). Version 1 is the shape the queue had in the shared
+/// file at its version 3, plus `first_attempt_at_ms` (expiry counts from the first attempt).
+const QUEUE_MIGRATIONS: &[&str] = &[
+    "CREATE TABLE queue_entries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        idempotency_key TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        query TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB,
+        timeout_ms INTEGER,
+        size INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at_ms INTEGER NOT NULL,
+        last_error TEXT,
+        dead INTEGER NOT NULL DEFAULT 0,
+        dead_reason TEXT,
+        dead_status INTEGER,
+        dead_body BLOB,
+        scope TEXT,
+        first_attempt_at_ms INTEGER
+    );
+    CREATE INDEX queue_entries_pending ON queue_entries(dead, scope, group_key, seq);
+    CREATE TABLE queue_stats (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        pending INTEGER NOT NULL,
+        pending_bytes INTEGER NOT NULL
+    );
+    INSERT INTO queue_stats VALUES (0, 0, 0);
+    CREATE TRIGGER queue_stats_insert AFTER INSERT ON queue_entries WHEN NEW.dead = 0 BEGIN
+        UPDATE queue_stats SET pending = pending + 1, pending_bytes = pending_bytes + NEW.size;
+    END;
+    CREATE TRIGGER queue_stats_delete AFTER DELETE ON queue_entries WHEN OLD.dead = 0 BEGIN
+        UPDATE queue_stats SET pending = pending - 1, pending_bytes = pending_bytes - OLD.size;
+    END;
+    CREATE TRIGGER queue_stats_dead AFTER UPDATE OF dead ON queue_entries WHEN OLD.dead != NEW.dead BEGIN
+        UPDATE queue_stats SET
+            pending = pending + (CASE WHEN NEW.dead = 0 THEN 1 ELSE -1 END),
+            pending_bytes = pending_bytes + (CASE WHEN NEW.dead = 0 THEN NEW.size ELSE -OLD.size END);
+    END;
+    CREATE TABLE queue_outcomes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        delivered INTEGER NOT NULL,
+        status INTEGER,
+        headers TEXT,
+        body BLOB,
+        backend TEXT,
+        attempts INTEGER NOT NULL,
+        reason TEXT,
+        at_ms INTEGER NOT NULL,
+        notified INTEGER NOT NULL DEFAULT 0,
+        scope TEXT
+    );
+    CREATE TABLE install_key (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        key BLOB NOT NULL
+    );",
+];
+
+/// What a database file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Cache,
+    Queue,
+}
+
+/// One database file's name, migrations and durability.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schema {
+    kind: Kind,
+    file: &'static str,
+    migrations: &'static [&'static str],
+    durability: Durability,
+}
+
+/// `PRAGMA synchronous` of a file: what a committed transaction survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// `synchronous=FULL`: the WAL is fsynced at every commit; a committed transaction survives
+    /// power loss and an OS crash.
+    Full,
+    /// `synchronous=NORMAL`: survives the app being killed; power loss or an OS crash may roll
+    /// back the last transactions.
+    Normal,
+}
+
+impl Schema {
+    /// The response cache (best-effort data: `NORMAL`).
+    pub(crate) const CACHE: Schema = Schema {
+        kind: Kind::Cache,
+        file: DB_FILE,
+        migrations: MIGRATIONS,
+        durability: Durability::Normal,
+    };
+    /// The offline queue (`FULL` by default).
+    pub(crate) const QUEUE: Schema = Schema {
+        kind: Kind::Queue,
+        file: QUEUE_FILE,
+        migrations: QUEUE_MIGRATIONS,
+        durability: Durability::Full,
+    };
+
+    /// The same file with another durability.
+    pub(crate) const fn with_durability(mut self, durability: Durability) -> Schema {
+        self.durability = durability;
+        self
+    }
+}
+
+/// Why a database was recreated, and what of its queue could be read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Recovery {
+    /// The file's name (`robust-api.sqlite3`, `queue.sqlite3`).
+    pub file: String,
     /// Where the damaged file was moved.
     pub moved_to: String,
     /// What was wrong.
     pub reason: String,
+    /// Queue entries read back into the new file (pending and dead letters).
+    pub salvaged: u64,
+    /// Queue entries that could not be read back (each reported as a dead letter with an
+    /// outcome, or counted in one outcome when not even its id was readable).
+    pub lost: u64,
 }
 
-/// The client's database connection.
+impl Recovery {
+    /// The exported sticky record.
+    pub(crate) fn record(self) -> crate::events::StorageRecovery {
+        crate::events::StorageRecovery {
+            file: self.file,
+            moved_to: self.moved_to,
+            reason: self.reason,
+            salvaged: self.salvaged.min(i64::MAX as u64) as i64,
+            lost: self.lost.min(i64::MAX as u64) as i64,
+            at_ms: now_ms(),
+        }
+    }
+}
+
+/// One database connection.
 pub(crate) struct Store {
+    schema: Schema,
     path: PathBuf,
     conn: Mutex<Connection>,
     /// The HMAC key of the open file (replaced with the file on recovery).
@@ -232,7 +387,15 @@ fn precreate(path: &Path) {
     }
 }
 
-fn open_and_migrate(path: &Path) -> rusqlite::Result<Connection> {
+/// Opens and migrates `path`. A queue file created now takes over, in the same transaction as its
+/// first migration, whatever `from` (the old shared file, or the moved-aside damaged copy) still
+/// holds, with its install key (so the scope tags stay valid): a crash cannot leave a migrated
+/// but empty queue file while the old rows are dropped.
+fn open_and_migrate(
+    path: &Path,
+    schema: &Schema,
+    from: Option<&Path>,
+) -> rusqlite::Result<(Connection, salvage::Report)> {
     precreate(path);
     restrict_permissions(path);
     let mut conn = Connection::open(path)?;
@@ -240,43 +403,64 @@ fn open_and_migrate(path: &Path) -> rusqlite::Result<Connection> {
     // journal_mode returns a row; the first statement also detects a file that is not a database.
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
     // secure_delete: deleted content is overwritten with zeros (the WAL is truncated by `wipe`).
-    conn.execute_batch(
-        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
-    )?;
+    let synchronous = match schema.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"
+    ))?;
     conn.set_prepared_statement_cache_capacity(32);
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+    let migrations = schema.migrations;
+    let mut report = salvage::Report::default();
+    for (i, sql) in migrations.iter().enumerate().skip(version.max(0) as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i == 0 && schema.kind == Kind::Queue {
+            if let Some(from) = from.filter(|f| f.exists()) {
+                report = salvage::queue_rows(&tx, from)?;
+            }
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
     // Touch every table once so a corrupt page in the schema shows up now, not mid-request.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
-    if version < MIGRATIONS.len() as i64 {
+    if schema.kind == Kind::Queue {
+        // The queue file is small (bounded by `queue.max_bytes`): check every page now, so a
+        // damaged entry is salvaged at start rather than found mid-delivery.
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {check}")),
+            ));
+        }
+    }
+    if version < migrations.len() as i64 {
         // A migration may have deleted rows with secrets: make them unrecoverable now.
         Store::wipe(&conn);
     }
     restrict_permissions(path);
-    Ok(conn)
+    Ok((conn, report))
 }
 
-/// Opens the database and its install key.
-fn open_with_key(path: &Path) -> rusqlite::Result<(Connection, Result<InstallKey, String>)> {
-    let conn = open_and_migrate(path)?;
+/// Opens the database (see [`open_and_migrate`]) and its install key.
+fn open_with_key(
+    path: &Path,
+    schema: &Schema,
+    from: Option<&Path>,
+) -> rusqlite::Result<(Connection, Result<InstallKey, String>, salvage::Report)> {
+    let (conn, report) = open_and_migrate(path, schema, from)?;
     let key = InstallKey::load_or_create(&conn);
     restrict_permissions(path);
-    Ok((conn, key))
+    Ok((conn, key, report))
 }
 
-/// What a moved-aside copy can still give back before it is deleted. Nothing today: the queue's
-/// salvage of pending requests (issue 13) plugs in here.
-fn salvage(_moved: &Path) {}
-
-/// Salvages, then deletes a moved-aside copy and its side files: a damaged file may still hold
-/// cached bodies and queued requests, so it is not kept.
+/// Deletes a moved-aside copy (after its salvage) and its side files: a damaged file may still
+/// hold cached bodies and queued requests, so it is not kept.
 fn discard_moved_aside(moved: &Path) {
-    salvage(moved);
     for f in std::iter::once(moved.to_path_buf()).chain(side_files(moved)) {
         match std::fs::remove_file(&f) {
             Ok(()) => {}
@@ -315,31 +499,58 @@ fn move_aside(path: &Path) -> String {
 }
 
 impl Store {
-    /// Opens (creating or migrating) the database in `dir`. A damaged file is moved aside and
-    /// recreated; the returned [`Recovery`] says so.
+    /// Opens (creating or migrating) the cache database in `dir` (see [`Store::open_schema`]).
     pub(crate) fn open(dir: &Path) -> Result<(Store, Option<Recovery>), String> {
-        let path = dir.join(DB_FILE);
+        Store::open_schema(dir, Schema::CACHE)
+    }
+
+    /// Opens (creating or migrating) `schema`'s database in `dir`. A damaged file is moved aside
+    /// and recreated (the queue's entries salvaged); the returned [`Recovery`] says so. A queue
+    /// file opened for the first time takes over the queue rows of the old shared file.
+    pub(crate) fn open_schema(
+        dir: &Path,
+        schema: Schema,
+    ) -> Result<(Store, Option<Recovery>), String> {
+        let path = dir.join(schema.file);
         discard_old_copies(&path);
-        let (conn, key, recovery) = match open_with_key(&path) {
-            Ok((conn, key)) => (conn, key?, None),
+        let legacy = dir.join(DB_FILE);
+        let (conn, key, recovery) = match open_with_key(&path, &schema, Some(&legacy)) {
+            Ok((conn, key, report)) => {
+                if report.salvaged + report.lost > 0 {
+                    log::info!(
+                        "robust-api: {} queued request(s) moved into {} ({} unreadable)",
+                        report.salvaged,
+                        path.display(),
+                        report.lost
+                    );
+                }
+                (conn, key?, None)
+            }
             Err(e) if is_corruption(&e) => {
                 let moved_to = move_aside(&path);
-                log::warn!(
-                    "robust-api: {} is damaged ({e}); moved to {moved_to}, recreated, copy deleted",
-                    path.display()
-                );
-                let (conn, key) = open_with_key(&path)
+                let (conn, key, report) = open_with_key(&path, &schema, Some(Path::new(&moved_to)))
                     .map_err(|e| format!("recreating {}: {e}", path.display()))?;
                 discard_moved_aside(Path::new(&moved_to));
+                log::warn!(
+                    "robust-api: {} is damaged ({e}); moved to {moved_to}, recreated ({} entries \
+                     salvaged, {} lost), copy deleted",
+                    path.display(),
+                    report.salvaged,
+                    report.lost
+                );
                 let recovery = Recovery {
+                    file: schema.file.to_string(),
                     moved_to,
                     reason: e.to_string(),
+                    salvaged: report.salvaged,
+                    lost: report.lost,
                 };
                 (conn, key?, Some(recovery))
             }
             Err(e) => return Err(format!("opening {}: {e}", path.display())),
         };
         let store = Store {
+            schema,
             path,
             conn: Mutex::new(conn),
             key: RwLock::new(Arc::new(key)),
@@ -360,25 +571,33 @@ impl Store {
         }
     }
 
-    /// Replaces a connection whose file turned out to be damaged mid-life.
+    /// Replaces a connection whose file turned out to be damaged mid-life (the queue's entries
+    /// salvaged from the damaged copy first).
     pub(crate) fn recover(&self, reason: &str) -> Result<Recovery, String> {
         let mut conn = self.conn();
         // Close our handle on the damaged file before moving it.
         let fresh = Connection::open_in_memory().map_err(|e| e.to_string())?;
         drop(std::mem::replace(&mut *conn, fresh));
         let moved_to = move_aside(&self.path);
-        log::warn!(
-            "robust-api: {} is damaged ({reason}); moved to {moved_to}, recreated, copy deleted",
-            self.path.display()
-        );
-        let (fresh, key) = open_with_key(&self.path)
-            .map_err(|e| format!("recreating {}: {e}", self.path.display()))?;
+        let (fresh, key, report) =
+            open_with_key(&self.path, &self.schema, Some(Path::new(&moved_to)))
+                .map_err(|e| format!("recreating {}: {e}", self.path.display()))?;
         *conn = fresh;
         discard_moved_aside(Path::new(&moved_to));
+        log::warn!(
+            "robust-api: {} is damaged ({reason}); moved to {moved_to}, recreated ({} entries \
+             salvaged, {} lost), copy deleted",
+            self.path.display(),
+            report.salvaged,
+            report.lost
+        );
         *self.key.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key?);
         Ok(Recovery {
+            file: self.schema.file.to_string(),
             moved_to,
             reason: reason.to_string(),
+            salvaged: report.salvaged,
+            lost: report.lost,
         })
     }
 
@@ -497,6 +716,9 @@ mod tests {
             )
             .unwrap();
         }
+        // As the client does: the queue file first (it takes the queue rows over), then the cache.
+        let (q, rec) = Store::open_schema(dir.path(), Schema::QUEUE).unwrap();
+        assert!(rec.is_none());
         let (s, rec) = Store::open(dir.path()).unwrap();
         assert!(rec.is_none());
         let n: i64 = s
@@ -504,7 +726,16 @@ mod tests {
             .query_row("SELECT count(*) FROM cache_entries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
-        let kept: i64 = s
+        let gone: i64 = s
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'queue%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gone, 0, "the cache file no longer holds the queue");
+        let kept: i64 = q
             .conn()
             .query_row(
                 "SELECT count(*) FROM queue_outcomes WHERE headers IS NULL",
