@@ -140,7 +140,7 @@ fn refresh_in_background(
     e: Entry,
 ) {
     // Runs on the client's runtime (calls are polled with it entered); cancelled at shutdown.
-    tokio::spawn(async move {
+    crate::runtime::spawn_contained("stale-while-revalidate refresh", async move {
         let _ = fetch(&cache, &pipeline, rounds, call, Some(e)).await;
     });
 }
