@@ -74,7 +74,7 @@ async fn serve(
     rounds: Rounds,
 ) -> Result<ApiResponse, ApiError> {
     let started = Instant::now();
-    let headers = pipeline.outgoing_headers(&req, scope.clone())?;
+    let headers = pipeline.outgoing_headers(&req, scope.clone()).await?;
     if !cache.enabled() {
         return pipeline.execute_with_headers(req, headers, rounds).await;
     }

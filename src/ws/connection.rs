@@ -234,7 +234,11 @@ impl Task {
             }
         };
         if let Some(end) = end {
-            if AssertUnwindSafe(self.finish(end)).catch_unwind().await.is_err() {
+            if AssertUnwindSafe(self.finish(end))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
                 // Even reporting failed: at least the state is terminal, so `close()` completes.
                 let _ = self.shared.finish();
             }
@@ -481,6 +485,7 @@ impl Task {
         let headers = self
             .net
             .call_headers(HttpMethod::Get, self.shared.path(), &HashMap::new(), None)
+            .await
             .map_err(not_sent)?;
         let reserved = |name: &header::HeaderName| {
             name == header::HOST

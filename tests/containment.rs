@@ -1,0 +1,158 @@
+//! Fault containment (issue 13, builds 1 and 4): foreign code that panics, throws or blocks never
+//! wedges the queue, kills a WebSocket silently or stalls the client. Real servers on 127.0.0.1.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use robust_api::{
+    ApiError, ApiRequest, ClientConfig, HeaderProvider, HttpMethod, RobustClient, StatusEvent,
+    StatusListener, WebSocketListener, WebSocketState,
+};
+use robust_api_fleet::ws::WsFleet;
+use robust_api_fleet::{wait_until, Fleet};
+
+fn config(urls: Vec<String>, dir: &Path) -> ClientConfig {
+    let mut c = ClientConfig::new(urls);
+    c.storage_dir = Some(dir.to_string_lossy().into_owned());
+    c.retry.base_delay_ms = 5;
+    c.retry.max_delay_ms = 10;
+    c.retry.max_retries = 0;
+    c.queue.retry_base_delay_ms = 30;
+    c.queue.retry_max_delay_ms = 60;
+    c.timeouts.connect_ms = 500;
+    c.timeouts.request_ms = 2_000;
+    c.websocket.reconnect_base_delay_ms = 50;
+    c.websocket.reconnect_max_delay_ms = 200;
+    c
+}
+
+/// A provider that fails (panics) for its first `failures` calls, then answers a token.
+struct Flaky {
+    calls: AtomicUsize,
+    failures: usize,
+}
+
+impl HeaderProvider for Flaky {
+    fn headers_for(
+        &self,
+        _method: HttpMethod,
+        _path: String,
+        _scope: Option<String>,
+    ) -> Result<HashMap<String, String>, ApiError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            panic!("injected: the foreign header provider threw");
+        }
+        Ok(HashMap::from([(
+            "Authorization".to_string(),
+            "Bearer ok".to_string(),
+        )]))
+    }
+}
+
+/// A status listener that panics on every event.
+struct Throwing;
+impl StatusListener for Throwing {
+    fn on_event(&self, _event: StatusEvent) {
+        panic!("injected: the status listener threw");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_provider_and_listener_never_wedge_the_queue() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let client = RobustClient::new(config(fleet.urls(), dir.path())).unwrap();
+    client.add_status_listener(Arc::new(Throwing));
+    // More panics than `queue.max_in_flight` slots: before, each one left a slot taken for good.
+    client.set_header_provider(Arc::new(Flaky {
+        calls: AtomicUsize::new(0),
+        failures: 12,
+    }));
+    client.set_network_available(false);
+    for i in 0..6 {
+        client
+            .enqueue(ApiRequest::post_json(
+                "/orders",
+                format!(r#"{{"seq":{i}}}"#),
+            ))
+            .unwrap();
+    }
+    client.set_network_available(true);
+    wait_until("every entry delivered", Duration::from_secs(10), || {
+        let q = client.service_status().queue;
+        q.pending == 0 && q.in_flight == 0
+    })
+    .await;
+    let q = client.service_status().queue;
+    assert_eq!((q.delivered, q.dead_lettered), (6, 0), "{q:?}");
+    // A live call works too (a throwing provider is a typed error, never `Internal`).
+    client.flush_queue().unwrap();
+    let r = client.get("/ok".into()).await.unwrap();
+    assert_eq!(r.status, 200);
+    client.shutdown();
+}
+
+// ------------------------------------------------------------------------------------------------
+// WebSocket
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Rec {
+    errors: Mutex<Vec<ApiError>>,
+    states: Mutex<Vec<WebSocketState>>,
+    closed: Mutex<Vec<(i32, String)>>,
+}
+
+impl WebSocketListener for Rec {
+    fn on_open(&self, _backend: String) {}
+    fn on_text(&self, _text: String) {}
+    fn on_binary(&self, _data: Vec<u8>) {}
+    fn on_state_change(&self, state: WebSocketState) {
+        self.states.lock().unwrap().push(state);
+    }
+    fn on_error(&self, error: ApiError) {
+        self.errors.lock().unwrap().push(error);
+    }
+    fn on_closed(&self, code: i32, reason: String) {
+        self.closed.lock().unwrap().push((code, reason));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_provider_never_leaves_a_websocket_connecting_and_close_completes() {
+    let fleet = WsFleet::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = RobustClient::new(config(fleet.urls(), dir.path())).unwrap();
+    client.add_status_listener(Arc::new(Throwing));
+    client.set_header_provider(Arc::new(Flaky {
+        calls: AtomicUsize::new(0),
+        failures: usize::MAX,
+    }));
+    let rec = Arc::new(Rec::default());
+    let conn = client
+        .connect_websocket("/ws/echo".into(), rec.clone())
+        .unwrap();
+    wait_until("the failure is reported", Duration::from_secs(5), || {
+        !rec.errors.lock().unwrap().is_empty()
+    })
+    .await;
+    let error = rec.errors.lock().unwrap()[0].clone();
+    assert!(
+        matches!(error, ApiError::CredentialsUnavailable { .. }),
+        "{error:?}"
+    );
+    let started = Instant::now();
+    conn.close(1000, "bye".into()).unwrap();
+    wait_until("Closed and on_closed", Duration::from_secs(3), || {
+        conn.state() == WebSocketState::Closed && !rec.closed.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        rec.states.lock().unwrap().last(),
+        Some(&WebSocketState::Closed)
+    );
+    client.shutdown();
+}
