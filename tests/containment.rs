@@ -156,3 +156,148 @@ async fn a_panicking_provider_never_leaves_a_websocket_connecting_and_close_comp
     );
     client.shutdown();
 }
+
+// ------------------------------------------------------------------------------------------------
+// A provider that refreshes its token through the same client (issue 13, build 4)
+// ------------------------------------------------------------------------------------------------
+
+/// Refreshes a token with a blocking request through the same client for every call, as an app's
+/// synchronous token store does (Kotlin `runBlocking`, a Swift semaphore): on a thread of its own
+/// with a runtime of its own.
+struct Refreshing {
+    client: Mutex<Option<std::sync::Weak<RobustClient>>>,
+    refreshes: AtomicUsize,
+}
+
+impl HeaderProvider for Refreshing {
+    fn headers_for(
+        &self,
+        _method: HttpMethod,
+        path: String,
+        _scope: Option<String>,
+    ) -> Result<HashMap<String, String>, ApiError> {
+        if path == "/token" {
+            return Ok(HashMap::new());
+        }
+        let client = self
+            .client
+            .lock()
+            .unwrap()
+            .clone()
+            .and_then(|w| w.upgrade())
+            .ok_or_else(|| ApiError::CredentialsUnavailable {
+                reason: "no client".into(),
+            })?;
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        let token = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(client.get("/token".into()))
+        })
+        .join()
+        .unwrap()?;
+        Ok(HashMap::from([(
+            "Authorization".to_string(),
+            format!("Bearer {}", token.status),
+        )]))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refresh_through_the_same_client_completes_in_milliseconds_with_two_workers() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let mut cfg = config(fleet.urls(), dir.path());
+    cfg.worker_threads = 2;
+    let client = RobustClient::new(cfg).unwrap();
+    let provider = Arc::new(Refreshing {
+        client: Mutex::new(Some(Arc::downgrade(&client))),
+        refreshes: AtomicUsize::new(0),
+    });
+    client.set_header_provider(provider.clone());
+
+    // Eight concurrent calls, each refreshing through the client: more than its two workers.
+    let started = Instant::now();
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.get(format!("/items/{i}")).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status, 200);
+    }
+    let took = started.elapsed();
+    eprintln!("8 calls with a token refresh each through the same client: {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(provider.refreshes.load(Ordering::SeqCst) >= 8);
+    let sent = fleet.servers()[0].requests();
+    assert!(sent
+        .iter()
+        .any(|r| r.path.starts_with("/items/") && r.header("authorization") == Some("Bearer 200")));
+
+    // And the queue keeps delivering.
+    for i in 0..5 {
+        client
+            .enqueue(ApiRequest::post_json(
+                "/orders",
+                format!(r#"{{"seq":{i}}}"#),
+            ))
+            .unwrap();
+    }
+    let started = Instant::now();
+    wait_until("queued entries delivered", Duration::from_secs(5), || {
+        let q = client.service_status().queue;
+        q.delivered == 5 && q.pending == 0 && q.in_flight == 0
+    })
+    .await;
+    eprintln!("5 queued entries delivered in {:?}", started.elapsed());
+    *provider.client.lock().unwrap() = None;
+    client.shutdown();
+}
+
+/// A provider that never answers: the call fails typed after `timeouts.header_provider_ms`, and
+/// the client's workers stay free for everything else.
+struct Stuck;
+impl HeaderProvider for Stuck {
+    fn headers_for(
+        &self,
+        _method: HttpMethod,
+        path: String,
+        _scope: Option<String>,
+    ) -> Result<HashMap<String, String>, ApiError> {
+        if path == "/stuck" {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        Ok(HashMap::new())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_does_not_answer_is_a_typed_timeout_and_blocks_no_worker() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let mut cfg = config(fleet.urls(), dir.path());
+    cfg.worker_threads = 2;
+    cfg.timeouts.header_provider_ms = 300;
+    let client = RobustClient::new(cfg).unwrap();
+    client.set_header_provider(Arc::new(Stuck));
+    let stuck: Vec<_> = (0..4)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.get("/stuck".into()).await })
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(client.get("/fine".into()).await.unwrap().status, 200);
+    assert!(started.elapsed() < Duration::from_millis(250));
+    for call in stuck {
+        let err = call.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&err, ApiError::CredentialsUnavailable { reason } if reason.contains("300 ms")),
+            "{err:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    client.shutdown();
+}
