@@ -58,9 +58,9 @@ impl robust_api::HeaderProvider for Tokens {
         _method: robust_api::HttpMethod,
         _path: String,
         scope: Option<String>,
-    ) -> std::collections::HashMap<String, String> {
+    ) -> Result<std::collections::HashMap<String, String>, robust_api::ApiError> {
         let token = format!("Bearer token-of-{}", scope.as_deref().unwrap_or("nobody"));
-        [("authorization".to_string(), token)].into()
+        Ok([("authorization".to_string(), token)].into())
     }
 }
 

@@ -142,16 +142,20 @@ impl RobustClient {
         ));
         let cleanup_every = settings.cache.cleanup_interval;
         let stack = QueueLayer::new(queue.clone(), CacheLayer::new(cache.clone(), net.clone()));
-        runtime.spawn_background(net.clone().run_health_probes());
-        runtime.spawn_background(queue::run(
-            queue.clone(),
-            CacheLayer::new(cache.clone(), net.clone()),
-        ));
+        let probing = net.clone();
+        runtime.spawn_supervised("health probe", move || probing.clone().run_health_probes());
+        let (q, replay_layer) = (queue.clone(), CacheLayer::new(cache.clone(), net.clone()));
+        runtime.spawn_supervised("queue replay", move || {
+            queue::run(q.clone(), replay_layer.clone())
+        });
         let c = cache.clone();
-        runtime.spawn_background(async move {
-            loop {
-                tokio::time::sleep(cleanup_every).await;
-                c.cleanup();
+        runtime.spawn_supervised("cache cleanup", move || {
+            let c = c.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(cleanup_every).await;
+                    c.cleanup();
+                }
             }
         });
         Ok(Arc::new(RobustClient {

@@ -114,6 +114,14 @@ pub enum ApiError {
         /// The pinned host whose chain did not match.
         host: String,
     },
+    /// The header provider (`set_header_provider`) failed: it threw, returned an error, or did not
+    /// answer within `timeouts.header_provider_ms`. Nothing was sent. Retryable: try again once
+    /// the credentials are available (a queued request is rescheduled, not dead-lettered).
+    #[error("credentials unavailable: {reason}")]
+    CredentialsUnavailable {
+        /// What the provider said, or why it was given up on.
+        reason: String,
+    },
     /// A bug in robust-api. Please report it with this text.
     #[error("internal error (please report): {reason}")]
     Internal {
@@ -136,10 +144,12 @@ impl ApiError {
     }
 }
 
+/// A foreign callback threw something that is not an `ApiError`. The only fallible callback is
+/// `HeaderProvider::headers_for`, so this is the provider failing.
 impl From<uniffi::UnexpectedUniFFICallbackError> for ApiError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        ApiError::Internal {
-            reason: format!("a foreign callback failed: {}", e.reason),
+        ApiError::CredentialsUnavailable {
+            reason: format!("the header provider threw: {}", e.reason),
         }
     }
 }

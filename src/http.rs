@@ -226,17 +226,46 @@ pub(crate) fn flatten_headers(h: &HeaderMap) -> HashMap<String, String> {
     out
 }
 
-/// Parses `Retry-After` (delta-seconds or an HTTP date) relative to `now_unix`.
-pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+/// The longest `Retry-After` the client honours: a server (or a broken proxy) asking for more is
+/// taken to mean "an hour", so no wait, queue reschedule or breaker hold ever grows without bound.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The largest delta-seconds value a cache keeps (RFC 9111 §1.2.2: a larger one, or one that
+/// overflows, counts as 2^31 seconds). Every cache time derived from a server header is at most this,
+/// so no sum of them overflows the cache's `i64` milliseconds.
+pub(crate) const MAX_DELTA_SECONDS: u64 = 1 << 31;
+
+/// Parses `delta-seconds` (RFC 9111 §1.2.2: `1*DIGIT`, nothing else, not even a sign), saturating
+/// at [`MAX_DELTA_SECONDS`]. Surrounding whitespace is ignored.
+pub(crate) fn parse_delta_seconds(value: &str) -> Option<u64> {
     let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    let when = parse_http_date(v)?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    let mut n: u64 = 0;
+    for b in v.bytes() {
+        n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+        if n > MAX_DELTA_SECONDS {
+            return Some(MAX_DELTA_SECONDS);
+        }
+    }
+    Some(n)
 }
 
-/// The `Retry-After` of a response, if present and valid.
+/// Parses `Retry-After` (delta-seconds or an HTTP date) relative to `now`, capped at
+/// [`MAX_RETRY_AFTER`]; anything else is `None`.
+pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    let wait = match parse_delta_seconds(v) {
+        Some(secs) => Duration::from_secs(secs),
+        None => parse_http_date(v)?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The `Retry-After` of a response, if present and valid (capped at [`MAX_RETRY_AFTER`]).
 pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)
@@ -244,43 +273,161 @@ pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
 }
 
-/// Minimal IMF-fixdate parser (`Sun, 06 Nov 1994 08:49:37 GMT`), the only format servers must send.
-pub(crate) fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
+const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LONG_DAY_NAMES: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `n` ASCII digits exactly, as a number.
+fn digits(s: &str, n: usize) -> Option<u32> {
+    if s.len() != n || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let day: u64 = parts[1].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == parts[2])? as u64
-        + 1;
-    let year: u64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4]
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    if hms.len() != 3 || !(1..=31).contains(&day) || year < 1970 {
+    s.parse().ok()
+}
+
+fn month_of(s: &str) -> Option<u32> {
+    MONTHS.iter().position(|m| *m == s).map(|i| i as u32 + 1)
+}
+
+/// `HH:MM:SS` (RFC 9110 `time-of-day`; a leap second 60 is allowed).
+fn time_of_day(s: &str) -> Option<(u32, u32, u32)> {
+    let mut it = s.split(':');
+    let (h, m, sec) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
+    let (h, m, sec) = (digits(h, 2)?, digits(m, 2)?, digits(sec, 2)?);
+    (h <= 23 && m <= 59 && sec <= 60).then_some((h, m, sec))
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Seconds since the Unix epoch of a range-checked civil date and time (Howard Hinnant's
+/// days-from-civil), as a `SystemTime`; `None` for an impossible date (31 Apr, 29 Feb 2023, …).
+fn civil_to_time(
+    year: i64,
+    month: u32,
+    day: u32,
+    hms: (u32, u32, u32),
+) -> Option<std::time::SystemTime> {
+    if !(0..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
+        return None;
+    }
+    if day > days_in_month(year, month) {
+        return None;
+    }
     let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
+        (year - 1, i64::from(month) + 9)
     } else {
-        (year, month - 3)
+        (year, i64::from(month) - 3)
     };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * m + 2) / 5 + i64::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    if hms[0] > 23 || hms[1] > 59 || hms[2] > 60 || year > 9999 {
+    let secs = days * 86_400 + i64::from(hms.0) * 3600 + i64::from(hms.1) * 60 + i64::from(hms.2);
+    let epoch = std::time::UNIX_EPOCH;
+    if secs >= 0 {
+        epoch.checked_add(Duration::from_secs(secs as u64))
+    } else {
+        epoch.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    }
+}
+
+/// Parses an HTTP date strictly, in the three formats RFC 9110 §5.6.7 makes recipients accept:
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and
+/// asctime (`Sun Nov  6 08:49:37 1994`). Single spaces exactly where the grammar has them, names
+/// case-sensitive, every field range-checked (including the day of the month); anything else is
+/// `None`. Never panics.
+pub(crate) fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
+    parse_http_date_with_year(s, current_year())
+}
+
+/// The current UTC year (for RFC 850's two-digit years).
+fn current_year() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // 365.2425 days a year is exact enough: only the 50-year window depends on it.
+    1970 + (secs / 31_556_952) as i64
+}
+
+/// [`parse_http_date`] with the year RFC 850 two-digit years are read against: a year that would be
+/// more than 50 years in the future is the most recent past year with the same last two digits.
+fn parse_http_date_with_year(s: &str, this_year: i64) -> Option<std::time::SystemTime> {
+    if !s.is_ascii() {
         return None;
     }
-    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+    // IMF-fixdate: day-name "," SP 2DIGIT SP month SP 4DIGIT SP time-of-day SP "GMT"
+    if let Some((name, rest)) = s.split_once(", ") {
+        if DAY_NAMES.contains(&name) {
+            let f: Vec<&str> = rest.split(' ').collect();
+            if f.len() != 5 || f[4] != "GMT" {
+                return None;
+            }
+            let day = digits(f[0], 2)?;
+            let month = month_of(f[1])?;
+            let year = digits(f[2], 4)?;
+            return civil_to_time(i64::from(year), month, day, time_of_day(f[3])?);
+        }
+        if LONG_DAY_NAMES.contains(&name) {
+            // rfc850-date: day-name-l "," SP 2DIGIT "-" month "-" 2DIGIT SP time-of-day SP "GMT"
+            let f: Vec<&str> = rest.split(' ').collect();
+            if f.len() != 3 || f[2] != "GMT" {
+                return None;
+            }
+            let d: Vec<&str> = f[0].split('-').collect();
+            if d.len() != 3 {
+                return None;
+            }
+            let day = digits(d[0], 2)?;
+            let month = month_of(d[1])?;
+            let yy = i64::from(digits(d[2], 2)?);
+            let mut year = this_year - this_year.rem_euclid(100) + yy;
+            if year > this_year + 50 {
+                year -= 100;
+            }
+            return civil_to_time(year, month, day, time_of_day(f[1])?);
+        }
+        return None;
+    }
+    // asctime-date: day-name SP month SP ( 2DIGIT / ( SP DIGIT ) ) SP time-of-day SP 4DIGIT
+    let b = s.as_bytes();
+    if b.len() != 24 || b[3] != b' ' || b[7] != b' ' || b[10] != b' ' || b[19] != b' ' {
+        return None;
+    }
+    if !DAY_NAMES.contains(&&s[0..3]) {
+        return None;
+    }
+    let month = month_of(&s[4..7])?;
+    let day = match &s[8..10] {
+        d if d.starts_with(' ') => digits(&d[1..], 1)?,
+        d => digits(d, 2)?,
+    };
+    let year = digits(&s[20..24], 4)?;
+    civil_to_time(i64::from(year), month, day, time_of_day(&s[11..19])?)
 }
 
 #[cfg(test)]
@@ -413,5 +560,171 @@ mod tests {
         );
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
         assert!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").is_some());
+    }
+
+    fn at(secs: u64) -> Option<std::time::SystemTime> {
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn the_three_rfc_9110_formats_parse_to_the_same_instant() {
+        let t = at(784_111_777);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), t);
+        assert_eq!(
+            parse_http_date_with_year("Sunday, 06-Nov-94 08:49:37 GMT", 2026),
+            t
+        );
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), t);
+        assert_eq!(parse_http_date("Sun Nov 06 08:49:37 1994"), t);
+        // RFC 850 two-digit years: more than 50 years ahead means the previous century.
+        assert_eq!(
+            parse_http_date_with_year("Tuesday, 01-Jan-80 00:00:00 GMT", 2026),
+            at(315_532_800)
+        );
+        assert_eq!(
+            parse_http_date_with_year("Thursday, 01-Jan-70 00:00:00 GMT", 2026),
+            at(3_155_760_000)
+        );
+        // A leap day and a leap second are valid; pre-1970 dates are valid (and in the past).
+        assert!(parse_http_date("Thu, 29 Feb 2024 23:59:60 GMT").is_some());
+        assert!(parse_http_date("Mon, 01 Jan 1900 00:00:00 GMT")
+            .is_some_and(|t| t < std::time::UNIX_EPOCH));
+    }
+
+    #[test]
+    fn loose_or_impossible_dates_are_none() {
+        for bad in [
+            "Thu 01 Dec 1994 16:00:00 GMT",   // no comma
+            "Thu,  01 Dec 1994 16:00:00 GMT", // doubled space
+            "Thu, 01  Dec 1994 16:00:00 GMT",
+            "Thu, 01 Dec 1994 16:00:00  GMT",
+            " Thu, 01 Dec 1994 16:00:00 GMT",
+            "Thu, 1 Dec 1994 16:00:00 GMT",
+            "Thu, 01 dec 1994 16:00:00 GMT",
+            "Thu, 01 Dec 94 16:00:00 GMT",
+            "Thu, 01 Dec 1994 16:00:00 UTC",
+            "Thu, 01 Dec 1994 16:00 GMT",
+            "Thu, 01 Dec 1994 16:0:00 GMT",
+            "Thu, 01 Dec +994 16:00:00 GMT",
+            "Thu, 31 Apr 1994 16:00:00 GMT",
+            "Thu, 29 Feb 2023 16:00:00 GMT",
+            "Thu, 00 Dec 1994 16:00:00 GMT",
+            "Thu, 01 Dec 1994 16:60:00 GMT",
+            "Thu, 01 Dec 1994 16:00:61 GMT",
+            "Thu, 01 Dec 19945 16:00:00 GMT",
+            "Xyz, 01 Dec 1994 16:00:00 GMT",
+            "Sunday, 06-Nov-1994 08:49:37 GMT",
+            "Sunday, 06 Nov 94 08:49:37 GMT",
+            "Sun, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov 6 08:49:37 1994",
+            "Sun Nov  6 08:49:37 1994 ",
+            "Sun Nov  6 08:49:37 94",
+            "Sun Nov  6 08:49:37 GMT",
+            "",
+            "0",
+            "-1",
+            "Thu, 01 Dec 1994 16:00:00 GMT\u{e9}",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn delta_seconds_and_retry_after_are_strict_and_capped() {
+        assert_eq!(parse_delta_seconds("42"), Some(42));
+        assert_eq!(parse_delta_seconds(" 42 "), Some(42));
+        for bad in ["", "+5", "-5", "1.5", "5s", "1e3", "0x10"] {
+            assert_eq!(parse_delta_seconds(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_delta_seconds("18446744073709551615"),
+            Some(MAX_DELTA_SECONDS)
+        );
+        assert_eq!(
+            parse_delta_seconds(&"9".repeat(400)),
+            Some(MAX_DELTA_SECONDS)
+        );
+        let now = std::time::SystemTime::now();
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn imf(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32, wd: usize) -> String {
+            format!(
+                "{}, {d:02} {} {y:04} {h:02}:{mi:02}:{s:02} GMT",
+                DAY_NAMES[wd],
+                MONTHS[mo as usize - 1]
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_is_a_date_or_none_never_a_panic(s in ".{0,40}") {
+                let _ = parse_http_date(&s);
+                let _ = parse_http_date_with_year(&s, 2026);
+                let r = parse_retry_after(&s, std::time::SystemTime::now());
+                prop_assert!(r.is_none_or(|d| d <= MAX_RETRY_AFTER));
+            }
+
+            #[test]
+            fn date_shaped_text_never_panics(
+                s in "[A-Za-z]{3,9},? [0-9 ]{1,3}[ -][A-Za-z]{3}[ -][0-9]{1,13} [0-9:]{5,10} (GMT|[0-9]{4})"
+            ) {
+                let _ = parse_http_date(&s);
+            }
+
+            #[test]
+            fn valid_dates_round_trip_in_all_three_formats(
+                y in 1970u32..=9999, mo in 1u32..=12, d in 1u32..=31,
+                h in 0u32..=23, mi in 0u32..=59, s in 0u32..=59, wd in 0usize..7,
+            ) {
+                let t = parse_http_date(&imf(y, mo, d, h, mi, s, wd));
+                let valid = d <= days_in_month(i64::from(y), mo);
+                prop_assert_eq!(t.is_some(), valid);
+                if let Some(t) = t {
+                    let asc = format!(
+                        "{} {} {:>2} {h:02}:{mi:02}:{s:02} {y:04}",
+                        DAY_NAMES[wd], MONTHS[mo as usize - 1], d
+                    );
+                    prop_assert_eq!(parse_http_date(&asc), Some(t));
+                    // RFC 850 against a "current" year that keeps y within the 50-year window.
+                    let rfc850 = format!(
+                        "{}, {d:02}-{}-{:02} {h:02}:{mi:02}:{s:02} GMT",
+                        LONG_DAY_NAMES[wd], MONTHS[mo as usize - 1], y % 100
+                    );
+                    prop_assert_eq!(
+                        parse_http_date_with_year(&rfc850, i64::from(y) + 10),
+                        Some(t)
+                    );
+                    // Monotonic in the fields it parsed.
+                    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                    prop_assert_eq!(secs % 60, u64::from(s));
+                }
+            }
+
+            #[test]
+            fn any_number_of_digits_is_clamped_delta_seconds(n in "[0-9]{1,60}") {
+                let v = parse_delta_seconds(&n).unwrap();
+                prop_assert!(v <= MAX_DELTA_SECONDS);
+                if let Ok(exact) = n.parse::<u64>() {
+                    prop_assert_eq!(v, exact.min(MAX_DELTA_SECONDS));
+                }
+                let r = parse_retry_after(&n, std::time::SystemTime::now()).unwrap();
+                prop_assert!(r <= MAX_RETRY_AFTER);
+            }
+        }
     }
 }

@@ -17,10 +17,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::Notify;
 
 use crate::error::ApiError;
+
+/// How long a supervised loop that panicked waits before it starts again.
+pub(crate) const RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A runtime owned by one client.
 pub(crate) struct ClientRuntime {
@@ -52,14 +56,33 @@ impl ClientRuntime {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Spawns a background task (aborted at shutdown with the runtime).
-    pub(crate) fn spawn_background<F>(&self, fut: F)
+    /// Spawns a background task (aborted at shutdown with the runtime), panic-contained like
+    /// [`spawn_contained`]; `what` names it in the log.
+    pub(crate) fn spawn_background<F>(&self, what: &'static str, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         if !self.is_closed() {
-            drop(self.handle.spawn(fut));
+            drop(self.handle.spawn(contained(what, fut)));
         }
+    }
+
+    /// Spawns a long-running loop (health probes, queue replay, cache cleanup) that is restarted,
+    /// after [`RESTART_DELAY`], if it panics: one bad round never stops the service for good.
+    pub(crate) fn spawn_supervised<F, Fut>(&self, what: &'static str, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn_background(what, async move {
+            loop {
+                if AssertUnwindSafe(make()).catch_unwind().await.is_ok() {
+                    return;
+                }
+                log::error!("robust-api: the {what} task panicked; restarting it");
+                tokio::time::sleep(RESTART_DELAY).await;
+            }
+        });
     }
 
     /// Runs a call with this runtime as its context; the future can be awaited from any executor.
@@ -109,6 +132,40 @@ impl Drop for ClientRuntime {
     }
 }
 
+/// The text of a caught panic's payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs `fut`, catching a panic: it is logged (naming `what`) instead of ending the task silently.
+/// Whatever invariant the task holds is restored by the task's own guard (a `Drop` type or its own
+/// `catch_unwind`), which runs during the unwinding; this only makes sure nothing dies unseen.
+/// Every task the crate spawns goes through here ([`spawn_contained`], `spawn_background`).
+pub(crate) async fn contained<F>(what: &'static str, fut: F)
+where
+    F: Future<Output = ()>,
+{
+    if let Err(panic) = AssertUnwindSafe(fut).catch_unwind().await {
+        log::error!(
+            "robust-api: the {what} task panicked (contained): {}",
+            panic_message(&*panic)
+        );
+    }
+}
+
+/// `tokio::spawn` on the current runtime through [`contained`]: the one way the crate spawns a
+/// task (tests/architecture.rs checks there is no other).
+pub(crate) fn spawn_contained<F>(what: &'static str, fut: F) -> tokio::task::JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(contained(what, fut))
+}
+
 fn shut_down() -> ApiError {
     ApiError::Cancelled {
         reason: "the client was shut down".into(),
@@ -133,11 +190,7 @@ where
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(p) => p,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+                let what = panic_message(&*panic);
                 Poll::Ready(Err(ApiError::Internal {
                     reason: format!("a call panicked: {what}"),
                 }))

@@ -231,8 +231,11 @@ pub struct ApiResponse {
 
 /// Supplies headers at send time — typically fresh credentials, so a request that waited in the
 /// offline queue goes out with a current token (credentials are never stored on disk). Called for
-/// every call (cache hits included: the cache keys on the final headers), on a background thread;
-/// return quickly (e.g. the cached token).
+/// every call (cache hits included: the cache keys on the final headers), on a blocking thread of
+/// its own (never on the client's async workers), so it may block — even on a request through the
+/// same client, e.g. to refresh a token — but it is given up on after `timeouts.header_provider_ms`.
+/// Throwing (any exception) or returning an error fails the call with
+/// `ApiError::CredentialsUnavailable` (retryable; a queued request is rescheduled).
 #[uniffi::export(with_foreign)]
 pub trait HeaderProvider: Send + Sync {
     /// Headers to add to (and override on) this request, with the credentials of user `scope`:
@@ -243,7 +246,7 @@ pub trait HeaderProvider: Send + Sync {
         method: HttpMethod,
         path: String,
         scope: Option<String>,
-    ) -> HashMap<String, String>;
+    ) -> Result<HashMap<String, String>, crate::error::ApiError>;
 }
 
 impl ApiResponse {

@@ -398,8 +398,11 @@ impl HeaderProvider for Token {
         _method: HttpMethod,
         _path: String,
         _scope: Option<String>,
-    ) -> HashMap<String, String> {
-        HashMap::from([("Authorization".to_string(), self.0.lock().unwrap().clone())])
+    ) -> Result<HashMap<String, String>, ApiError> {
+        Ok(HashMap::from([(
+            "Authorization".to_string(),
+            self.0.lock().unwrap().clone(),
+        )]))
     }
 }
 

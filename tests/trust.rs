@@ -83,12 +83,12 @@ impl HeaderProvider for Provider {
         _method: HttpMethod,
         path: String,
         scope: Option<String>,
-    ) -> HashMap<String, String> {
+    ) -> Result<HashMap<String, String>, ApiError> {
         self.asked
             .lock()
             .unwrap()
             .push((path.clone(), scope.clone()));
-        (self.answer.lock().unwrap())(&path, scope.as_deref())
+        Ok((self.answer.lock().unwrap())(&path, scope.as_deref()))
     }
 }
 

@@ -51,8 +51,11 @@ impl HeaderProvider for Auth {
         _method: HttpMethod,
         _path: String,
         _scope: Option<String>,
-    ) -> HashMap<String, String> {
-        HashMap::from([("authorization".into(), "Bearer fresh".into())])
+    ) -> Result<HashMap<String, String>, ApiError> {
+        Ok(HashMap::from([(
+            "authorization".into(),
+            "Bearer fresh".into(),
+        )]))
     }
 }
 

@@ -245,9 +245,12 @@ async fn handshake_carries_default_and_provider_headers() {
             method: HttpMethod,
             path: String,
             _scope: Option<String>,
-        ) -> HashMap<String, String> {
+        ) -> Result<HashMap<String, String>, ApiError> {
             assert_eq!((method, path.as_str()), (HttpMethod::Get, "/ws"));
-            HashMap::from([("Authorization".to_string(), "Bearer fresh".to_string())])
+            Ok(HashMap::from([(
+                "Authorization".to_string(),
+                "Bearer fresh".to_string(),
+            )]))
         }
     }
     let fleet = WsFleet::start(1).await;

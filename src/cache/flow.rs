@@ -74,7 +74,7 @@ async fn serve(
     rounds: Rounds,
 ) -> Result<ApiResponse, ApiError> {
     let started = Instant::now();
-    let headers = pipeline.outgoing_headers(&req, scope.clone())?;
+    let headers = pipeline.outgoing_headers(&req, scope.clone()).await?;
     if !cache.enabled() {
         return pipeline.execute_with_headers(req, headers, rounds).await;
     }
@@ -140,7 +140,7 @@ fn refresh_in_background(
     e: Entry,
 ) {
     // Runs on the client's runtime (calls are polled with it entered); cancelled at shutdown.
-    tokio::spawn(async move {
+    crate::runtime::spawn_contained("stale-while-revalidate refresh", async move {
         let _ = fetch(&cache, &pipeline, rounds, call, Some(e)).await;
     });
 }

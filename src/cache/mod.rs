@@ -133,7 +133,9 @@ fn dur(ms: i64) -> Duration {
 
 impl Entry {
     fn age(&self, now_ms: i64) -> Duration {
-        dur(self.initial_age_ms + (now_ms - self.stored_at_ms).max(0))
+        dur(self
+            .initial_age_ms
+            .saturating_add(now_ms.saturating_sub(self.stored_at_ms).max(0)))
     }
 
     pub(crate) fn freshness(&self, now_ms: i64) -> Freshness {
@@ -521,7 +523,8 @@ impl HttpCache {
         let stale_window = cc.stale_if_error.map_or(self.settings.max_stale, |sie| {
             sie.max(self.settings.max_stale)
         });
-        now + lifetime_ms + ms(stale_window)
+        now.saturating_add(lifetime_ms)
+            .saturating_add(ms(stale_window))
     }
 
     /// A successful unsafe request to `path`: its cached GETs are no longer trustworthy.

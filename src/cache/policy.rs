@@ -29,8 +29,9 @@ pub(crate) fn parse_cache_control(value: Option<&str>) -> CacheControl {
             Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
             None => (directive.trim(), None),
         };
+        // delta-seconds, clamped at 2^31 s (RFC 9111 §1.2.2): no cache time can overflow.
         let secs = || {
-            arg.and_then(|a| a.parse::<u64>().ok())
+            arg.and_then(crate::http::parse_delta_seconds)
                 .map(Duration::from_secs)
         };
         match name.to_ascii_lowercase().as_str() {
@@ -66,7 +67,7 @@ pub(crate) fn freshness_lifetime(
         let date = headers
             .get("date")
             .and_then(|d| crate::http::parse_http_date(d));
-        return match (crate::http::parse_http_date(expires), date) {
+        let lifetime = match (crate::http::parse_http_date(expires), date) {
             (Some(exp), Some(date)) => exp.duration_since(date).unwrap_or(Duration::ZERO),
             (Some(exp), None) => exp
                 .duration_since(std::time::SystemTime::now())
@@ -74,15 +75,17 @@ pub(crate) fn freshness_lifetime(
             // An invalid Expires (e.g. "0") means "already expired".
             (None, _) => Duration::ZERO,
         };
+        return lifetime.min(Duration::from_secs(crate::http::MAX_DELTA_SECONDS));
     }
     default_ttl
 }
 
-/// The `Age` a response already had when it arrived.
+/// The `Age` a response already had when it arrived: the first value of a list (repeated headers
+/// are joined with ", "), delta-seconds clamped at 2^31 s; junk counts as 0.
 pub(crate) fn initial_age(headers: &HashMap<String, String>) -> Duration {
     headers
         .get("age")
-        .and_then(|a| a.trim().parse::<u64>().ok())
+        .and_then(|a| crate::http::parse_delta_seconds(a.split(',').next().unwrap_or_default()))
         .map_or(Duration::ZERO, Duration::from_secs)
 }
 
@@ -127,7 +130,11 @@ impl Freshness {
             Use::Revalidate
         } else if self.is_fresh() {
             Use::Fresh
-        } else if !self.must_revalidate && self.swr.is_some_and(|w| self.age < self.lifetime + w) {
+        } else if !self.must_revalidate
+            && self
+                .swr
+                .is_some_and(|w| self.age < self.lifetime.saturating_add(w))
+        {
             Use::StaleWhileRevalidate
         } else {
             Use::Revalidate
@@ -145,7 +152,7 @@ impl Freshness {
             return false;
         }
         let window = self.sie.unwrap_or(max_stale);
-        self.age <= self.lifetime + window
+        self.age <= self.lifetime.saturating_add(window)
     }
 }
 
@@ -263,5 +270,157 @@ mod tests {
             ..sie
         }
         .usable_on_error(week));
+    }
+
+    #[test]
+    fn age_takes_the_first_value_and_ignores_junk() {
+        let age = |v: &str| initial_age(&HashMap::from([("age".to_string(), v.to_string())]));
+        assert_eq!(age("10"), secs(10));
+        assert_eq!(age("10, 20"), secs(10));
+        assert_eq!(age(" 7 ,junk"), secs(7));
+        assert_eq!(age("junk, 20"), Duration::ZERO);
+        assert_eq!(age("-5"), Duration::ZERO);
+        assert_eq!(age("1.5"), Duration::ZERO);
+        assert_eq!(
+            age("18446744073709551615"),
+            secs(crate::http::MAX_DELTA_SECONDS)
+        );
+        assert_eq!(initial_age(&HashMap::new()), Duration::ZERO);
+    }
+
+    #[test]
+    fn huge_ages_and_lifetimes_never_overflow_or_wrap_to_fresh() {
+        let huge = "18446744073709551615";
+        let cc = parse_cache_control(Some(&format!(
+            "max-age={huge}, stale-while-revalidate={huge}, stale-if-error={huge}"
+        )));
+        let cap = secs(crate::http::MAX_DELTA_SECONDS);
+        assert_eq!(cc.max_age, Some(cap));
+        assert_eq!(cc.stale_while_revalidate, Some(cap));
+        // Stored with an Age of u64::MAX seconds and kept for a while: stale, not fresh.
+        let headers = HashMap::from([("age".to_string(), huge.to_string())]);
+        let ms = |d: Duration| d.as_millis() as i64;
+        let entry = crate::cache::Entry {
+            key: "k".into(),
+            status: 200,
+            headers: HashMap::new(),
+            body: Vec::new(),
+            stored_at_ms: 0,
+            initial_age_ms: ms(initial_age(&headers)),
+            lifetime_ms: ms(freshness_lifetime(&cc, &headers, secs(0))),
+            swr_ms: cc.stale_while_revalidate.map(ms),
+            sie_ms: cc.stale_if_error.map(ms),
+            must_revalidate: false,
+            no_cache: false,
+            etag: None,
+            last_modified: None,
+            last_access_ms: 0,
+        };
+        let f = entry.freshness(0);
+        assert!(!f.is_fresh(), "{f:?}");
+        assert_eq!(f.decide(false), Use::StaleWhileRevalidate);
+        let f = entry.freshness(i64::MAX);
+        assert!(!f.is_fresh(), "{f:?}");
+        assert_eq!(f.decide(false), Use::Revalidate);
+        let f = crate::cache::Entry {
+            stored_at_ms: i64::MAX,
+            initial_age_ms: i64::MAX,
+            ..entry.clone()
+        }
+        .freshness(i64::MIN);
+        assert!(!f.is_fresh());
+        // Windows at Duration::MAX saturate instead of panicking.
+        let max = Freshness {
+            age: Duration::MAX,
+            lifetime: Duration::MAX,
+            swr: Some(Duration::MAX),
+            sie: Some(Duration::MAX),
+            must_revalidate: false,
+            no_cache: false,
+        };
+        assert_eq!(max.decide(false), Use::Revalidate);
+        assert!(max.usable_on_error(Duration::MAX));
+        // Expires in year 9999 against a Date in 1970: clamped to 2^31 s.
+        let h = HashMap::from([
+            (
+                "expires".to_string(),
+                "Fri, 31 Dec 9999 23:59:59 GMT".to_string(),
+            ),
+            (
+                "date".to_string(),
+                "Thu, 01 Jan 1970 00:00:00 GMT".to_string(),
+            ),
+        ]);
+        assert_eq!(
+            freshness_lifetime(&CacheControl::default(), &h, secs(0)),
+            cap
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_cache_control_parses_within_bounds(s in ".{0,80}") {
+                let cc = parse_cache_control(Some(&s));
+                let cap = secs(crate::http::MAX_DELTA_SECONDS);
+                for d in [cc.max_age, cc.stale_while_revalidate, cc.stale_if_error].into_iter().flatten() {
+                    prop_assert!(d <= cap);
+                }
+            }
+
+            #[test]
+            fn directive_shaped_cache_control_parses_within_bounds(
+                parts in proptest::collection::vec(
+                    ("(?i)(max-age|no-store|no-cache|must-revalidate|stale-while-revalidate|stale-if-error|x)",
+                     proptest::option::of("\"?[-+0-9a-z]{0,25}\"?")),
+                    0..6)
+            ) {
+                let v: Vec<String> = parts
+                    .iter()
+                    .map(|(n, a)| a.as_ref().map_or(n.clone(), |a| format!("{n}={a}")))
+                    .collect();
+                let cc = parse_cache_control(Some(&v.join(", ")));
+                let cap = secs(crate::http::MAX_DELTA_SECONDS);
+                prop_assert!(cc.max_age.is_none_or(|d| d <= cap));
+                let f = Freshness {
+                    age: cap,
+                    lifetime: freshness_lifetime(&cc, &HashMap::new(), cap),
+                    swr: cc.stale_while_revalidate,
+                    sie: cc.stale_if_error,
+                    must_revalidate: cc.must_revalidate,
+                    no_cache: cc.no_cache,
+                };
+                let _ = f.decide(false);
+                let _ = f.usable_on_error(Duration::MAX);
+            }
+
+            #[test]
+            fn any_age_is_bounded(s in ".{0,40}", n in any::<u64>()) {
+                let cap = secs(crate::http::MAX_DELTA_SECONDS);
+                let age = |v: String| initial_age(&HashMap::from([("age".to_string(), v)]));
+                prop_assert!(age(s.clone()) <= cap);
+                prop_assert_eq!(age(format!("{n}, {s}")), secs(n.min(crate::http::MAX_DELTA_SECONDS)));
+            }
+
+            #[test]
+            fn any_vary_is_normalised(s in ".{0,60}") {
+                let v = s.to_string();
+                match crate::cache::vary_names(Some(&v)) {
+                    None => prop_assert!(v.split(',').any(|n| n.trim() == "*")),
+                    Some(names) => {
+                        prop_assert!(names.windows(2).all(|w| w[0] < w[1]));
+                        for n in &names {
+                            prop_assert!(!n.is_empty() && n.trim() == n && !n.contains(','));
+                            prop_assert_eq!(n.to_ascii_lowercase(), n.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 }

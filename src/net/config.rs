@@ -16,6 +16,9 @@ config_record! {
         pub connect_ms: i32 = 10000,
         /// Timeout of one attempt (headers and body). A request may override it.
         pub request_ms: i32 = 30000,
+        /// How long the header provider may take for one call before the call fails with
+        /// `CredentialsUnavailable` (it runs on a thread of its own; a late answer is dropped).
+        pub header_provider_ms: i32 = 10000,
     }
 }
 
@@ -67,6 +70,7 @@ pub(crate) struct NetSettings {
     pub default_headers: HeaderMap,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    pub header_provider_timeout: Duration,
     pub max_retries: u32,
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
@@ -135,6 +139,10 @@ impl NetSettings {
             })?,
             connect_timeout: positive_ms("timeouts.connect_ms", c.timeouts.connect_ms)?,
             request_timeout: positive_ms("timeouts.request_ms", c.timeouts.request_ms)?,
+            header_provider_timeout: positive_ms(
+                "timeouts.header_provider_ms",
+                c.timeouts.header_provider_ms,
+            )?,
             max_retries: non_negative("retry.max_retries", r.max_retries)?,
             retry_base_delay,
             retry_max_delay,

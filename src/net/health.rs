@@ -29,7 +29,10 @@ pub(crate) async fn run(p: Arc<Network>) {
                 .is_none_or(|due| due <= now)
             {
                 p.backends.mark_probed(i, now);
-                probes.spawn(probe(p.clone(), i));
+                probes.spawn(crate::runtime::contained(
+                    "health probe",
+                    probe(p.clone(), i),
+                ));
             }
         }
         while probes.join_next().await.is_some() {}

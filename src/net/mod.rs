@@ -337,7 +337,7 @@ impl Network {
     }
 
     /// The headers of one call in the current user scope: see [`Network::scoped_call_headers`].
-    pub(crate) fn call_headers(
+    pub(crate) async fn call_headers(
         &self,
         method: HttpMethod,
         path: &str,
@@ -346,12 +346,13 @@ impl Network {
     ) -> Result<HeaderMap, ApiError> {
         let scope = self.identity.current();
         self.scoped_call_headers(method, path, own, idempotency_key, scope)
+            .await
     }
 
     /// The final outgoing headers of a plain request for user `scope` (the header provider is
     /// asked for that scope, once): what the cache keys and `Vary`-matches on, and what
     /// [`Network::execute_with_headers`] sends.
-    pub(crate) fn outgoing_headers(
+    pub(crate) async fn outgoing_headers(
         &self,
         req: &ApiRequest,
         scope: Option<String>,
@@ -363,11 +364,12 @@ impl Network {
             req.idempotency_key.as_deref(),
             scope,
         )
+        .await
     }
 
     /// The headers of one call: the client's defaults, then the request's own, then the header
     /// provider's for `scope` (fresh credentials), then `Idempotency-Key`.
-    fn scoped_call_headers(
+    async fn scoped_call_headers(
         &self,
         method: HttpMethod,
         path: &str,
@@ -387,7 +389,14 @@ impl Network {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(provider) = provider {
-            let fresh = provider.headers_for(method, path.to_string(), scope);
+            let fresh = ask_provider(
+                provider,
+                method,
+                path.to_string(),
+                scope,
+                self.settings.header_provider_timeout,
+            )
+            .await?;
             for (name, value) in parse_headers(&fresh, |r| ApiError::InvalidRequest {
                 reason: format!("header provider: {r}"),
             })? {
@@ -437,5 +446,35 @@ impl Network {
     /// Runs the background health probes until the runtime stops.
     pub(crate) async fn run_health_probes(self: Arc<Self>) {
         health::run(self).await
+    }
+}
+
+/// Asks the header provider, on a blocking thread of its own (foreign code may block, or even make
+/// a request through this client, without taking an async worker), within `timeout`. Every way it
+/// can fail — an error, a throw or panic, no answer in time — is `CredentialsUnavailable`.
+async fn ask_provider(
+    provider: Arc<dyn HeaderProvider>,
+    method: HttpMethod,
+    path: String,
+    scope: Option<String>,
+    timeout: std::time::Duration,
+) -> Result<HashMap<String, String>, ApiError> {
+    let unavailable = |reason: String| ApiError::CredentialsUnavailable { reason };
+    let asked = tokio::task::spawn_blocking(move || provider.headers_for(method, path, scope));
+    match tokio::time::timeout(timeout, asked).await {
+        Ok(Ok(Ok(headers))) => Ok(headers),
+        Ok(Ok(Err(e @ ApiError::CredentialsUnavailable { .. }))) => Err(e),
+        Ok(Ok(Err(e))) => Err(unavailable(format!("the header provider failed: {e}"))),
+        Ok(Err(join)) => Err(unavailable(match join.try_into_panic() {
+            Ok(panic) => format!(
+                "the header provider panicked: {}",
+                crate::runtime::panic_message(&*panic)
+            ),
+            Err(e) => format!("the header provider did not finish: {e}"),
+        })),
+        Err(_) => Err(unavailable(format!(
+            "the header provider did not answer within {} ms",
+            timeout.as_millis()
+        ))),
     }
 }

@@ -57,7 +57,7 @@ pub(super) fn validate(net: &Network, req: &ApiRequest) -> Result<(), ApiError> 
 
 /// `headers`: the final outgoing headers if the caller resolved them (the cache layer keys on
 /// them); otherwise they are built here, in the current user scope.
-fn prepare(
+async fn prepare(
     net: &Network,
     req: &ApiRequest,
     headers: Option<HeaderMap>,
@@ -67,12 +67,15 @@ fn prepare(
         .collect::<Result<Vec<_>, _>>()?;
     let headers = match headers {
         Some(h) => h,
-        None => net.call_headers(
-            req.method,
-            &req.path,
-            &req.headers,
-            req.idempotency_key.as_deref(),
-        )?,
+        None => {
+            net.call_headers(
+                req.method,
+                &req.path,
+                &req.headers,
+                req.idempotency_key.as_deref(),
+            )
+            .await?
+        }
     };
     Ok(Prepared {
         method: req.method,
@@ -168,7 +171,7 @@ pub(super) async fn execute(
     let mut req = req;
     req.adopt_idempotency_header();
     validate(net, &req)?;
-    let p = prepare(net, &req, headers)?;
+    let p = prepare(net, &req, headers).await?;
     if !net.is_online() {
         return Err(ApiError::Offline);
     }

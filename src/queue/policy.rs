@@ -65,7 +65,8 @@ pub(crate) fn should_queue(e: &ApiError) -> bool {
         ApiError::Offline
         | ApiError::AllBackendsUnavailable { .. }
         | ApiError::Timeout { .. }
-        | ApiError::Transport { .. } => true,
+        | ApiError::Transport { .. }
+        | ApiError::CredentialsUnavailable { .. } => true,
         ApiError::Http { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
         _ => false,
     }

@@ -87,13 +87,81 @@ fn start_due(queue: &Arc<Queue>, layer: &CacheLayer, scope: Option<String>, tag:
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(entry.id.clone());
-        tokio::spawn(deliver(queue.clone(), layer.clone(), entry, scope.clone()));
+        crate::runtime::spawn_contained(
+            "queue delivery",
+            deliver(queue.clone(), layer.clone(), entry, scope.clone()),
+        );
+    }
+}
+
+/// Holds an entry's in-flight slot: however the delivery ends (done, panicked, aborted at shutdown)
+/// the entry leaves `in_flight` and the replay loop is woken.
+struct Slot {
+    queue: Arc<Queue>,
+    id: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.queue
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+        self.queue.wake.notify_one();
     }
 }
 
 /// Sends `entry` as user `scope` (the one it was stored under: the header provider is asked for
-/// its credentials).
+/// its credentials). A panic on the way (a bug, or foreign code) reschedules the entry like a
+/// retryable failure; the slot is freed in every case.
 async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored, scope: Option<String>) {
+    use futures_util::FutureExt;
+    let slot = Slot {
+        queue: queue.clone(),
+        id: entry.id.clone(),
+    };
+    let attempt = std::panic::AssertUnwindSafe(deliver_once(&queue, &layer, &entry, scope));
+    match attempt.catch_unwind().await {
+        Ok(recorded) => {
+            drop(slot);
+            if recorded {
+                queue.poke_listener();
+            }
+        }
+        Err(panic) => {
+            let error = format!(
+                "delivery panicked: {}",
+                crate::runtime::panic_message(&*panic)
+            );
+            log::error!("robust-api: queue entry {}: {error}; rescheduled", entry.id);
+            let delay = retry_delay(&queue, &entry);
+            let _ = queue.db("reschedule", |c| {
+                storage::reschedule(c, &entry, &error, now_ms() + delay.as_millis() as i64)
+            });
+        }
+    }
+}
+
+/// The backoff before the next try of `entry`.
+fn retry_delay(queue: &Queue, entry: &Stored) -> Duration {
+    backoff_delay(
+        entry.attempts,
+        queue.settings.retry_base,
+        queue.settings.retry_max,
+        fastrand::f64(),
+    )
+    .max(queue.settings.retry_base / 2)
+}
+
+/// One delivery; `true` when an outcome was recorded.
+async fn deliver_once(
+    queue: &Arc<Queue>,
+    layer: &CacheLayer,
+    entry: &Stored,
+    scope: Option<String>,
+) -> bool {
+    let entry = entry.clone();
     let age = Duration::from_millis((now_ms() - entry.created_at_ms).max(0) as u64);
     let decision = if policy::expired(age, queue.settings.max_age) {
         Decision::DeadLetter {
@@ -118,13 +186,7 @@ async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored, scope: Opt
             ok.is_ok()
         }
         Decision::RetryLater(error) => {
-            let delay = backoff_delay(
-                entry.attempts,
-                queue.settings.retry_base,
-                queue.settings.retry_max,
-                fastrand::f64(),
-            )
-            .max(queue.settings.retry_base / 2);
+            let delay = retry_delay(queue, &entry);
             let _ = queue.db("reschedule", |c| {
                 storage::reschedule(c, &entry, error, now_ms() + delay.as_millis() as i64)
             });
@@ -144,13 +206,5 @@ async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored, scope: Opt
         }
         Decision::NotAttempted => false,
     };
-    queue
-        .in_flight
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&entry.id);
-    if recorded {
-        queue.poke_listener();
-    }
-    queue.wake.notify_one();
+    recorded
 }

@@ -77,7 +77,10 @@ impl Layout {
         // occur in the fields either.
         let boundary = loop {
             let b = random_boundary();
-            if !fields.iter().any(|(_, v)| v.contains(&b)) {
+            if !fields.iter().any(|(n, v)| v.contains(&b) || n.contains(&b))
+                && !file_name.contains(&b)
+                && !field_name.contains(&b)
+            {
                 break b;
             }
         };
@@ -386,5 +389,36 @@ mod tests {
             let mut s = Box::pin(stream(layout, file, meter));
             assert!(s.next().await.unwrap().is_err());
         });
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever the fields hold (including text that looks like our boundaries), the
+            /// boundary is RFC 2046-valid and occurs in no field, and every CR/LF of a name is
+            /// escaped: the body's structure is only what the layout wrote.
+            #[test]
+            fn the_boundary_never_occurs_in_the_fields(
+                fields in proptest::collection::vec(
+                    ("[^\u{0}]{1,20}", "(robust-api-[0-9a-f]{0,32}|--|\r\n|.){0,12}"), 0..5),
+                file_name in ".{0,20}",
+            ) {
+                let layout = Layout::new(&fields, "file", &file_name, "text/plain", 3).unwrap();
+                let b = &layout.boundary;
+                prop_assert!(!b.is_empty() && b.len() <= 70);
+                prop_assert!(b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+                for (name, value) in &fields {
+                    prop_assert!(!value.contains(b.as_str()) && !name.contains(b.as_str()));
+                }
+                let head = std::str::from_utf8(&layout.head).unwrap();
+                let delimiter = format!("--{b}\r\n");
+                prop_assert_eq!(head.matches(delimiter.as_str()).count(), fields.len() + 1);
+                prop_assert_eq!(layout.content_length(), layout.head.len() as u64 + 3 + layout.tail.len() as u64);
+            }
+        }
     }
 }

@@ -311,12 +311,14 @@ async fn prepare(net: &Network, req: &UploadRequest) -> Result<Prepared, ApiErro
         &content_type,
         meta.len(),
     )?;
-    let mut headers = net.call_headers(
-        HttpMethod::Post,
-        &req.path,
-        &req.headers,
-        req.idempotency_key.as_deref(),
-    )?;
+    let mut headers = net
+        .call_headers(
+            HttpMethod::Post,
+            &req.path,
+            &req.headers,
+            req.idempotency_key.as_deref(),
+        )
+        .await?;
     headers.remove(TRANSFER_ENCODING);
     headers.insert(
         CONTENT_TYPE,

@@ -212,9 +212,36 @@ impl Task {
     }
 
     /// Runs the connection until it is closed for good.
+    /// A panic on the way (a bug, or foreign code such as a header provider) is contained: the
+    /// listener gets `on_error(Internal)`, `Closed` and `on_closed(1011, …)`, and `close()`
+    /// completes as always.
     pub(crate) async fn run(mut self) {
-        if let Some(end) = self.life().await {
-            self.finish(end).await;
+        use futures_util::FutureExt;
+        use std::panic::AssertUnwindSafe;
+        let end = match AssertUnwindSafe(self.life()).catch_unwind().await {
+            Ok(end) => end,
+            Err(panic) => {
+                let error = ApiError::Internal {
+                    reason: format!(
+                        "the WebSocket connection task panicked: {}",
+                        crate::runtime::panic_message(&*panic)
+                    ),
+                };
+                log::error!("robust-api: websocket {}: {error}", self.shared.id());
+                self.shared.set_error(&error);
+                let _ = self.emit(Event::Error(error)).await;
+                Some((1011, "internal error".to_string()))
+            }
+        };
+        if let Some(end) = end {
+            if AssertUnwindSafe(self.finish(end))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                // Even reporting failed: at least the state is terminal, so `close()` completes.
+                let _ = self.shared.finish();
+            }
         }
         if let Some(registry) = self.registry.upgrade() {
             registry.remove(self.shared.id());
@@ -458,6 +485,7 @@ impl Task {
         let headers = self
             .net
             .call_headers(HttpMethod::Get, self.shared.path(), &HashMap::new(), None)
+            .await
             .map_err(not_sent)?;
         let reserved = |name: &header::HeaderName| {
             name == header::HOST

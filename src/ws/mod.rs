@@ -500,7 +500,7 @@ impl SocketRegistry {
             dispatcher,
             Arc::downgrade(self),
         );
-        runtime.spawn_background(task.run());
+        runtime.spawn_background("WebSocket connection", task.run());
         Ok(Arc::new(WebSocketConnection { shared }))
     }
 
