@@ -4,6 +4,7 @@ The fleet is `target/debug/examples/test-fleet` (override with ROBUST_API_TEST_F
 JSON line with its URLs and exits when its stdin closes, so a crashed test run never leaks it.
 """
 
+import tempfile
 import json
 import os
 import select
@@ -34,6 +35,8 @@ def fast_config(urls, **overrides) -> "robust_api.ClientConfig":
     (`storage_dir="/tmp/x"`, `worker_threads=1`). Unknown names fail the test.
     """
     cfg = robust_api.ClientConfig(backends=list(urls))
+    # A folder of its own (the offline queue needs durable storage; one client per folder).
+    cfg.storage_dir = tempfile.mkdtemp(prefix="robust-api-py-")
     groups = {k: dict(v) for k, v in FAST.items()}
     for name, value in overrides.items():
         if isinstance(value, dict):

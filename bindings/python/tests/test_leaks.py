@@ -38,7 +38,7 @@ SLACK = 4
 
 
 def new_client(urls):
-    return robust_api.RobustClient(fast_config(urls))
+    return robust_api.RobustClient(fast_config(urls, storage_dir=None))  # the temporary default
 
 
 def test_sequential_and_concurrent_calls_do_not_leak_fds(fleet):

@@ -338,7 +338,9 @@ final class RobustApiTests: XCTestCase {
         defer { fleet.stop() }
         try await fleet.call("GET", "/backends/0/hits")   // URLSession's own fds exist before the baseline
         let fdsBefore = openFileDescriptors()
-        var client: RobustClient? = try RobustClient(config: fastConfig(fleet))
+        var leakConfig = fastConfig(fleet)
+        leakConfig.storageDir = nil // the temporary default: removed with the client
+        var client: RobustClient? = try RobustClient(config: leakConfig)
         let storage = client!.storagePath()
         XCTAssertTrue(FileManager.default.fileExists(atPath: storage))
 

@@ -211,6 +211,8 @@ func waitUntil(
 /// Short timeouts and delays so failures show up in milliseconds.
 func fastConfig(_ fleet: TestFleet) -> ClientConfig {
     var c = ClientConfig(backends: fleet.backends, timeouts: TimeoutConfig(connectMs: 500, requestMs: 2_000))
+    // A folder of its own: the offline queue needs durable storage, and one client owns a folder.
+    c.storageDir = NSTemporaryDirectory() + "robust-api-swift-" + UUID().uuidString
     c.retry.baseDelayMs = 10
     c.retry.maxDelayMs = 40
     c.breaker.openMs = 500

@@ -25,7 +25,7 @@ class LeakTest {
     @BeforeEach fun startFleet() {
         fleet = Fleet.start(3)
         // Warm up everything lazy (JNA library load, class loading, coroutine pools) before baselines.
-        RobustClient(fastConfig(fleet.backends)).use { c ->
+        RobustClient(fastConfig(fleet.backends) { storageDir = null }).use { c ->
             runBlocking { (0 until 8).map { async(Dispatchers.Default) { c.get("/warm") } }.awaitAll() }
         }
         settle()
@@ -55,7 +55,7 @@ class LeakTest {
     @Test
     fun `1000 sequential and 100-way concurrent calls keep file descriptors flat`() = runBlocking<Unit> {
         val before = openFds()
-        val client = RobustClient(fastConfig(fleet.backends))
+        val client = RobustClient(fastConfig(fleet.backends) { storageDir = null })
         val storage = File(client.storagePath())
         assertTrue(storage.isDirectory, "$storage")
         try {
@@ -95,7 +95,7 @@ class LeakTest {
         val robustBase = robustThreads()
         val listeners = mutableListOf<WeakReference<StatusListener>>()
         val clients = (0 until 20).map {
-            val c = RobustClient(fastConfig(fleet.backends))
+            val c = RobustClient(fastConfig(fleet.backends) { storageDir = null })
             val l = object : StatusListener { override fun onEvent(event: StatusEvent) {} }
             c.addStatusListener(l)
             listeners += WeakReference(l)
@@ -125,7 +125,7 @@ class LeakTest {
      */
     private fun makeUnreachableClients(n: Int): List<WeakReference<RobustClient>> {
         val base = robustThreads()
-        val clients = (0 until n).map { RobustClient(fastConfig(fleet.backends)) }
+        val clients = (0 until n).map { RobustClient(fastConfig(fleet.backends) { storageDir = null }) }
         assertTrue(robustThreads() >= base + n * 3, "$n live clients should add >= ${n * 3} robust-api threads")
         assertTrue(clients.all { it.serviceStatus().networkAvailable })
         return clients.map { WeakReference(it) }

@@ -157,6 +157,8 @@ class Fleet private constructor(
  */
 fun fastConfig(backends: List<String>, tweak: ClientConfig.() -> Unit = {}): ClientConfig = ClientConfig(
     backends = backends,
+    // A folder of its own: the offline queue needs durable storage, and one client owns a folder.
+    storageDir = kotlin.io.path.createTempDirectory("robust-api-kt-").toString(),
     timeouts = TimeoutConfig(connectMs = 500, requestMs = 2_000),
     retry = RetryConfig(baseDelayMs = 10, maxDelayMs = 40),
     breaker = BreakerConfig(openMs = 500),
