@@ -41,7 +41,7 @@ test('a fresh response comes from the cache; clearCache() empties it', async (t)
   assert.equal(client.serviceStatus().cache.entries, 0n);
   const third = await client.request(cached('feed', 'max-age=60'));
   assert.equal(third.fromCache, false);
-  assert.equal(responseJson<{ n: number }>(third).n, 2);
+  // Sent again (`n` counts per server, and the client may pick another backend this time).
   assert.equal(await totalHits(fleet, '/cache/feed'), 2);
 });
 

@@ -49,7 +49,8 @@ test('ClientConfig.create({ backends }) fills in the documented nested defaults,
   assert.deepEqual(c.backends, backends);
   assert.equal(c.storageDir, undefined);
   assert.equal(c.workerThreads, 2);
-  assert.deepStrictEqual(c.timeouts, { connectMs: 10_000, requestMs: 30_000 });
+  assert.equal(c.timeouts.connectMs, 10_000);
+  assert.equal(c.timeouts.requestMs, 30_000);
   assert.deepStrictEqual(c.timeouts, TimeoutConfig.create({}));
   assert.equal(c.retry.maxRetries, 3);
   assert.equal(c.retry.baseDelayMs, 1_000);
