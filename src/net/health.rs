@@ -49,6 +49,9 @@ pub(crate) async fn run(p: Arc<Network>) {
     }
 }
 
+/// A probe reads at most this much of the answer (only its status matters).
+const PROBE_BODY_BYTES: u64 = 4096;
+
 async fn probe(p: Arc<Network>, i: usize) {
     if !p.is_online() {
         return;
@@ -72,6 +75,8 @@ async fn probe(p: Arc<Network>, i: usize) {
             .settings
             .request_timeout
             .min(p.settings.connect_timeout + Duration::from_secs(5)),
+        max_body: PROBE_BODY_BYTES,
+        truncate_body: true,
     };
     match p.transport.send(out).await {
         Ok(r) if (200..300).contains(&r.status) => permit.success(started.elapsed()),

@@ -155,6 +155,7 @@ fn network(setup: Setup, script: Arc<Script>) -> Network {
         retry: &setup.retry,
         breaker: &setup.breaker,
         health: &HealthConfig::default(),
+        limits: &super::LimitsConfig::default(),
     })
     .unwrap();
     let counters = Arc::new(Counters::default());
