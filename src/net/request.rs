@@ -205,6 +205,9 @@ pub(super) async fn execute(
             Rounds::Configured => s.max_retries,
             Rounds::OnePass => 0,
         },
+        // Every attempt that reached a server is a send: at most the first plus `max_retries`,
+        // however many backends there are (connect failures move on for free).
+        max_sends: s.max_retries.saturating_add(1),
         may_resend: p.may_resend,
         // Only methods idempotent by definition are raced: a key makes a POST safe to send again
         // after a failure, not twice at once (the second copy meets "key in progress").
