@@ -143,6 +143,22 @@ impl NetSettings {
                 "health.path {path:?} must start with '/'"
             )));
         }
+        // Checked here, once: a path no probe can send would fence off every backend.
+        if path.starts_with("//")
+            || path.contains("://")
+            || path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+        {
+            return Err(ApiError::invalid_config(format!(
+                "health.path {path:?} must be a plain path on the backend (no whitespace, control \
+                 characters, '#', '//host' or '://')"
+            )));
+        }
+        if let Some(first) = backends.first() {
+            crate::http::join_url(first, path, &[])
+                .map_err(|e| ApiError::invalid_config(format!("health.path {path:?}: {e}")))?;
+        }
         let optional = |name: &str, ms: Option<i32>| ms.map(|ms| positive_ms(name, ms)).transpose();
         Ok(NetSettings {
             backends,

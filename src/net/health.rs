@@ -80,6 +80,11 @@ async fn probe(p: Arc<Network>, i: usize) {
     };
     match p.transport.send(out).await {
         Ok(r) if (200..300).contains(&r.status) => permit.success(started.elapsed()),
+        // A 4xx (429 rate limiting, 401/404 on the probe path) says the backend is up and
+        // answering: breakers never count a 4xx, probes included.
+        Ok(r) if (400..500).contains(&r.status) => {
+            permit.neutral(format!("health probe answered HTTP {}", r.status))
+        }
         Ok(r) => permit.failure(format!("health probe answered HTTP {}", r.status), true),
         Err(e) => permit.unreachable(format!("health probe: {e}"), true),
     }
