@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use crate::cache::{CacheConfig, CacheSettings};
 use crate::error::ApiError;
 use crate::net::{
-    BreakerConfig, HealthConfig, NetConfig, NetSettings, RetryConfig, SecurityConfig, TimeoutConfig,
+    BreakerConfig, HealthConfig, LimitsConfig, NetConfig, NetSettings, RetryConfig, SecurityConfig,
+    TimeoutConfig,
 };
 use crate::queue::{QueueConfig, QueueSettings};
 use crate::upload::{UploadConfig, UploadSettings};
@@ -43,6 +44,9 @@ pub struct ClientConfig {
     /// Background health probes.
     #[uniffi(default)]
     pub health: HealthConfig,
+    /// Bounds on what a server may send (response size).
+    #[uniffi(default)]
+    pub limits: LimitsConfig,
     /// The HTTP response cache.
     #[uniffi(default)]
     pub cache: CacheConfig,
@@ -75,6 +79,7 @@ impl ClientConfig {
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
             health: HealthConfig::default(),
+            limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
             queue: QueueConfig::default(),
             upload: UploadConfig::default(),
@@ -124,6 +129,7 @@ impl Settings {
             retry: &c.retry,
             breaker: &c.breaker,
             health: &c.health,
+            limits: &c.limits,
         })?;
         let ws = WsSettings::from_config(&c.websocket, net.connect_timeout)?;
         let cache = CacheSettings::from_config(&c.cache)?;

@@ -114,6 +114,27 @@ pub enum ApiError {
         /// The pinned host whose chain did not match.
         host: String,
     },
+    /// A backend answered an upload with a redirect (3xx) that was not followed: the file was NOT
+    /// stored. Check the backend URL or the path (`location` says where the server points).
+    #[error("HTTP {status} from {backend}: redirected to {location:?}; the upload was not stored")]
+    UnexpectedRedirect {
+        /// The 3xx status.
+        status: i32,
+        /// The response's `Location` header (empty if it had none).
+        location: String,
+        /// Base URL of the backend that answered.
+        backend: String,
+    },
+    /// The response body is larger than the limit (`limits.max_response_bytes`, or the request's
+    /// `max_response_bytes`): refused on its `Content-Length`, or while reading, before it could
+    /// use up the app's memory. Final: not retried.
+    #[error("the response from {backend} is larger than {limit_bytes} bytes")]
+    ResponseTooLarge {
+        /// Base URL of the backend that sent it.
+        backend: String,
+        /// The limit that applied.
+        limit_bytes: i32,
+    },
     /// The header provider (`set_header_provider`) failed: it threw, returned an error, or did not
     /// answer within `timeouts.header_provider_ms`. Nothing was sent. Retryable: try again once
     /// the credentials are available (a queued request is rescheduled, not dead-lettered).

@@ -12,6 +12,12 @@ use crate::types::QueryParam;
 
 /// Parses a backend base URL: http(s), a host, no query or fragment; a trailing `/` is dropped.
 pub(crate) fn parse_backend_url(raw: &str) -> Result<Url, ApiError> {
+    // The URL parser silently strips tabs and newlines inside a URL: refuse them instead.
+    if raw.trim().chars().any(char::is_control) {
+        return Err(ApiError::invalid_config(format!(
+            "backend URL {raw:?} contains control characters"
+        )));
+    }
     let url = Url::parse(raw.trim()).map_err(|e| {
         ApiError::invalid_config(format!("backend URL {raw:?} is not a valid URL: {e}"))
     })?;

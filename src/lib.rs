@@ -43,8 +43,8 @@ pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
 pub use events::{StatusCounters, StatusEvent, StatusListener, StorageRecovery};
 pub use net::{
-    BackendStatus, BreakerConfig, CertificatePin, HealthConfig, RetryConfig, SecurityConfig,
-    TimeoutConfig,
+    BackendStatus, BreakerConfig, CertificatePin, HealthConfig, LimitsConfig, RetryConfig,
+    SecurityConfig, TimeoutConfig,
 };
 pub use queue::{
     DeadLetter, QueueConfig, QueueListener, QueueOutcome, QueueStatus, QueuedRequestInfo,

@@ -198,3 +198,66 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_panicking_task_is_contained_and_its_guard_runs() {
+        struct Guard(Arc<AtomicBool>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let rt = ClientRuntime::new(1).unwrap();
+        let restored = Arc::new(AtomicBool::new(false));
+        let r = restored.clone();
+        let done = Arc::new(Notify::new());
+        let d = done.clone();
+        rt.spawn_background("test", async move {
+            let _guard = Guard(r);
+            tokio::task::yield_now().await;
+            panic!("injected");
+        });
+        // The runtime still runs tasks afterwards.
+        rt.spawn_background("test", async move { d.notify_one() });
+        rt.handle.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), done.notified())
+                .await
+                .unwrap()
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !restored.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(restored.load(Ordering::SeqCst));
+        rt.shutdown();
+    }
+
+    #[test]
+    fn a_supervised_loop_that_panics_is_restarted() {
+        let rt = ClientRuntime::new(1).unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        rt.spawn_supervised("test loop", move || {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("injected: the first round panics");
+                }
+                std::future::pending::<()>().await
+            }
+        });
+        let deadline = std::time::Instant::now() + RESTART_DELAY + Duration::from_secs(1);
+        while runs.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        rt.shutdown();
+    }
+}

@@ -147,6 +147,9 @@ pub struct ApiRequest {
     /// proc-macros cannot give an enum field a default.)
     #[uniffi(default = None)]
     pub retry: Option<RetryMode>,
+    /// Largest response body this request accepts (bytes); `None` = `limits.max_response_bytes`.
+    #[uniffi(default = None)]
+    pub max_response_bytes: Option<i32>,
 }
 
 impl ApiRequest {
@@ -164,6 +167,7 @@ impl ApiRequest {
             cache: None,
             offline: None,
             queue_group: None,
+            max_response_bytes: None,
         }
     }
 

@@ -321,6 +321,39 @@ fn lib_rs_keeps_modules_private_and_warns_on_unreachable_pub() {
     );
 }
 
+#[test]
+fn every_spawned_task_is_panic_contained() {
+    // Issue 13: a task that panics must never die silently; `runtime::contained` is the one
+    // wrapper. Unit-test modules (after `#[cfg(test)]`) may spawn as they like.
+    let mut files = Vec::new();
+    source_files(&root().join("src"), &mut files);
+    let mut bad = Vec::new();
+    for (_, path, _) in files {
+        if path.ends_with("runtime.rs") || path.ends_with("net/tests.rs") {
+            continue;
+        }
+        let src = fs::read_to_string(&path).expect("read a source file");
+        let code = strip(src.split("#[cfg(test)]").next().unwrap_or_default());
+        for (n, line) in code.lines().enumerate() {
+            let spawns = line.contains("tokio::spawn(")
+                || line.contains("task::spawn(")
+                || line.contains("Handle::spawn(")
+                // `.spawn(move || …)` is a `std::thread::Builder` thread (listener threads catch
+                // each callback's panic themselves).
+                || (line.contains(".spawn(")
+                    && !line.contains("contained(")
+                    && !line.contains(".spawn(move ||"));
+            if spawns {
+                bad.push(format!("  {}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert_none(
+        "tasks spawned without runtime::contained / spawn_contained / spawn_background",
+        &bad,
+    );
+}
+
 /// Tests of the source scanner itself.
 mod scanner {
     use super::*;

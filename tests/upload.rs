@@ -582,3 +582,32 @@ async fn futures_join_all<T: Send + 'static>(
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_answered_with_a_redirect_is_a_typed_error_naming_the_location() {
+    // Issue 13: a 307 was reported as success with progress 100 % although nothing was stored.
+    let fleet = Fleet::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_file(dir.path(), "a.bin", 64 * 1024);
+    let client = RobustClient::new(config(&fleet)).unwrap();
+    for status in [301, 302, 307, 308] {
+        let req = UploadRequest::new(
+            format!("/redirect?status={status}&to=https%3A%2F%2Felsewhere.example%2Fupload"),
+            path.to_string_lossy(),
+        );
+        let err = client.upload_file(req, None).await.unwrap_err();
+        match &err {
+            ApiError::UnexpectedRedirect {
+                status: s,
+                location,
+                ..
+            } => {
+                assert_eq!(*s, status);
+                assert_eq!(location, "https://elsewhere.example/upload");
+            }
+            other => panic!("HTTP {status}: expected UnexpectedRedirect, got {other:?}"),
+        }
+    }
+    assert!(fleet.server(0).uploads().is_empty());
+    client.shutdown();
+}

@@ -258,13 +258,15 @@ pub(crate) enum Body {
     Bytes(Vec<u8>),
     /// `n` bytes of [`pattern_byte`] content, generated while writing.
     Pattern(usize),
+    /// The same, sent with `Transfer-Encoding: chunked` (no length up front).
+    ChunkedPattern(usize),
 }
 
 impl Body {
     pub(crate) fn len(&self) -> usize {
         match self {
             Body::Bytes(bytes) => bytes.len(),
-            Body::Pattern(n) => *n,
+            Body::Pattern(n) | Body::ChunkedPattern(n) => *n,
         }
     }
 }
@@ -323,7 +325,11 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
     {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
-    out.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    if matches!(response.body, Body::ChunkedPattern(_)) {
+        out.push_str("Transfer-Encoding: chunked\r\n");
+    } else {
+        out.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    }
     if close {
         out.push_str("Connection: close\r\n");
     }
@@ -343,6 +349,10 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
             writer.write_all(&out).await?;
             write_pattern(writer, *n).await?;
         }
+        Body::ChunkedPattern(n) => {
+            writer.write_all(&out).await?;
+            write_chunked_pattern(writer, *n).await?;
+        }
     }
     writer.flush().await
 }
@@ -360,6 +370,22 @@ async fn write_pattern<W: AsyncWrite + Unpin>(writer: &mut W, n: usize) -> io::R
         offset += len;
     }
     Ok(())
+}
+
+/// Writes `n` bytes of [`pattern_byte`] content as 64 KiB chunks of the chunked coding.
+async fn write_chunked_pattern<W: AsyncWrite + Unpin>(writer: &mut W, n: usize) -> io::Result<()> {
+    const CHUNK: usize = 64 * 1024;
+    let buffer: Vec<u8> = (0..CHUNK + 251).map(pattern_byte).collect();
+    let mut offset = 0;
+    while offset < n {
+        let len = CHUNK.min(n - offset);
+        let start = offset % 251;
+        writer.write_all(format!("{len:x}\r\n").as_bytes()).await?;
+        writer.write_all(&buffer[start..start + len]).await?;
+        writer.write_all(b"\r\n").await?;
+        offset += len;
+    }
+    writer.write_all(b"0\r\n\r\n").await
 }
 
 fn reason(status: u16) -> &'static str {

@@ -29,6 +29,24 @@ impl ServerInner {
                 Err(_) => Response::text(400, format!("bad byte count {n:?}")),
             };
         }
+        // `/huge/length/{n}` and `/huge/chunked/{n}`: `n` bytes (uncapped), generated while
+        // written (never buffered), with a `Content-Length` or chunked.
+        if let Some(rest) = path.strip_prefix("/huge/") {
+            let (framing, n) = rest.split_once('/').unwrap_or((rest, ""));
+            return match (framing, n.parse::<usize>()) {
+                ("length", Ok(n)) => Response {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/octet-stream".to_owned())],
+                    body: Body::Pattern(n),
+                },
+                ("chunked", Ok(n)) => Response {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/octet-stream".to_owned())],
+                    body: Body::ChunkedPattern(n),
+                },
+                _ => Response::text(400, format!("bad huge route {rest:?}")),
+            };
+        }
         if path.starts_with("/cache/") {
             return self.cache_route(head, path);
         }

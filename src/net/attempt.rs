@@ -80,6 +80,10 @@ pub(crate) trait Exchange {
 pub(crate) struct Plan {
     /// Backoff rounds after the first pass (0 = one pass over the backends).
     pub max_rounds: u32,
+    /// Most attempts that (may have) reached a server in the whole call, failovers and hedges
+    /// included (`1 + max_retries` for plain requests); attempts that sent nothing (connect
+    /// failures) are free.
+    pub max_sends: u32,
     /// May a request that (maybe) reached a server be sent again?
     pub may_resend: bool,
     /// Race a second backend after this long (only when `may_resend`).
@@ -104,6 +108,7 @@ impl Plan {
     pub(crate) fn new(base_delay: Duration, max_delay: Duration) -> Self {
         Plan {
             max_rounds: 0,
+            max_sends: u32::MAX,
             may_resend: true,
             hedge_after: None,
             pin_on_retry: false,
@@ -191,6 +196,8 @@ pub(crate) async fn run<E: Exchange>(
     let backends = net.backends();
     let mut attempts = 0u32;
     let mut sent_any = false;
+    // Attempts that (may have) reached a server: bounded by `plan.max_sends`.
+    let mut reached = 0u32;
     let mut pinned: Option<usize> = None;
     let mut last: Option<(usize, E::Value)> = None;
     let fail = |stop, last, attempts, pinned: Option<usize>| Failed {
@@ -210,6 +217,10 @@ pub(crate) async fn run<E: Exchange>(
                 None => backends.acquire_best(now, &tried),
             };
             let Some(permit) = permit else { break };
+            if reached >= plan.max_sends {
+                drop(permit);
+                return Err(fail(Stop::Exhausted, last, attempts, pinned));
+            }
             if attempts > 0 {
                 if sent_any && !plan.may_resend {
                     return Err(fail(Stop::Exhausted, last, attempts, pinned));
@@ -227,6 +238,10 @@ pub(crate) async fn run<E: Exchange>(
                 Some(delay) if plan.may_resend && pinned.is_none() => {
                     let (tried, attempts) = (&mut tried, &mut attempts);
                     hedge::race(attempt(ex, permit, plan.slow_call), delay, || {
+                        // The primary leg may reach a server too: a hedge must fit beside it.
+                        if reached.saturating_add(2) > plan.max_sends {
+                            return None;
+                        }
                         let hedge = backends.acquire_best(net.now(), tried)?;
                         if plan.spend_budget && !net.withdraw_budget() {
                             return None;
@@ -246,6 +261,7 @@ pub(crate) async fn run<E: Exchange>(
                     Err(e) => return Err(fail(Stop::Aborted(e), last, attempts, pinned)),
                 };
                 sent_any |= t.sent;
+                reached += u32::from(t.sent);
                 match t.step {
                     Step::Success => {
                         return Ok(Done {

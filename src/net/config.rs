@@ -23,6 +23,16 @@ config_record! {
 }
 
 config_record! {
+    /// Bounds on what a server may send.
+    pub struct LimitsConfig {
+        /// Largest response body read into memory (bytes); a larger one fails the call with
+        /// `ResponseTooLarge` (checked on `Content-Length` up front and while reading). A request
+        /// may override it (`ApiRequest.max_response_bytes`).
+        pub max_response_bytes: i32 = 33554432,
+    }
+}
+
+config_record! {
     /// What is retried, how often, how long to wait; hedging.
     pub struct RetryConfig {
         /// Backoff rounds after the first pass over the backends (idempotent requests only).
@@ -71,6 +81,7 @@ pub(crate) struct NetSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub header_provider_timeout: Duration,
+    pub max_response_bytes: u64,
     pub max_retries: u32,
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
@@ -93,6 +104,7 @@ pub(crate) struct NetConfig<'a> {
     pub retry: &'a RetryConfig,
     pub breaker: &'a BreakerConfig,
     pub health: &'a HealthConfig,
+    pub limits: &'a LimitsConfig,
 }
 
 impl NetSettings {
@@ -131,6 +143,22 @@ impl NetSettings {
                 "health.path {path:?} must start with '/'"
             )));
         }
+        // Checked here, once: a path no probe can send would fence off every backend.
+        if path.starts_with("//")
+            || path.contains("://")
+            || path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+        {
+            return Err(ApiError::invalid_config(format!(
+                "health.path {path:?} must be a plain path on the backend (no whitespace, control \
+                 characters, '#', '//host' or '://')"
+            )));
+        }
+        if let Some(first) = backends.first() {
+            crate::http::join_url(first, path, &[])
+                .map_err(|e| ApiError::invalid_config(format!("health.path {path:?}: {e}")))?;
+        }
         let optional = |name: &str, ms: Option<i32>| ms.map(|ms| positive_ms(name, ms)).transpose();
         Ok(NetSettings {
             backends,
@@ -139,6 +167,11 @@ impl NetSettings {
             })?,
             connect_timeout: positive_ms("timeouts.connect_ms", c.timeouts.connect_ms)?,
             request_timeout: positive_ms("timeouts.request_ms", c.timeouts.request_ms)?,
+            max_response_bytes: u64::from(at_least(
+                "limits.max_response_bytes",
+                c.limits.max_response_bytes,
+                1,
+            )?),
             header_provider_timeout: positive_ms(
                 "timeouts.header_provider_ms",
                 c.timeouts.header_provider_ms,

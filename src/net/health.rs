@@ -49,6 +49,9 @@ pub(crate) async fn run(p: Arc<Network>) {
     }
 }
 
+/// A probe reads at most this much of the answer (only its status matters).
+const PROBE_BODY_BYTES: u64 = 4096;
+
 async fn probe(p: Arc<Network>, i: usize) {
     if !p.is_online() {
         return;
@@ -72,9 +75,16 @@ async fn probe(p: Arc<Network>, i: usize) {
             .settings
             .request_timeout
             .min(p.settings.connect_timeout + Duration::from_secs(5)),
+        max_body: PROBE_BODY_BYTES,
+        truncate_body: true,
     };
     match p.transport.send(out).await {
         Ok(r) if (200..300).contains(&r.status) => permit.success(started.elapsed()),
+        // A 4xx (429 rate limiting, 401/404 on the probe path) says the backend is up and
+        // answering: breakers never count a 4xx, probes included.
+        Ok(r) if (400..500).contains(&r.status) => {
+            permit.neutral(format!("health probe answered HTTP {}", r.status))
+        }
         Ok(r) => permit.failure(format!("health probe answered HTTP {}", r.status), true),
         Err(e) => permit.unreachable(format!("health probe: {e}"), true),
     }

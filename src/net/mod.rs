@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName};
 
-pub use config::{BreakerConfig, HealthConfig, RetryConfig, TimeoutConfig};
+pub use config::{BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig};
 pub(crate) use config::{NetConfig, NetSettings};
 pub(crate) use security::SecuritySettings;
 pub use security::{CertificatePin, SecurityConfig};

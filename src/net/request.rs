@@ -27,7 +27,19 @@ struct Prepared {
     headers: HeaderMap,
     body: Option<Vec<u8>>,
     timeout: Duration,
+    max_body: u64,
     may_resend: bool,
+}
+
+/// The request's response size limit, or the configured one.
+fn max_body(net: &Network, req: &ApiRequest) -> Result<u64, ApiError> {
+    match req.max_response_bytes {
+        Some(n) if n <= 0 => Err(ApiError::invalid_request(
+            "max_response_bytes must be greater than 0",
+        )),
+        Some(n) => Ok(n as u64),
+        None => Ok(net.settings.max_response_bytes),
+    }
 }
 
 /// The request's per-attempt timeout, or the configured one.
@@ -52,6 +64,7 @@ pub(super) fn validate(net: &Network, req: &ApiRequest) -> Result<(), ApiError> 
             ));
         }
     }
+    max_body(net, req)?;
     attempt_timeout(net, req).map(|_| ())
 }
 
@@ -83,6 +96,7 @@ async fn prepare(
         headers,
         body: req.body.clone(),
         timeout: attempt_timeout(net, req)?,
+        max_body: max_body(net, req)?,
         may_resend: req.may_resend(),
     })
 }
@@ -106,12 +120,21 @@ impl Exchange for Plain<'_> {
             headers: &self.p.headers,
             body: self.p.body.as_deref(),
             timeout: self.p.timeout,
+            max_body: self.p.max_body,
+            truncate_body: false,
         };
         let result = self.net.transport.send(out).await;
         if let Err(e) = &result {
             if e.kind == AttemptErrorKind::PinMismatch {
                 // Final for the whole call: never failed over to a path that skips the pin.
                 return Err(self.net.pin_mismatch(self.net.backend(index), &e.detail));
+            }
+            if e.kind == AttemptErrorKind::TooLarge {
+                // Final: another backend or a retry would send the same body again.
+                return Err(ApiError::ResponseTooLarge {
+                    backend: self.net.backend(index).name.clone(),
+                    limit_bytes: self.p.max_body.min(i32::MAX as u64) as i32,
+                });
             }
         }
         let latency = self.net.now().saturating_duration_since(started);
@@ -182,6 +205,9 @@ pub(super) async fn execute(
             Rounds::Configured => s.max_retries,
             Rounds::OnePass => 0,
         },
+        // Every attempt that reached a server is a send: at most the first plus `max_retries`,
+        // however many backends there are (connect failures move on for free).
+        max_sends: s.max_retries.saturating_add(1),
         may_resend: p.may_resend,
         // Only methods idempotent by definition are raced: a key makes a POST safe to send again
         // after a failure, not twice at once (the second copy meets "key in progress").

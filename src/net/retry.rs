@@ -38,7 +38,14 @@ pub(crate) enum Verdict {
 pub(crate) fn classify(result: &Result<RawResponse, AttemptError>) -> Verdict {
     match result {
         Ok(resp) => classify_status(resp.status, resp.retry_after),
-        Err(e) if e.kind == AttemptErrorKind::PinMismatch => Verdict::Final,
+        Err(e)
+            if matches!(
+                e.kind,
+                AttemptErrorKind::PinMismatch | AttemptErrorKind::TooLarge
+            ) =>
+        {
+            Verdict::Final
+        }
         Err(e) => Verdict::Retryable {
             breaker_failure: true,
             unsent: e.kind == AttemptErrorKind::Connect,

@@ -155,6 +155,7 @@ fn network(setup: Setup, script: Arc<Script>) -> Network {
         retry: &setup.retry,
         breaker: &setup.breaker,
         health: &HealthConfig::default(),
+        limits: &super::LimitsConfig::default(),
     })
     .unwrap();
     let counters = Arc::new(Counters::default());
@@ -507,4 +508,71 @@ async fn a_pin_mismatch_is_final_and_never_fails_over() {
     }
     assert_eq!(script.sent_to(), ["b0", "b0"], "never failed over");
     assert_eq!(net.counters().failovers, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_call_reaches_servers_at_most_one_plus_max_retries_times_over_any_number_of_backends() {
+    // Issue 13: three backends answering 503, max_retries 3, a keyed POST reached servers 8 times.
+    let script = Script::new(&[
+        ("b0", vec![status(503)]),
+        ("b1", vec![status(503)]),
+        ("b2", vec![status(503)]),
+    ]);
+    let net = network(
+        Setup {
+            backends: 3,
+            retry: RetryConfig {
+                max_retries: 3,
+                ..RetryConfig::default()
+            },
+            ..Setup::default()
+        },
+        script.clone(),
+    );
+    let mut req = post();
+    req.idempotency_key = Some("k-amp".into());
+    let e = net.execute(req, Rounds::Configured).await.unwrap_err();
+    assert!(matches!(e, ApiError::Http { status: 503, .. }), "{e:?}");
+    assert_eq!(script.sent_to().len(), 4, "{:?}", script.sent_to());
+    let e = net.execute(get(), Rounds::Configured).await.unwrap_err();
+    assert!(matches!(e, ApiError::Http { status: 503, .. }), "{e:?}");
+    assert_eq!(script.sent_to().len(), 8, "{:?}", script.sent_to());
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_failures_that_sent_nothing_do_not_count_against_the_sends() {
+    let script = Script::new(&[
+        ("b0", vec![fail(AttemptErrorKind::Connect)]),
+        ("b1", vec![status(503)]),
+        ("b2", vec![status(200)]),
+    ]);
+    let net = network(
+        Setup {
+            backends: 3,
+            retry: RetryConfig {
+                max_retries: 1,
+                ..RetryConfig::default()
+            },
+            ..Setup::default()
+        },
+        script.clone(),
+    );
+    let r = net.execute(get(), Rounds::Configured).await.unwrap();
+    assert_eq!((r.status, r.attempts), (200, 3));
+    assert_eq!(script.sent_to(), ["b0", "b1", "b2"]);
+    // With no retries, one send: a 503 is the answer, no failover to a backend that reached.
+    let script = Script::new(&[("b0", vec![status(503)]), ("b1", vec![status(200)])]);
+    let net = network(
+        Setup {
+            retry: RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            },
+            ..Setup::default()
+        },
+        script.clone(),
+    );
+    let e = net.execute(get(), Rounds::Configured).await.unwrap_err();
+    assert!(matches!(e, ApiError::Http { status: 503, .. }), "{e:?}");
+    assert_eq!(script.sent_to(), ["b0"]);
 }

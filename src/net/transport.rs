@@ -40,6 +40,9 @@ pub(crate) enum AttemptErrorKind {
     /// The server's certificate chain matched none of its host's pins (nothing was sent). Final:
     /// never retried, never failed over.
     PinMismatch,
+    /// The response body is larger than the attempt's limit ([`Outgoing::max_body`]): the
+    /// connection was dropped. Final.
+    TooLarge,
 }
 
 /// An attempt that produced no complete response.
@@ -58,6 +61,7 @@ impl std::fmt::Display for AttemptError {
             AttemptErrorKind::Timeout => "timed out",
             AttemptErrorKind::Broken => "connection broken",
             AttemptErrorKind::PinMismatch => "TLS refused",
+            AttemptErrorKind::TooLarge => "response too large",
         };
         write!(f, "{kind}: {}", self.detail)
     }
@@ -76,6 +80,10 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) body: Option<&'a [u8]>,
     /// Attempt timeout.
     pub(crate) timeout: Duration,
+    /// Largest body read (bytes).
+    pub(crate) max_body: u64,
+    /// A body over `max_body` is cut there (health probes) instead of failing the attempt.
+    pub(crate) truncate_body: bool,
 }
 
 /// A boxed attempt future (object-safe, so the network layer holds `Arc<dyn Transport>`).
@@ -143,7 +151,7 @@ impl Transport for HttpTransport {
             let status = resp.status().as_u16();
             let retry_after = retry_after_of(resp.headers());
             let headers = flatten_headers(resp.headers());
-            let body = resp.bytes().await.map_err(err)?.to_vec();
+            let body = read_body(resp, out.max_body, out.truncate_body, &self.sensitive).await?;
             Ok(RawResponse {
                 status,
                 headers,
@@ -152,6 +160,45 @@ impl Transport for HttpTransport {
             })
         })
     }
+}
+
+/// Reads a response body of at most `limit` bytes into one buffer (no second copy): a
+/// `Content-Length` over the limit is refused before anything is read, a longer stream as soon as
+/// it passes the limit (the connection is dropped). `truncate`: keep the first `limit` bytes and
+/// stop reading instead.
+pub(crate) async fn read_body(
+    mut resp: reqwest::Response,
+    limit: u64,
+    truncate: bool,
+    sensitive: &[String],
+) -> Result<Vec<u8>, AttemptError> {
+    let too_large = || AttemptError {
+        kind: AttemptErrorKind::TooLarge,
+        detail: format!("the body is larger than {limit} bytes"),
+    };
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > limit) && !truncate {
+        return Err(too_large());
+    }
+    // Reserve what was announced (within the limit); otherwise grow as chunks come.
+    let reserve = announced.unwrap_or(0).min(limit).min(usize::MAX as u64) as usize;
+    let mut body = Vec::with_capacity(reserve);
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| attempt_error(e, sensitive))?
+    {
+        let room = limit.saturating_sub(body.len() as u64);
+        if chunk.len() as u64 > room {
+            if !truncate {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk[..room as usize]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Most redirects followed within one attempt.

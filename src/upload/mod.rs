@@ -555,6 +555,13 @@ impl Upload<'_> {
     /// The error the upload ends with, from its last attempt.
     fn final_error(&self, last: Finished, backend: &str, attempts: u32, pinned: bool) -> ApiError {
         match (last.response, last.outcome) {
+            (Some((status, headers, _)), _) if (300..400).contains(&status) => {
+                ApiError::UnexpectedRedirect {
+                    status: status as i32,
+                    location: headers.get("location").cloned().unwrap_or_default(),
+                    backend: backend.to_string(),
+                }
+            }
             (Some((status, _, body)), _) => ApiError::Http {
                 status: status as i32,
                 body,
@@ -588,6 +595,7 @@ impl Upload<'_> {
         let s = self.net.settings();
         let plan = Plan {
             max_rounds: self.settings.max_retries,
+            max_sends: self.settings.max_retries.saturating_add(1),
             retry_after_cap: RETRY_AFTER_CAP,
             pin_on_retry: true,
             ..Plan::new(s.retry_base_delay, s.retry_max_delay)

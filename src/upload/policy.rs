@@ -16,7 +16,8 @@
 //!   `upload_max_retries` times; `Retry-After` is honoured up to [`RETRY_AFTER_CAP`]; other 4xx
 //!   are final;
 //! - breakers: transport errors, idle timeouts and 5xx count as failures, 408/429 are neutral,
-//!   2xx–4xx count as successes — with the latency measured from the end of the body to the
+//!   2xx–4xx count as successes (but only a 2xx ends an upload successfully: a 3xx is final,
+//!   reported as `UnexpectedRedirect` with its `Location`) — with the latency measured from the end of the body to the
 //!   response, not the transfer time (a long upload says nothing about the backend's speed).
 
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub(crate) enum BreakerVerdict {
 /// Decides what follows an attempt.
 pub(crate) fn next_step(outcome: &Outcome) -> Step {
     match outcome {
+        // Only a 2xx stored the file: an unfollowed redirect (3xx) is final, never a success.
+        Outcome::Response { status, .. } if (300..400).contains(status) => Step::Final,
         Outcome::Response {
             status,
             retry_after,

@@ -1,0 +1,89 @@
+//! Configuration checked once, at construction, and health probes that classify like requests
+//! (issue 13, build 9, network part). Real servers on 127.0.0.1.
+
+use std::time::Duration;
+
+use robust_api::{ApiError, BreakerState, ClientConfig, RobustClient};
+use robust_api_fleet::{wait_until, Fault, Fleet};
+
+#[test]
+fn a_health_path_no_probe_can_send_is_invalid_config() {
+    for bad in [
+        "/health\r\nX-Evil: 1",
+        "/health\n",
+        "/health#frag",
+        "/health check",
+        "//evil.example/health",
+        "/x?u=http://evil.example",
+        "/a/../health",
+        "/\t",
+    ] {
+        let mut c = ClientConfig::new(vec!["http://127.0.0.1:9".into()]);
+        c.health.path = bad.into();
+        match RobustClient::new(c) {
+            Err(ApiError::InvalidConfig { reason }) => {
+                assert!(reason.contains("health.path"), "{bad:?}: {reason}")
+            }
+            other => panic!("{bad:?}: expected InvalidConfig, got {:?}", other.err()),
+        }
+    }
+    for good in ["/api/health", "/health?full=1", "/"] {
+        let mut c = ClientConfig::new(vec!["http://127.0.0.1:9".into()]);
+        c.health.path = good.into();
+        RobustClient::new(c).unwrap().shutdown();
+    }
+}
+
+#[test]
+fn control_characters_in_a_backend_url_are_invalid_config_not_stripped() {
+    for bad in [
+        "http://127.0.0.1:9/a\tb",
+        "http://127.0.0.1:9/a\nb",
+        "http://127.0.\r0.1:9",
+        "http://127.0.0.1:9/\u{7f}",
+    ] {
+        let c = ClientConfig::new(vec![bad.into()]);
+        match RobustClient::new(c) {
+            Err(ApiError::InvalidConfig { reason }) => {
+                assert!(reason.contains("control"), "{bad:?}: {reason}")
+            }
+            other => panic!("{bad:?}: expected InvalidConfig, got {:?}", other.err()),
+        }
+    }
+}
+
+fn probing(fleet: &Fleet) -> ClientConfig {
+    let mut c = ClientConfig::new(fleet.urls());
+    c.health.interval_ms = 20;
+    c.breaker.failure_threshold = 2;
+    c.breaker.open_ms = 60_000;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answered_4xx_never_open_a_breaker_but_5xx_do() {
+    let fleet = Fleet::start(1).await;
+    for status in [429, 404, 401] {
+        fleet.server(0).set_fault(Fault::Status(status)).await;
+        let client = RobustClient::new(probing(&fleet)).unwrap();
+        let before = fleet.server(0).hits_for("/api/health");
+        wait_until("ten probes", Duration::from_secs(5), || {
+            fleet.server(0).hits_for("/api/health") >= before + 10
+        })
+        .await;
+        assert_eq!(
+            client.service_status().backends[0].breaker_state,
+            BreakerState::Closed,
+            "HTTP {status}"
+        );
+        client.shutdown();
+    }
+    // The control: the same probes answered 503 open it.
+    fleet.server(0).set_fault(Fault::Status(503)).await;
+    let client = RobustClient::new(probing(&fleet)).unwrap();
+    wait_until("breaker open on 503 probes", Duration::from_secs(5), || {
+        client.service_status().backends[0].breaker_state == BreakerState::Open
+    })
+    .await;
+    client.shutdown();
+}
