@@ -196,9 +196,22 @@ impl RobustClient {
         self.queue.pending()
     }
 
-    /// Requests the queue gave up on, with the server's answer.
+    /// Requests the queue gave up on, with the server's answer (at most 64 KiB of it), oldest
+    /// first. At most 200 are kept (and 4 MiB): beyond, the oldest are evicted, each with an
+    /// outcome. See `dead_letters_page` to read them in pages.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, ApiError> {
-        self.queue.dead_letters()
+        self.queue.dead_letters(0, u32::MAX)
+    }
+
+    /// `limit` dead letters after skipping `offset` (oldest first); a negative argument is
+    /// `InvalidRequest`.
+    pub fn dead_letters_page(&self, offset: i32, limit: i32) -> Result<Vec<DeadLetter>, ApiError> {
+        if offset < 0 || limit < 0 {
+            return Err(ApiError::invalid_request(
+                "dead_letters_page: offset and limit must not be negative",
+            ));
+        }
+        self.queue.dead_letters(offset as u32, limit as u32)
     }
 
     /// Recent outcomes (delivered / dead-lettered), also those no listener has seen yet.

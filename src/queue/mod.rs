@@ -145,7 +145,9 @@ config_record! {
         pub max_entries: i32 = 50,
         /// Byte bound (bodies, headers, paths of pending entries).
         pub max_bytes: i32 = 10485760,
-        /// Queued requests older than this are dead-lettered instead of sent.
+        /// A queued request still failing this long after its first attempt is dead-lettered
+        /// (checked after a failed attempt: never given up without being sent, whatever the
+        /// wall clock does).
         pub max_age_ms: i32 = 604800000,
         /// First delay after a failed replay (doubles, full jitter).
         pub retry_base_delay_ms: i32 = 1000,
@@ -421,10 +423,11 @@ impl Queue {
         self.db("list", |c| storage::pending(c, now_ms(), scope.as_deref()))
     }
 
-    pub(crate) fn dead_letters(&self) -> Result<Vec<DeadLetter>, ApiError> {
+    /// `limit` dead letters after skipping `offset`, oldest first.
+    pub(crate) fn dead_letters(&self, offset: u32, limit: u32) -> Result<Vec<DeadLetter>, ApiError> {
         let scope = self.current_tag();
         self.db("dead letters", |c| {
-            storage::dead_letters(c, scope.as_deref())
+            storage::dead_letters(c, scope.as_deref(), i64::from(offset), i64::from(limit))
         })
     }
 
