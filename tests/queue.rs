@@ -185,6 +185,19 @@ fn run_and_kill(
     kill_after_line: Option<&str>,
     delay: Duration,
 ) -> Vec<usize> {
+    run_and_kill_n(dir, backend, mode, kill_after_line, delay, 50)
+}
+
+/// [`run_and_kill`] with `count` entries.
+fn run_and_kill_n(
+    dir: &Path,
+    backend: &str,
+    mode: &str,
+    kill_after_line: Option<&str>,
+    delay: Duration,
+    count: usize,
+) -> Vec<usize> {
+    let count = count.to_string();
     let mut child = Command::new(child_binary())
         .args([
             "--dir",
@@ -194,7 +207,7 @@ fn run_and_kill(
             "--mode",
             mode,
             "--count",
-            "50",
+            &count,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -290,6 +303,73 @@ async fn sigkilled_processes_lose_nothing_and_duplicate_nothing() {
     assert_eq!(seqs, (0..50).collect::<Vec<_>>(), "in order, each once");
     seqs.dedup();
     assert_eq!(seqs.len(), 50);
+}
+
+/// The crash loop: 200 queued mutations, the child SIGKILLed at random points during replay for
+/// 5 rounds, against a backend whose faults flip every 40 ms (503s, resets, slow answers) and
+/// whose idempotency store dedups by key: at the end exactly 200 effects, each applied once.
+/// Prints the extra sends seen on the wire (re-sends after a kill or a reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_200_mutations_5_kills_flaky_backend_exactly_200_effects() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let server = fleet.server(0).clone();
+    let flapping = tokio::spawn(async move {
+        let faults = [
+            Fault::None,
+            Fault::Slow(Duration::from_millis(20)),
+            Fault::Status(503),
+            Fault::None,
+            Fault::ResetMidBody,
+        ];
+        for i in 0.. {
+            server.set_fault(faults[i % faults.len()].clone()).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    });
+    let (d, b) = (dir.path().to_path_buf(), fleet.urls()[0].clone());
+    let acked = tokio::task::spawn_blocking(move || {
+        let acked = run_and_kill_n(
+            &d,
+            &b,
+            "enqueue-offline",
+            Some("REPLAYING"),
+            Duration::from_millis(fastrand::u64(50..300)),
+            200,
+        );
+        for _ in 0..4 {
+            run_and_kill_n(
+                &d,
+                &b,
+                "resume",
+                None,
+                Duration::from_millis(fastrand::u64(100..500)),
+                200,
+            );
+        }
+        acked
+    })
+    .await
+    .unwrap();
+    assert_eq!(acked.len(), 200);
+    let before_last = fleet.server(0).unique_effects();
+    flapping.abort();
+    fleet.server(0).set_fault(Fault::None).await;
+    let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+    wait_until("the rest delivered", Duration::from_secs(30), || {
+        client.service_status().queue.pending == 0
+    })
+    .await;
+    assert_eq!(fleet.server(0).unique_effects(), 200, "none lost, none twice");
+    let mut seqs = applied_seqs(&fleet);
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 200);
+    let sends = fleet.server(0).hits_for("/orders");
+    eprintln!(
+        "crash loop: 200 effects ({before_last} before the final client), {sends} sends of \
+         /orders on the wire, {} extra (re-sends after a kill, a reset or a 503)",
+        sends - 200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
