@@ -468,7 +468,10 @@ async fn a_second_client_on_one_storage_dir_is_refused_until_the_first_is_gone()
     a.get("/cache/a7?cc=max-age%3D60".into()).await.unwrap();
     match RobustClient::new(config(&fleet, dir.path())) {
         Err(ApiError::Storage { reason }) => {
-            assert!(reason.contains("already in use by another client"), "{reason}")
+            assert!(
+                reason.contains("already in use by another client"),
+                "{reason}"
+            )
         }
         other => panic!("a second client on the folder: {other:?}"),
     }

@@ -359,7 +359,11 @@ async fn crash_loop_200_mutations_5_kills_flaky_backend_exactly_200_effects() {
         client.service_status().queue.pending == 0
     })
     .await;
-    assert_eq!(fleet.server(0).unique_effects(), 200, "none lost, none twice");
+    assert_eq!(
+        fleet.server(0).unique_effects(),
+        200,
+        "none lost, none twice"
+    );
     let mut seqs = applied_seqs(&fleet);
     seqs.sort_unstable();
     seqs.dedup();
@@ -506,7 +510,11 @@ async fn replay_honours_retry_after_and_a_clock_jump_expires_nothing_unsent() {
         "rescheduled no sooner than Retry-After (2 s), not the 30 ms backoff: {next} ms"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(fleet.server(0).hits_for("/orders"), 1, "no resend before it");
+    assert_eq!(
+        fleet.server(0).hits_for("/orders"),
+        1,
+        "no resend before it"
+    );
     fleet.server(0).set_fault(Fault::None).await;
     wait_until("delivered after the wait", Duration::from_secs(5), || {
         client.service_status().queue.pending == 0

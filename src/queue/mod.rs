@@ -424,7 +424,11 @@ impl Queue {
     }
 
     /// `limit` dead letters after skipping `offset`, oldest first.
-    pub(crate) fn dead_letters(&self, offset: u32, limit: u32) -> Result<Vec<DeadLetter>, ApiError> {
+    pub(crate) fn dead_letters(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, ApiError> {
         let scope = self.current_tag();
         self.db("dead letters", |c| {
             storage::dead_letters(c, scope.as_deref(), i64::from(offset), i64::from(limit))

@@ -11,9 +11,9 @@ use super::policy::{self, Decision};
 use super::storage::{self, Stored};
 use super::Queue;
 use crate::cache::CacheLayer;
+use crate::error::ApiError;
 use crate::net::retry::backoff_delay;
 use crate::net::Rounds;
-use crate::error::ApiError;
 use crate::store::now_ms;
 
 /// Runs until the client's runtime stops.

@@ -334,8 +334,10 @@ fn bound_outcomes(c: &Connection) -> rusqlite::Result<()> {
             AND seq <= (SELECT MAX(seq) FROM queue_outcomes) - ?1",
     )?
     .execute([MAX_NOTIFIED_OUTCOMES])?;
-    c.prepare_cached("DELETE FROM queue_outcomes WHERE seq <= (SELECT MAX(seq) FROM queue_outcomes) - ?1")?
-        .execute([MAX_OUTCOMES])?;
+    c.prepare_cached(
+        "DELETE FROM queue_outcomes WHERE seq <= (SELECT MAX(seq) FROM queue_outcomes) - ?1",
+    )?
+    .execute([MAX_OUTCOMES])?;
     c.prepare_cached(
         "DELETE FROM queue_outcomes WHERE seq <= (
             SELECT seq FROM (SELECT seq, SUM(COALESCE(length(body), 0) + COALESCE(length(headers), 0))
@@ -687,18 +689,30 @@ mod tests {
             .all(|d| d.body.as_ref().unwrap().len() == MAX_STORED_BODY));
         let bytes: usize = kept.iter().map(|d| d.body.as_ref().unwrap().len()).sum();
         assert!(bytes as i64 <= MAX_DEAD_BYTES);
-        assert_eq!(kept.last().unwrap().id.0, format!("id{}", n - 1), "newest kept");
+        assert_eq!(
+            kept.last().unwrap().id.0,
+            format!("id{}", n - 1),
+            "newest kept"
+        );
         // Every evicted one has an outcome saying so.
         let evicted: Vec<String> = outcomes(&c, None)
             .unwrap()
             .into_iter()
-            .filter(|o| o.reason.as_deref().is_some_and(|r| r.starts_with("evicted")))
+            .filter(|o| {
+                o.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("evicted"))
+            })
             .map(|o| o.id.0)
             .collect();
         assert_eq!(evicted.len() + kept.len(), n);
         // Outcome bodies are capped and bounded in bytes too.
         let ob: i64 = c
-            .query_row("SELECT COALESCE(SUM(length(body)), 0) FROM queue_outcomes", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(SUM(length(body)), 0) FROM queue_outcomes",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert!(ob <= MAX_OUTCOME_BYTES, "{ob}");
         // Pages.

@@ -184,9 +184,9 @@ fn record_outcome(
 /// The outcome for entries lost without an id.
 fn record_unidentified(dst: &Connection, count: Option<u64>) -> rusqlite::Result<()> {
     let reason = match count {
-        Some(n) => format!(
-            "damaged in storage: {n} queued request(s) could not be read back and are lost"
-        ),
+        Some(n) => {
+            format!("damaged in storage: {n} queued request(s) could not be read back and are lost")
+        }
         None => "damaged in storage: the queue file was unreadable; an unknown number of queued \
                  requests are lost"
             .to_string(),
@@ -260,7 +260,11 @@ pub(crate) fn queue_rows(dst: &Connection, from: &Path) -> rusqlite::Result<Repo
     let mut damaged = false;
     let mut tally = Tally::default();
     let key_kept = key.is_some();
-    let take = |dst: &Connection, e: Entry, report: &mut Report, tally: &mut Tally| -> rusqlite::Result<()> {
+    let take = |dst: &Connection,
+                e: Entry,
+                report: &mut Report,
+                tally: &mut Tally|
+     -> rusqlite::Result<()> {
         if !e.dead {
             tally.pending_seen += 1;
         }
