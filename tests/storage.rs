@@ -224,6 +224,51 @@ async fn a_damaged_queue_file_is_salvaged_row_by_row_and_nothing_is_silently_los
     assert_eq!(fleet.server(0).unique_effects(), pending.len() as u64);
 }
 
+/// A damaged overflow page (the tail of one large body): that entry's identity is still
+/// readable, so it becomes a dead letter with an outcome, under its own id; the others are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_with_a_damaged_body_becomes_a_dead_letter_with_an_outcome() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let ids: Vec<String> = {
+        let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+        client.set_network_available(false);
+        let ids = (0..5)
+            .map(|i| {
+                let body = format!(r#"{{"pad":"{}","end":"TAIL-{i}"}}"#, "q".repeat(20_000));
+                let req = ApiRequest::post_json("/orders", body);
+                client.enqueue(req).unwrap().0
+            })
+            .collect();
+        client.shutdown();
+        ids
+    };
+    garble_page_holding(&dir.path().join("queue.sqlite3"), "TAIL-2");
+    let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+    client.set_network_available(false);
+    let rec = client.take_storage_recoveries();
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!((rec[0].salvaged, rec[0].lost), (4, 1), "{rec:?}");
+    let dead = client.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].id.0, ids[2]);
+    assert!(dead[0].reason.contains("damaged in storage"), "{dead:?}");
+    let outcomes = client.queue_outcomes().unwrap();
+    assert!(
+        outcomes.iter().any(|o| o.id.0 == ids[2] && !o.delivered),
+        "{outcomes:?}"
+    );
+    let pending: Vec<String> = client
+        .queued_requests()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id.0)
+        .collect();
+    assert_eq!(
+        pending,
+        [&ids[0], &ids[1], &ids[3], &ids[4]].map(|s| s.clone())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_rows_of_the_old_shared_file_move_into_the_queue_file_on_first_open() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());

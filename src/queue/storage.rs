@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{DeadLetter, QueueOutcome, QueuedRequestId, QueuedRequestInfo};
 use crate::store::secrets::storable_response_headers;
-use crate::store::{decode_header_lines, encode_header_lines, now_ms, Store};
+use crate::store::{decode_header_lines, encode_header_lines, entry_checksum, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueryParam};
 
 /// A queued request as persisted.
@@ -222,16 +222,28 @@ pub(crate) fn insert(
     if count >= i64::from(max_entries) || (bytes + size) as u64 > max_bytes {
         return Err(InsertError::Full);
     }
+    let method = s.method.as_reqwest();
+    let method = method.as_str();
+    let checksum = entry_checksum(
+        &s.id,
+        &s.idempotency_key,
+        &s.group,
+        method,
+        &s.path,
+        &query,
+        &headers,
+        s.body.as_deref(),
+    );
     tx.prepare_cached(
         "INSERT INTO queue_entries (id, idempotency_key, group_key, method, path, query, headers, body,
-            timeout_ms, size, created_at_ms, next_attempt_at_ms, scope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+            timeout_ms, size, created_at_ms, next_attempt_at_ms, scope, checksum)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)",
     )?
     .execute(params![
         s.id,
         s.idempotency_key,
         s.group,
-        s.method.as_reqwest().as_str(),
+        method,
         s.path,
         query,
         headers,
@@ -240,6 +252,7 @@ pub(crate) fn insert(
         size,
         s.created_at_ms,
         s.scope,
+        checksum,
     ])?;
     tx.commit()?;
     Ok(())
