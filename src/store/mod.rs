@@ -659,6 +659,25 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_file_is_fsynced_at_every_commit_unless_configured_faster() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = |s: &Store| -> i64 {
+            s.conn()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let (q, _) = Store::open_schema(dir.path(), Schema::QUEUE).unwrap();
+        assert_eq!(sync(&q), 2, "FULL");
+        drop(q);
+        let fast = Schema::QUEUE.with_durability(Durability::Normal);
+        let (q, _) = Store::open_schema(dir.path(), fast).unwrap();
+        assert_eq!(sync(&q), 1, "NORMAL");
+        let (c, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(sync(&c), 1, "the cache: NORMAL");
+        assert!(dir.path().join(QUEUE_FILE).exists() && dir.path().join(DB_FILE).exists());
+    }
+
+    #[test]
     fn garbage_file_is_moved_aside_and_recreated() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(DB_FILE), vec![0x5a; 8192]).unwrap();
