@@ -1,7 +1,9 @@
 //! The durable offline request queue.
 //!
 //! `enqueue` (or a request with `OfflinePolicy::Queue` that cannot be delivered now) writes the request
-//! to SQLite before returning, with an idempotency key that every attempt carries, forever. The
+//! to the queue's own SQLite file (`queue.sqlite3`, `synchronous=FULL` unless
+//! `queue.synchronous_full` is off; see [`crate::store`] for its salvage) before returning, with an
+//! idempotency key that every attempt carries, forever. It needs an app-given `storage_dir`. The
 //! [`replay`] task delivers entries FIFO per ordering group, at most `queue_max_in_flight` at a time,
 //! when the app reports the network is back, when a backend recovers, on client start, and on
 //! `flush_queue()`; failures back off. [`policy`] decides delivered / retry later / dead-letter;
