@@ -2,7 +2,7 @@
 //! method converts and delegates in a few lines.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::cache::{CacheLayer, HttpCache};
 use crate::config::{ClientConfig, Settings};
@@ -24,8 +24,8 @@ use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettin
 /// Where the client keeps its files; a temporary directory is removed with the client (and the
 /// offline queue refuses to store anything there: it would not be durable).
 enum Storage {
-    /// The app's folder, locked for this client's life (one sender per folder).
-    Dir(PathBuf, #[allow(dead_code)] FolderLock),
+    /// The app's folder, locked until this client shuts down (one sender per folder).
+    Dir(PathBuf, Mutex<Option<FolderLock>>),
     Temp(tempfile::TempDir),
 }
 
@@ -47,7 +47,7 @@ impl Storage {
                         reason: format!("storage_dir {d:?} cannot be locked: {e}"),
                     },
                 })?;
-                Ok(Storage::Dir(PathBuf::from(d), lock))
+                Ok(Storage::Dir(PathBuf::from(d), Mutex::new(Some(lock))))
             }
             None => tempfile::Builder::new()
                 .prefix("robust-api-")
@@ -73,6 +73,13 @@ impl Storage {
     /// Does what is written here outlive the client?
     fn durable(&self) -> bool {
         matches!(self, Storage::Dir(..))
+    }
+
+    /// Frees the folder for another client (after shutdown: the files are closed).
+    fn release(&self) {
+        if let Storage::Dir(_, lock) = self {
+            lock.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
     }
 }
 
@@ -200,9 +207,22 @@ impl RobustClient {
         self.queue.pending()
     }
 
-    /// Requests the queue gave up on, with the server's answer.
+    /// Requests the queue gave up on, with the server's answer (at most 64 KiB of it), oldest
+    /// first. At most 200 are kept (and 4 MiB): beyond, the oldest are evicted, each with an
+    /// outcome. See `dead_letters_page` to read them in pages.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, ApiError> {
-        self.queue.dead_letters()
+        self.queue.dead_letters(0, u32::MAX)
+    }
+
+    /// `limit` dead letters after skipping `offset` (oldest first); a negative argument is
+    /// `InvalidRequest`.
+    pub fn dead_letters_page(&self, offset: i32, limit: i32) -> Result<Vec<DeadLetter>, ApiError> {
+        if offset < 0 || limit < 0 {
+            return Err(ApiError::invalid_request(
+                "dead_letters_page: offset and limit must not be negative",
+            ));
+        }
+        self.queue.dead_letters(offset as u32, limit as u32)
     }
 
     /// Recent outcomes (delivered / dead-lettered), also those no listener has seen yet.
@@ -388,13 +408,15 @@ impl RobustClient {
     }
 
     /// Stops probes and background tasks and cancels calls in flight (they fail with `Cancelled`).
-    /// Later calls fail with `Cancelled`. Dropping the client does the same.
+    /// Later calls fail with `Cancelled`. Closes the storage files and frees the `storage_dir` for
+    /// another client. Dropping the client does the same.
     pub fn shutdown(&self) {
         self.sockets.shutdown(); // listeners hear `on_closed(1001, …)`; the runtime aborts the tasks
         self.runtime.shutdown();
         self.cache.close(); // releases the database files
         self.queue.close();
         self.events.close();
+        self.storage.release(); // another client may use the folder now
     }
 }
 

@@ -245,7 +245,12 @@ impl EventBus {
 
     /// Returns and forgets the sticky recoveries.
     pub(crate) fn take_recoveries(&self) -> Vec<StorageRecovery> {
-        std::mem::take(&mut *self.recoveries.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .recoveries
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     fn send(&self, msg: Msg) {

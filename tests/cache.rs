@@ -460,7 +460,7 @@ async fn stale_while_revalidate_directive_answers_at_once_and_refreshes() {
 
 /// One storage folder, one client (one sender for its queue): a second client on the folder, in
 /// this process or another, is refused with `Storage`; once the first is gone the folder is free
-/// and the cache it left is there.
+/// (after its `shutdown()` or drop) and the cache it left is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_client_on_one_storage_dir_is_refused_until_the_first_is_gone() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
@@ -468,11 +468,16 @@ async fn a_second_client_on_one_storage_dir_is_refused_until_the_first_is_gone()
     a.get("/cache/a7?cc=max-age%3D60".into()).await.unwrap();
     match RobustClient::new(config(&fleet, dir.path())) {
         Err(ApiError::Storage { reason }) => {
-            assert!(reason.contains("already in use by another client"), "{reason}")
+            assert!(
+                reason.contains("already in use by another client"),
+                "{reason}"
+            )
         }
         other => panic!("a second client on the folder: {other:?}"),
     }
-    drop(a);
+    // `shutdown()` frees the folder even while the old object is still referenced (a binding's
+    // object waiting for its garbage collector).
+    a.shutdown();
     let b = RobustClient::new(config(&fleet, dir.path())).unwrap();
     assert!(b
         .request(get(

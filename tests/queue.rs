@@ -185,6 +185,19 @@ fn run_and_kill(
     kill_after_line: Option<&str>,
     delay: Duration,
 ) -> Vec<usize> {
+    run_and_kill_n(dir, backend, mode, kill_after_line, delay, 50)
+}
+
+/// [`run_and_kill`] with `count` entries.
+fn run_and_kill_n(
+    dir: &Path,
+    backend: &str,
+    mode: &str,
+    kill_after_line: Option<&str>,
+    delay: Duration,
+    count: usize,
+) -> Vec<usize> {
+    let count = count.to_string();
     let mut child = Command::new(child_binary())
         .args([
             "--dir",
@@ -194,7 +207,7 @@ fn run_and_kill(
             "--mode",
             mode,
             "--count",
-            "50",
+            &count,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -292,6 +305,77 @@ async fn sigkilled_processes_lose_nothing_and_duplicate_nothing() {
     assert_eq!(seqs.len(), 50);
 }
 
+/// The crash loop: 200 queued mutations, the child SIGKILLed at random points during replay for
+/// 5 rounds, against a backend whose faults flip every 40 ms (503s, resets, slow answers) and
+/// whose idempotency store dedups by key: at the end exactly 200 effects, each applied once.
+/// Prints the extra sends seen on the wire (re-sends after a kill or a reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_200_mutations_5_kills_flaky_backend_exactly_200_effects() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let server = fleet.server(0).clone();
+    let flapping = tokio::spawn(async move {
+        let faults = [
+            Fault::None,
+            Fault::Slow(Duration::from_millis(20)),
+            Fault::Status(503),
+            Fault::None,
+            Fault::ResetMidBody,
+        ];
+        for i in 0.. {
+            server.set_fault(faults[i % faults.len()].clone()).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    });
+    let (d, b) = (dir.path().to_path_buf(), fleet.urls()[0].clone());
+    let acked = tokio::task::spawn_blocking(move || {
+        let acked = run_and_kill_n(
+            &d,
+            &b,
+            "enqueue-offline",
+            Some("REPLAYING"),
+            Duration::from_millis(fastrand::u64(50..300)),
+            200,
+        );
+        for _ in 0..4 {
+            run_and_kill_n(
+                &d,
+                &b,
+                "resume",
+                None,
+                Duration::from_millis(fastrand::u64(100..500)),
+                200,
+            );
+        }
+        acked
+    })
+    .await
+    .unwrap();
+    assert_eq!(acked.len(), 200);
+    let before_last = fleet.server(0).unique_effects();
+    flapping.abort();
+    fleet.server(0).set_fault(Fault::None).await;
+    let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+    wait_until("the rest delivered", Duration::from_secs(30), || {
+        client.service_status().queue.pending == 0
+    })
+    .await;
+    assert_eq!(
+        fleet.server(0).unique_effects(),
+        200,
+        "none lost, none twice"
+    );
+    let mut seqs = applied_seqs(&fleet);
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 200);
+    let sends = fleet.server(0).hits_for("/orders");
+    eprintln!(
+        "crash loop: 200 effects ({before_last} before the final client), {sends} sends of \
+         /orders on the wire, {} extra (re-sends after a kill, a reset or a 503)",
+        sends - 200
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_enqueue_keeps_every_acknowledged_request() {
     let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
@@ -374,21 +458,94 @@ async fn outcomes_rejections_dead_letter_and_transient_failures_retry() {
         .await;
     }
 
-    // Too old: dead-lettered without being sent.
+    // Older than max_age but never attempted (a phone off for a month, a forward clock jump):
+    // sent, not expired. Expiry counts from the first attempt, after a failed one.
     let (fleet2, dir2) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
     let mut cfg = config(&fleet2, dir2.path());
     cfg.queue.max_age_ms = 50;
     let old = RobustClient::new(cfg).unwrap();
     old.set_network_available(false);
-    old.enqueue(post(3)).unwrap();
+    let sent = old.enqueue(post(3)).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     old.set_network_available(true);
+    wait_until("delivered, not expired", Duration::from_secs(5), || {
+        old.queue_outcomes()
+            .is_ok_and(|o| o.iter().any(|o| o.id == sent && o.delivered))
+    })
+    .await;
+    assert!(old.dead_letters().unwrap().is_empty());
+    // Still failing 50 ms after its first attempt: dead-lettered (after attempts, never before).
+    fleet2.server(0).set_fault(Fault::Status(503)).await;
+    old.enqueue(post(4)).unwrap();
     wait_until("expired", Duration::from_secs(5), || {
         old.dead_letters().is_ok_and(|d| d.len() == 1)
     })
     .await;
-    assert!(old.dead_letters().unwrap()[0].reason.contains("expired"));
-    assert_eq!(fleet2.server(0).hits_for("/orders"), 0);
+    let dl = &old.dead_letters().unwrap()[0];
+    assert!(dl.reason.contains("expired"), "{dl:?}");
+    assert!(dl.attempts >= 2, "{dl:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_honours_retry_after_and_a_clock_jump_expires_nothing_unsent() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+    fleet
+        .server(0)
+        .set_fault(Fault::RetryAfter {
+            status: 503,
+            secs: 2,
+        })
+        .await;
+    client.enqueue(post(1)).unwrap();
+    wait_until("first attempt", Duration::from_secs(5), || {
+        client
+            .queued_requests()
+            .is_ok_and(|q| q.first().is_some_and(|e| e.attempts == 1))
+    })
+    .await;
+    let next = client.queued_requests().unwrap()[0].next_attempt_in_ms;
+    assert!(
+        next > 1_500,
+        "rescheduled no sooner than Retry-After (2 s), not the 30 ms backoff: {next} ms"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        fleet.server(0).hits_for("/orders"),
+        1,
+        "no resend before it"
+    );
+    fleet.server(0).set_fault(Fault::None).await;
+    wait_until("delivered after the wait", Duration::from_secs(5), || {
+        client.service_status().queue.pending == 0
+    })
+    .await;
+    client.shutdown();
+    drop(client);
+
+    // A forward wall-clock jump: entries written "a year ago" (as the clock now sees them),
+    // never attempted, are sent, not expired.
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+    client.set_network_available(false);
+    for i in 0..3 {
+        client.enqueue(post(i)).unwrap();
+    }
+    client.shutdown();
+    drop(client);
+    let out = Command::new("sqlite3")
+        .arg(dir.path().join("queue.sqlite3"))
+        .arg("UPDATE queue_entries SET created_at_ms = created_at_ms - 31536000000, next_attempt_at_ms = 0;")
+        .output()
+        .expect("the sqlite3 shell");
+    assert!(out.status.success(), "{out:?}");
+    let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+    wait_until("all sent", Duration::from_secs(10), || {
+        client.service_status().queue.pending == 0
+    })
+    .await;
+    assert!(client.dead_letters().unwrap().is_empty());
+    assert_eq!(fleet.server(0).unique_effects(), 3);
 }
 
 struct Token(Mutex<String>);

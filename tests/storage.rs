@@ -129,7 +129,10 @@ async fn a_cache_file_overwritten_with_garbage_leaves_the_queue_intact() {
     .await;
     assert_eq!(fleet.server(0).unique_effects(), 3);
     assert_eq!(client.take_storage_recoveries().len(), 1);
-    assert!(client.service_status().storage_recoveries.is_empty(), "taken");
+    assert!(
+        client.service_status().storage_recoveries.is_empty(),
+        "taken"
+    );
 }
 
 /// Overwrites the 4 KiB page of `file` that holds `marker` with garbage; returns its number.
@@ -153,13 +156,15 @@ async fn a_damaged_queue_file_is_salvaged_row_by_row_and_nothing_is_silently_los
     let n = 30;
     let ids = offline_client_with(&fleet, dir.path(), n, 1_500);
     let queue_file = dir.path().join("queue.sqlite3");
-    assert!(!dir.path().join("queue.sqlite3-wal").exists() || {
-        // The WAL is checkpointed when the client closes; its content is in the main file.
-        std::fs::metadata(dir.path().join("queue.sqlite3-wal"))
-            .unwrap()
-            .len()
-            == 0
-    });
+    assert!(
+        !dir.path().join("queue.sqlite3-wal").exists() || {
+            // The WAL is checkpointed when the client closes; its content is in the main file.
+            std::fs::metadata(dir.path().join("queue.sqlite3-wal"))
+                .unwrap()
+                .len()
+                == 0
+        }
+    );
     let page = garble_page_holding(&queue_file, r#""seq":15,"#);
     assert!(page > 1, "a data page, not the header");
 
@@ -185,7 +190,9 @@ async fn a_damaged_queue_file_is_salvaged_row_by_row_and_nothing_is_silently_los
         .filter(|o| !o.delivered && o.id.0.is_empty())
         .filter_map(|o| {
             let reason = o.reason.as_deref()?;
-            let n = reason.split_whitespace().find_map(|w| w.parse::<usize>().ok());
+            let n = reason
+                .split_whitespace()
+                .find_map(|w| w.parse::<usize>().ok());
             n
         })
         .sum();
@@ -208,11 +215,58 @@ async fn a_damaged_queue_file_is_salvaged_row_by_row_and_nothing_is_silently_los
     );
     // The salvaged entries are delivered.
     client.set_network_available(true);
-    wait_until("salvaged entries delivered", Duration::from_secs(10), || {
-        client.service_status().queue.pending == 0
-    })
+    wait_until(
+        "salvaged entries delivered",
+        Duration::from_secs(10),
+        || client.service_status().queue.pending == 0,
+    )
     .await;
     assert_eq!(fleet.server(0).unique_effects(), pending.len() as u64);
+}
+
+/// A damaged overflow page (the tail of one large body): that entry's identity is still
+/// readable, so it becomes a dead letter with an outcome, under its own id; the others are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_with_a_damaged_body_becomes_a_dead_letter_with_an_outcome() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let ids: Vec<String> = {
+        let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+        client.set_network_available(false);
+        let ids = (0..5)
+            .map(|i| {
+                let body = format!(r#"{{"pad":"{}","end":"TAIL-{i}"}}"#, "q".repeat(20_000));
+                let req = ApiRequest::post_json("/orders", body);
+                client.enqueue(req).unwrap().0
+            })
+            .collect();
+        client.shutdown();
+        ids
+    };
+    garble_page_holding(&dir.path().join("queue.sqlite3"), "TAIL-2");
+    let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+    client.set_network_available(false);
+    let rec = client.take_storage_recoveries();
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!((rec[0].salvaged, rec[0].lost), (4, 1), "{rec:?}");
+    let dead = client.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].id.0, ids[2]);
+    assert!(dead[0].reason.contains("damaged in storage"), "{dead:?}");
+    let outcomes = client.queue_outcomes().unwrap();
+    assert!(
+        outcomes.iter().any(|o| o.id.0 == ids[2] && !o.delivered),
+        "{outcomes:?}"
+    );
+    let pending: Vec<String> = client
+        .queued_requests()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id.0)
+        .collect();
+    assert_eq!(
+        pending,
+        [&ids[0], &ids[1], &ids[3], &ids[4]].map(|s| s.clone())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,7 +448,12 @@ async fn a_second_process_on_the_folder_is_refused_and_each_entry_is_sent_once()
     let backend = fleet.urls()[0].clone();
     let child = |mode: &str| {
         Command::new(example("queue-child"))
-            .args(["--dir", &dir.path().to_string_lossy(), "--backend", &backend])
+            .args([
+                "--dir",
+                &dir.path().to_string_lossy(),
+                "--backend",
+                &backend,
+            ])
             .args(["--mode", mode, "--count", "40"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,7 +1,9 @@
 //! The durable offline request queue.
 //!
 //! `enqueue` (or a request with `OfflinePolicy::Queue` that cannot be delivered now) writes the request
-//! to SQLite before returning, with an idempotency key that every attempt carries, forever. The
+//! to the queue's own SQLite file (`queue.sqlite3`, `synchronous=FULL` unless
+//! `queue.synchronous_full` is off; see [`crate::store`] for its salvage) before returning, with an
+//! idempotency key that every attempt carries, forever. It needs an app-given `storage_dir`. The
 //! [`replay`] task delivers entries FIFO per ordering group, at most `queue_max_in_flight` at a time,
 //! when the app reports the network is back, when a backend recovers, on client start, and on
 //! `flush_queue()`; failures back off. [`policy`] decides delivered / retry later / dead-letter;
@@ -145,7 +147,9 @@ config_record! {
         pub max_entries: i32 = 50,
         /// Byte bound (bodies, headers, paths of pending entries).
         pub max_bytes: i32 = 10485760,
-        /// Queued requests older than this are dead-lettered instead of sent.
+        /// A queued request still failing this long after its first attempt is dead-lettered
+        /// (checked after a failed attempt: never given up without being sent, whatever the
+        /// wall clock does).
         pub max_age_ms: i32 = 604800000,
         /// First delay after a failed replay (doubles, full jitter).
         pub retry_base_delay_ms: i32 = 1000,
@@ -421,10 +425,15 @@ impl Queue {
         self.db("list", |c| storage::pending(c, now_ms(), scope.as_deref()))
     }
 
-    pub(crate) fn dead_letters(&self) -> Result<Vec<DeadLetter>, ApiError> {
+    /// `limit` dead letters after skipping `offset`, oldest first.
+    pub(crate) fn dead_letters(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, ApiError> {
         let scope = self.current_tag();
         self.db("dead letters", |c| {
-            storage::dead_letters(c, scope.as_deref())
+            storage::dead_letters(c, scope.as_deref(), i64::from(offset), i64::from(limit))
         })
     }
 

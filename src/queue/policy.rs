@@ -3,11 +3,11 @@
 //! | outcome | decision |
 //! |---|---|
 //! | 2xx/3xx | delivered: the row is deleted |
-//! | 409 (the original may still be in flight at the server), 408, 429, 5xx | retry later, with backoff |
+//! | 409 (the original may still be in flight at the server), 408, 429, 5xx | retry later, with backoff (no sooner than a 429/503's `Retry-After`) |
 //! | timeout, broken connection, every backend down | retry later, with backoff |
 //! | offline, client shut down | not an attempt: wait, try again when possible |
 //! | other 4xx (400, 422, …), an invalid request | dead-letter, response kept |
-//! | older than `queue_max_age` | dead-letter without sending |
+//! | a retry-later failure more than `queue.max_age_ms` after the first attempt | dead-letter (never without an attempt) |
 
 use std::time::Duration;
 

@@ -11,6 +11,7 @@ use super::policy::{self, Decision};
 use super::storage::{self, Stored};
 use super::Queue;
 use crate::cache::CacheLayer;
+use crate::error::ApiError;
 use crate::net::retry::backoff_delay;
 use crate::net::Rounds;
 use crate::store::now_ms;
@@ -136,8 +137,9 @@ async fn deliver(queue: Arc<Queue>, layer: CacheLayer, entry: Stored, scope: Opt
             );
             log::error!("robust-api: queue entry {}: {error}; rescheduled", entry.id);
             let delay = retry_delay(&queue, &entry);
+            let now = now_ms();
             let _ = queue.db("reschedule", |c| {
-                storage::reschedule(c, &entry, &error, now_ms() + delay.as_millis() as i64)
+                storage::reschedule(c, &entry, &error, now, now + delay.as_millis() as i64)
             });
         }
     }
@@ -155,6 +157,11 @@ fn retry_delay(queue: &Queue, entry: &Stored) -> Duration {
 }
 
 /// One delivery; `true` when an outcome was recorded.
+///
+/// Expiry (`queue.max_age_ms`) counts from the entry's first attempt and is checked only after a
+/// failed one: an entry is never given up without being sent, so a forward jump of the wall
+/// clock (or a phone that was off for a month) costs at most one more send, never an entry.
+/// A 429/503 whose `Retry-After` asked for longer than the backoff reschedules no sooner.
 async fn deliver_once(
     queue: &Arc<Queue>,
     layer: &CacheLayer,
@@ -162,18 +169,33 @@ async fn deliver_once(
     scope: Option<String>,
 ) -> bool {
     let entry = entry.clone();
-    let age = Duration::from_millis((now_ms() - entry.created_at_ms).max(0) as u64);
-    let decision = if policy::expired(age, queue.settings.max_age) {
-        Decision::DeadLetter {
-            reason: format!("expired: queued {} s ago", age.as_secs()),
-            status: None,
-            body: None,
-        }
-    } else {
-        // Through the cache layer (one pass; the queue backs off itself), so a replayed write
-        // invalidates cached GETs of its path like a live one.
-        policy::decide(layer.send(entry.to_request(), scope, Rounds::OnePass).await)
+    // Through the cache layer (one pass; the queue backs off itself), so a replayed write
+    // invalidates cached GETs of its path like a live one.
+    let result = layer.send(entry.to_request(), scope, Rounds::OnePass).await;
+    let asked_wait = match &result {
+        Err(ApiError::Http {
+            status: 429 | 503,
+            backend,
+            ..
+        }) => layer.network().retry_wait(backend),
+        _ => None,
     };
+    let mut decision = policy::decide(result);
+    if let Decision::RetryLater(error) = &decision {
+        let now = now_ms();
+        let first = entry.first_attempt_at_ms.unwrap_or(now);
+        let failing = Duration::from_millis((now - first).max(0) as u64);
+        if policy::expired(failing, queue.settings.max_age) {
+            decision = Decision::DeadLetter {
+                reason: format!(
+                    "expired: still failing {} s after its first attempt ({error})",
+                    failing.as_secs()
+                ),
+                status: None,
+                body: None,
+            };
+        }
+    }
     let recorded = match &decision {
         Decision::Delivered(r) => {
             let sensitive = &queue.settings.sensitive_headers;
@@ -186,9 +208,10 @@ async fn deliver_once(
             ok.is_ok()
         }
         Decision::RetryLater(error) => {
-            let delay = retry_delay(queue, &entry);
+            let delay = retry_delay(queue, &entry).max(asked_wait.unwrap_or_default());
+            let now = now_ms();
             let _ = queue.db("reschedule", |c| {
-                storage::reschedule(c, &entry, error, now_ms() + delay.as_millis() as i64)
+                storage::reschedule(c, &entry, error, now, now + delay.as_millis() as i64)
             });
             false
         }
@@ -197,10 +220,10 @@ async fn deliver_once(
             status,
             body,
         } => {
-            let attempted = status.is_some() || !reason.starts_with("expired");
+            // Every dead letter follows an attempt (expiry included, see above).
             queue
                 .db("dead letter", |c| {
-                    storage::dead_letter(c, &entry, reason, *status, body.as_deref(), attempted)
+                    storage::dead_letter(c, &entry, reason, *status, body.as_deref(), true)
                 })
                 .is_ok()
         }

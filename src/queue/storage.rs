@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{DeadLetter, QueueOutcome, QueuedRequestId, QueuedRequestInfo};
 use crate::store::secrets::storable_response_headers;
-use crate::store::{decode_header_lines, encode_header_lines, now_ms, Store};
+use crate::store::{decode_header_lines, encode_header_lines, entry_checksum, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueryParam};
 
 /// A queued request as persisted.
@@ -32,6 +32,24 @@ pub(crate) struct Stored {
     pub attempts: u32,
     /// The tag of the user scope it was stored under (`None`: no scope).
     pub scope: Option<String>,
+    /// When it was first attempted (Unix ms; `None`: never). Expiry counts from here.
+    pub first_attempt_at_ms: Option<i64>,
+}
+
+/// A server body kept with a dead letter or an outcome is cut to this many bytes.
+pub(crate) const MAX_STORED_BODY: usize = 64 * 1024;
+/// Dead letters kept at most (count), oldest evicted first, each with an outcome.
+pub(crate) const MAX_DEAD_LETTERS: i64 = 200;
+/// Dead letters kept at most (request and server bytes), oldest evicted first.
+pub(crate) const MAX_DEAD_BYTES: i64 = 4 * 1024 * 1024;
+/// Outcomes kept at most: notified ones, every one, and their bytes (oldest deleted first).
+const MAX_NOTIFIED_OUTCOMES: i64 = 200;
+const MAX_OUTCOMES: i64 = 1_000;
+const MAX_OUTCOME_BYTES: i64 = 4 * 1024 * 1024;
+
+/// `body` cut to [`MAX_STORED_BODY`].
+fn capped(body: &[u8]) -> &[u8] {
+    &body[..body.len().min(MAX_STORED_BODY)]
 }
 
 fn method_from(s: &str) -> HttpMethod {
@@ -131,6 +149,7 @@ impl Stored {
             created_at_ms: now_ms(),
             attempts: 0,
             scope: None,
+            first_attempt_at_ms: None,
         }
     }
 
@@ -169,6 +188,7 @@ impl Stored {
             created_at_ms: r.get("created_at_ms")?,
             attempts: r.get::<_, i64>("attempts")?.clamp(0, u32::MAX as i64) as u32,
             scope: r.get("scope")?,
+            first_attempt_at_ms: r.get("first_attempt_at_ms")?,
         })
     }
 }
@@ -202,16 +222,28 @@ pub(crate) fn insert(
     if count >= i64::from(max_entries) || (bytes + size) as u64 > max_bytes {
         return Err(InsertError::Full);
     }
+    let method = s.method.as_reqwest();
+    let method = method.as_str();
+    let checksum = entry_checksum(
+        &s.id,
+        &s.idempotency_key,
+        &s.group,
+        method,
+        &s.path,
+        &query,
+        &headers,
+        s.body.as_deref(),
+    );
     tx.prepare_cached(
         "INSERT INTO queue_entries (id, idempotency_key, group_key, method, path, query, headers, body,
-            timeout_ms, size, created_at_ms, next_attempt_at_ms, scope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+            timeout_ms, size, created_at_ms, next_attempt_at_ms, scope, checksum)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)",
     )?
     .execute(params![
         s.id,
         s.idempotency_key,
         s.group,
-        s.method.as_reqwest().as_str(),
+        method,
         s.path,
         query,
         headers,
@@ -220,6 +252,7 @@ pub(crate) fn insert(
         size,
         s.created_at_ms,
         s.scope,
+        checksum,
     ])?;
     tx.commit()?;
     Ok(())
@@ -296,18 +329,73 @@ fn record_outcome(
         response.is_some(),
         response.map(|r| r.status).or(status),
         headers,
-        response.map(|r| r.body.as_slice()).or(body),
+        response.map(|r| capped(&r.body)).or(body.map(capped)),
         response.map(|r| r.backend.as_str()),
         attempts,
         reason,
         now_ms(),
         s.scope,
     ])?;
-    // Bounded: keep the last 200 notified outcomes and at most 1,000 waiting for a listener.
-    c.execute_batch(
-        "DELETE FROM queue_outcomes WHERE notified = 1 AND seq <= (SELECT MAX(seq) FROM queue_outcomes) - 200;
-         DELETE FROM queue_outcomes WHERE seq <= (SELECT MAX(seq) FROM queue_outcomes) - 1000;",
-    )
+    bound_outcomes(c)
+}
+
+/// Bounded: the last 200 notified outcomes, at most 1,000 in all, at most 4 MiB of bodies (the
+/// oldest go first).
+fn bound_outcomes(c: &Connection) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "DELETE FROM queue_outcomes WHERE notified = 1
+            AND seq <= (SELECT MAX(seq) FROM queue_outcomes) - ?1",
+    )?
+    .execute([MAX_NOTIFIED_OUTCOMES])?;
+    c.prepare_cached(
+        "DELETE FROM queue_outcomes WHERE seq <= (SELECT MAX(seq) FROM queue_outcomes) - ?1",
+    )?
+    .execute([MAX_OUTCOMES])?;
+    c.prepare_cached(
+        "DELETE FROM queue_outcomes WHERE seq <= (
+            SELECT seq FROM (SELECT seq, SUM(COALESCE(length(body), 0) + COALESCE(length(headers), 0))
+                             OVER (ORDER BY seq DESC) AS run FROM queue_outcomes)
+            WHERE run > ?1 ORDER BY seq DESC LIMIT 1)",
+    )?
+    .execute([MAX_OUTCOME_BYTES])?;
+    Ok(())
+}
+
+/// Bounded dead letters: beyond [`MAX_DEAD_LETTERS`] or [`MAX_DEAD_BYTES`] the oldest are
+/// evicted, each with an outcome saying so (the newest is always kept, whatever its size).
+fn bound_dead_letters(c: &Connection) -> rusqlite::Result<()> {
+    let evict: Vec<(String, i64, Option<String>)> = c
+        .prepare_cached(
+            "SELECT id, attempts, scope FROM (
+                SELECT id, attempts, scope, seq,
+                       ROW_NUMBER() OVER (ORDER BY seq DESC) AS n,
+                       SUM(size + COALESCE(length(dead_body), 0)) OVER (ORDER BY seq DESC) AS run
+                FROM queue_entries WHERE dead = 1)
+             WHERE n > ?1 OR (run > ?2 AND n > 1) ORDER BY seq",
+        )?
+        .query_map([MAX_DEAD_LETTERS, MAX_DEAD_BYTES], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, attempts, scope) in evict {
+        c.prepare_cached("DELETE FROM queue_entries WHERE id = ?1")?
+            .execute([&id])?;
+        c.prepare_cached(
+            "INSERT INTO queue_outcomes (id, delivered, attempts, reason, at_ms, scope)
+             VALUES (?1, 0, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            id,
+            attempts,
+            format!(
+                "evicted from the dead letters (at most {MAX_DEAD_LETTERS} entries / \
+                 {MAX_DEAD_BYTES} bytes are kept)"
+            ),
+            now_ms(),
+            scope
+        ])?;
+    }
+    Ok(())
 }
 
 /// Delivered: delete the entry and record the outcome (without `sensitive` response headers),
@@ -326,17 +414,20 @@ pub(crate) fn delivered(
     tx.commit()
 }
 
-/// Failed, try again at `next_at`.
+/// Failed, try again at `next_at` (the first attempt's time is kept, or set to `now`).
 pub(crate) fn reschedule(
     c: &Connection,
     s: &Stored,
     error: &str,
+    now: i64,
     next_at: i64,
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "UPDATE queue_entries SET attempts = attempts + 1, last_error = ?2, next_attempt_at_ms = ?3 WHERE id = ?1",
+        "UPDATE queue_entries SET attempts = attempts + 1, last_error = ?2, next_attempt_at_ms = ?3,
+            first_attempt_at_ms = COALESCE(first_attempt_at_ms, ?4)
+         WHERE id = ?1",
     )?
-    .execute(params![s.id, error, next_at])?;
+    .execute(params![s.id, error, next_at, now])?;
     Ok(())
 }
 
@@ -350,6 +441,7 @@ pub(crate) fn dead_letter(
     attempted: bool,
 ) -> rusqlite::Result<()> {
     let attempts = s.attempts + u32::from(attempted);
+    let body = body.map(capped);
     let tx = c.transaction()?;
     tx.prepare_cached(
         "UPDATE queue_entries SET dead = 1, dead_reason = ?2, dead_status = ?3, dead_body = ?4, attempts = ?5
@@ -357,6 +449,7 @@ pub(crate) fn dead_letter(
     )?
     .execute(params![s.id, reason, status, body, attempts])?;
     record_outcome(&tx, s, None, Some(reason), status, body, attempts, &[])?;
+    bound_dead_letters(&tx)?;
     tx.commit()
 }
 
@@ -385,16 +478,19 @@ pub(crate) fn pending(
     rows.collect()
 }
 
-/// Dead letters of user `scope` (its tag).
+/// Dead letters of user `scope` (its tag), oldest first: `limit` of them after skipping
+/// `offset`.
 pub(crate) fn dead_letters(
     c: &Connection,
     scope: Option<&str>,
+    offset: i64,
+    limit: i64,
 ) -> rusqlite::Result<Vec<DeadLetter>> {
     let mut st = c.prepare_cached(
         "SELECT id, idempotency_key, method, path, attempts, dead_reason, dead_status, dead_body
-         FROM queue_entries WHERE dead = 1 AND scope IS ?1 ORDER BY seq",
+         FROM queue_entries WHERE dead = 1 AND scope IS ?1 ORDER BY seq LIMIT ?3 OFFSET ?2",
     )?;
-    let rows = st.query_map([scope], |r| {
+    let rows = st.query_map(params![scope, offset, limit], |r| {
         Ok(DeadLetter {
             id: QueuedRequestId(r.get(0)?),
             idempotency_key: r.get(1)?,
@@ -419,7 +515,7 @@ pub(crate) fn remove(c: &Connection, id: &str) -> rusqlite::Result<bool> {
 pub(crate) fn revive(c: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
     Ok(c.prepare_cached(
         "UPDATE queue_entries SET dead = 0, dead_reason = NULL, dead_status = NULL, dead_body = NULL,
-            attempts = 0, last_error = NULL, next_attempt_at_ms = ?2
+            attempts = 0, last_error = NULL, next_attempt_at_ms = ?2, first_attempt_at_ms = NULL
          WHERE id = ?1 AND dead = 1",
     )?
     .execute(params![id, now])?
@@ -584,5 +680,57 @@ mod tests {
         assert!(remove(&c, "id2").unwrap());
         assert_eq!(stats(&c), recount(&c));
         assert_eq!(stats(&c).0, 1);
+    }
+
+    #[test]
+    fn dead_letters_and_outcomes_are_bounded_with_bodies_capped_and_evictions_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open_schema(dir.path(), crate::store::Schema::QUEUE).unwrap();
+        let mut c = store.conn();
+        let req = ApiRequest::post_json("/x", "{}");
+        let big = vec![b'b'; 100 * 1024];
+        let n = 80;
+        for i in 0..n {
+            let e = Stored::new(&req, format!("id{i}"), format!("k{i}"), String::new(), &[]);
+            assert!(insert(&mut c, &e, u32::MAX, u64::MAX).is_ok());
+            dead_letter(&mut c, &e, "no", Some(400), Some(&big), true).unwrap();
+        }
+        let kept = dead_letters(&c, None, 0, i64::MAX).unwrap();
+        assert!(kept.len() < n && !kept.is_empty(), "{}", kept.len());
+        assert!(kept
+            .iter()
+            .all(|d| d.body.as_ref().unwrap().len() == MAX_STORED_BODY));
+        let bytes: usize = kept.iter().map(|d| d.body.as_ref().unwrap().len()).sum();
+        assert!(bytes as i64 <= MAX_DEAD_BYTES);
+        assert_eq!(
+            kept.last().unwrap().id.0,
+            format!("id{}", n - 1),
+            "newest kept"
+        );
+        // Every evicted one has an outcome saying so.
+        let evicted: Vec<String> = outcomes(&c, None)
+            .unwrap()
+            .into_iter()
+            .filter(|o| {
+                o.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("evicted"))
+            })
+            .map(|o| o.id.0)
+            .collect();
+        assert_eq!(evicted.len() + kept.len(), n);
+        // Outcome bodies are capped and bounded in bytes too.
+        let ob: i64 = c
+            .query_row(
+                "SELECT COALESCE(SUM(length(body)), 0) FROM queue_outcomes",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(ob <= MAX_OUTCOME_BYTES, "{ob}");
+        // Pages.
+        let page = dead_letters(&c, None, 2, 3).unwrap();
+        assert_eq!(page.len(), 3);
+        assert_eq!(page[0].id, kept[2].id);
     }
 }

@@ -1,5 +1,5 @@
 //! One client per storage folder: `<storage_dir>/robust-api.lock`, held with an exclusive
-//! `flock(2)` for the client's life.
+//! `flock(2)` until the client shuts down (or is dropped).
 //!
 //! Two clients on one folder would both replay the queue and send every entry twice; a second
 //! client (another thread's, or another process's) is refused at construction with `Storage`

@@ -37,6 +37,7 @@ use rusqlite::{Connection, ErrorCode};
 
 pub(crate) use identity::Identity;
 pub(crate) use lock::{FolderLock, LockError};
+pub(crate) use salvage::entry_checksum;
 use secrets::InstallKey;
 
 /// The cache's file name inside `storage_dir` (it held the queue too before the queue got its own).
@@ -150,7 +151,8 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The queue file's migrations (same rule). Version 1 is the shape the queue had in the shared
-/// file at its version 3, plus `first_attempt_at_ms` (expiry counts from the first attempt).
+/// file at its version 3, plus `first_attempt_at_ms` (expiry counts from the first attempt) and
+/// `checksum` (of what is sent: a salvage keeps an entry only if it still matches).
 const QUEUE_MIGRATIONS: &[&str] = &[
     "CREATE TABLE queue_entries (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -173,7 +175,8 @@ const QUEUE_MIGRATIONS: &[&str] = &[
         dead_status INTEGER,
         dead_body BLOB,
         scope TEXT,
-        first_attempt_at_ms INTEGER
+        first_attempt_at_ms INTEGER,
+        checksum BLOB
     );
     CREATE INDEX queue_entries_pending ON queue_entries(dead, scope, group_key, seq);
     CREATE TABLE queue_stats (
@@ -653,6 +656,25 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn the_queue_file_is_fsynced_at_every_commit_unless_configured_faster() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = |s: &Store| -> i64 {
+            s.conn()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let (q, _) = Store::open_schema(dir.path(), Schema::QUEUE).unwrap();
+        assert_eq!(sync(&q), 2, "FULL");
+        drop(q);
+        let fast = Schema::QUEUE.with_durability(Durability::Normal);
+        let (q, _) = Store::open_schema(dir.path(), fast).unwrap();
+        assert_eq!(sync(&q), 1, "NORMAL");
+        let (c, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(sync(&c), 1, "the cache: NORMAL");
+        assert!(dir.path().join(QUEUE_FILE).exists() && dir.path().join(DB_FILE).exists());
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! - Entries are walked in `seq` (rowid) order through the table itself, never an index; when a
 //!   step fails, every following `seq` up to the file's last one (`sqlite_sequence`) is probed
 //!   alone, so the scan resumes after the damaged page.
-//! - An entry whose row cannot be read whole but whose identity (id, idempotency key, method,
-//!   path) can becomes a dead letter ("damaged in storage") with an outcome: the app sees it in
-//!   `dead_letters()` and its listener hears `on_dead_lettered`.
+//! - An entry whose row cannot be read whole, or whose bytes no longer match its checksum, but
+//!   whose identity (id, idempotency key, method, path) can be read becomes a dead letter
+//!   ("damaged in storage") with an outcome: the app sees it in `dead_letters()` and its listener
+//!   hears `on_dead_lettered`; a changed request is never sent.
 //! - Entries not even identifiable are counted (from the file's pending counter when readable)
 //!   and reported in one outcome ("N queued request(s) lost"), with no id of their own.
 //! - The install key is copied, so the entries' user-scope tags stay valid. Without it, entries
@@ -24,6 +25,35 @@ use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::{now_ms, BUSY_TIMEOUT, QUEUE_FILE};
+
+/// SHA-256 over what a replay sends (each part length-prefixed): stored with every entry, so a
+/// salvage can tell an intact row from one whose bytes a damaged page changed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn entry_checksum(
+    id: &str,
+    key: &str,
+    group: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &str,
+    body: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [id, key, group, method, path, query, headers] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    match body {
+        Some(b) => {
+            ctx.update(&[1]);
+            ctx.update(&(b.len() as u64).to_be_bytes());
+            ctx.update(b);
+        }
+        None => ctx.update(&[0]),
+    }
+    ctx.finish().as_ref().to_vec()
+}
 
 /// What a salvage read back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,6 +105,25 @@ struct Entry {
     dead_body: Option<Vec<u8>>,
     scope: Option<String>,
     first_attempt_at_ms: Option<i64>,
+    checksum: Option<Vec<u8>>,
+}
+
+impl Entry {
+    /// Does the row still match its checksum (rows of older files have none: trusted)?
+    fn intact(&self) -> bool {
+        self.checksum.as_deref().is_none_or(|c| {
+            c == entry_checksum(
+                &self.id,
+                &self.idempotency_key,
+                &self.group_key,
+                &self.method,
+                &self.path,
+                &self.query,
+                &self.headers,
+                self.body.as_deref(),
+            )
+        })
+    }
 }
 
 fn entry_from(r: &Row<'_>) -> rusqlite::Result<Entry> {
@@ -100,6 +149,7 @@ fn entry_from(r: &Row<'_>) -> rusqlite::Result<Entry> {
         dead_body: r.get("dead_body")?,
         scope: opt(r, "scope"),
         first_attempt_at_ms: opt(r, "first_attempt_at_ms"),
+        checksum: opt(r, "checksum"),
     })
 }
 
@@ -112,9 +162,9 @@ fn insert_entry(dst: &Connection, e: &Entry) -> rusqlite::Result<()> {
     dst.prepare_cached(
         "INSERT OR IGNORE INTO queue_entries (seq, id, idempotency_key, group_key, method, path, query,
             headers, body, timeout_ms, size, created_at_ms, attempts, next_attempt_at_ms, last_error,
-            dead, dead_reason, dead_status, dead_body, scope, first_attempt_at_ms)
+            dead, dead_reason, dead_status, dead_body, scope, first_attempt_at_ms, checksum)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21)",
+            ?19, ?20, ?21, ?22)",
     )?
     .execute(params![
         e.seq,
@@ -138,22 +188,69 @@ fn insert_entry(dst: &Connection, e: &Entry) -> rusqlite::Result<()> {
         e.dead_body,
         e.scope,
         first,
+        e.checksum,
     ])?;
     Ok(())
 }
 
-/// An entry known only by its identity: a dead letter with an outcome.
-fn insert_damaged(dst: &Connection, seq: i64, r: &Row<'_>) -> rusqlite::Result<bool> {
-    let (Some(id), Some(key), Some(method), Some(path)) = (
-        opt::<String>(r, "id"),
-        opt::<String>(r, "idempotency_key"),
-        opt::<String>(r, "method"),
-        opt::<String>(r, "path"),
-    ) else {
-        return Ok(false);
-    };
-    let scope: Option<String> = opt(r, "scope");
-    let attempts: i64 = opt(r, "attempts").unwrap_or(0);
+/// What can be read of an entry whose row cannot be read whole: the columns stored before its
+/// body (SQLite evaluates a whole result row at once, so a damaged overflow page of the body
+/// hides every column after it).
+struct Identity {
+    id: String,
+    key: String,
+    method: String,
+    path: String,
+}
+
+/// The rest, when still readable (`None` otherwise).
+struct Extra {
+    attempts: i64,
+    dead: bool,
+    scope: Option<String>,
+}
+
+fn identity_of(src: &Connection, seq: i64) -> Option<(Identity, Option<Extra>)> {
+    let ident = src
+        .prepare_cached(
+            "SELECT id, idempotency_key, method, path FROM queue_entries WHERE seq = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row([seq], |r| {
+                Ok(Identity {
+                    id: r.get(0)?,
+                    key: r.get(1)?,
+                    method: r.get(2)?,
+                    path: r.get(3)?,
+                })
+            })
+        })
+        .ok()?;
+    let extra = src
+        .prepare_cached("SELECT attempts, dead, scope FROM queue_entries WHERE seq = ?1")
+        .and_then(|mut st| {
+            st.query_row([seq], |r| {
+                Ok(Extra {
+                    attempts: opt(r, "attempts").unwrap_or(0),
+                    dead: opt(r, "dead").unwrap_or(false),
+                    scope: opt(r, "scope"),
+                })
+            })
+        })
+        .ok();
+    Some((ident, extra))
+}
+
+/// An entry known only by its identity: a dead letter with an outcome. Its user scope, when
+/// unreadable too, is recorded as none (so the app sees it when no user scope is set).
+fn insert_damaged(
+    dst: &Connection,
+    seq: i64,
+    ident: &Identity,
+    extra: Option<&Extra>,
+) -> rusqlite::Result<()> {
+    let scope = extra.and_then(|e| e.scope.clone());
+    let attempts = extra.map_or(0, |e| e.attempts);
     let reason = "damaged in storage: the request could not be read back, it was not sent again";
     let now = now_ms();
     dst.prepare_cached(
@@ -161,9 +258,18 @@ fn insert_damaged(dst: &Connection, seq: i64, r: &Row<'_>) -> rusqlite::Result<b
             headers, size, created_at_ms, attempts, next_attempt_at_ms, dead, dead_reason, scope)
          VALUES (?1, ?2, ?3, '', ?4, ?5, '', '', 0, ?6, ?7, ?6, 1, ?8, ?9)",
     )?
-    .execute(params![seq, id, key, method, path, now, attempts, reason, scope])?;
-    record_outcome(dst, &id, reason, attempts, scope.as_deref())?;
-    Ok(true)
+    .execute(params![
+        seq,
+        ident.id,
+        ident.key,
+        ident.method,
+        ident.path,
+        now,
+        attempts,
+        reason,
+        scope
+    ])?;
+    record_outcome(dst, &ident.id, reason, attempts, scope.as_deref())
 }
 
 fn record_outcome(
@@ -184,9 +290,9 @@ fn record_outcome(
 /// The outcome for entries lost without an id.
 fn record_unidentified(dst: &Connection, count: Option<u64>) -> rusqlite::Result<()> {
     let reason = match count {
-        Some(n) => format!(
-            "damaged in storage: {n} queued request(s) could not be read back and are lost"
-        ),
+        Some(n) => {
+            format!("damaged in storage: {n} queued request(s) could not be read back and are lost")
+        }
         None => "damaged in storage: the queue file was unreadable; an unknown number of queued \
                  requests are lost"
             .to_string(),
@@ -260,12 +366,33 @@ pub(crate) fn queue_rows(dst: &Connection, from: &Path) -> rusqlite::Result<Repo
     let mut damaged = false;
     let mut tally = Tally::default();
     let key_kept = key.is_some();
-    let take = |dst: &Connection, e: Entry, report: &mut Report, tally: &mut Tally| -> rusqlite::Result<()> {
+    let take = |dst: &Connection,
+                e: Entry,
+                report: &mut Report,
+                tally: &mut Tally|
+     -> rusqlite::Result<()> {
         if !e.dead {
             tally.pending_seen += 1;
         }
         if !key_kept && e.scope.is_some() {
             tally.unattributable += 1;
+            report.lost += 1;
+            return Ok(());
+        }
+        if !e.intact() {
+            // Readable, but its bytes changed: never sent as it is now.
+            let ident = Identity {
+                id: e.id.clone(),
+                key: e.idempotency_key.clone(),
+                method: e.method.clone(),
+                path: e.path.clone(),
+            };
+            let extra = Extra {
+                attempts: e.attempts,
+                dead: e.dead,
+                scope: e.scope.clone(),
+            };
+            insert_damaged(dst, e.seq, &ident, Some(&extra))?;
             report.lost += 1;
             return Ok(());
         }
@@ -302,24 +429,11 @@ pub(crate) fn queue_rows(dst: &Connection, from: &Path) -> rusqlite::Result<Repo
                         Ok(None) => {}
                         Err(_) => {
                             // The whole row is unreadable; its identity may not be.
-                            let ident = src
-                                .prepare_cached(
-                                    "SELECT id, idempotency_key, method, path, attempts, dead
-                                     FROM queue_entries WHERE seq = ?1",
-                                )
-                                .and_then(|mut st| {
-                                    st.query_row([seq], |r| {
-                                        let dead: bool = opt(r, "dead").unwrap_or(false);
-                                        Ok((insert_damaged(dst, seq, r), dead))
-                                    })
-                                    .optional()
-                                });
-                            if let Ok(Some((inserted, dead))) = ident {
-                                if inserted? {
-                                    report.lost += 1;
-                                    if !dead {
-                                        tally.pending_seen += 1;
-                                    }
+                            if let Some((ident, extra)) = identity_of(&src, seq) {
+                                insert_damaged(dst, seq, &ident, extra.as_ref())?;
+                                report.lost += 1;
+                                if !extra.is_some_and(|e| e.dead) {
+                                    tally.pending_seen += 1;
                                 }
                             }
                         }
