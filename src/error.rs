@@ -4,7 +4,11 @@
 //! (it collides with `Throwable.message` in Kotlin); the human-readable text is the `Display` output.
 
 /// Why a call (or the client's construction) failed.
+///
+/// Every binding's exception text is the `Display` text below (exported as the error's
+/// `Display`: Swift `description`/`localizedDescription`, Kotlin `toString()`, …).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum ApiError {
     /// The configuration cannot work (bad URL, zero timeout, …). Fix the config; nothing was sent.
     #[error("invalid configuration: {reason}")]
@@ -133,6 +137,14 @@ impl ApiError {
         ApiError::InvalidRequest {
             reason: reason.into(),
         }
+    }
+}
+
+/// A listener's error (a foreign listener's exception arrives as `Internal`) is logged, never
+/// raised or printed as a panic: the caller keeps delivering.
+pub(crate) fn warn_on_listener_error(what: &str, result: Result<(), ApiError>) {
+    if let Err(e) = result {
+        log::warn!("robust-api: a {what} failed: {e}");
     }
 }
 

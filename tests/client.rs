@@ -25,8 +25,9 @@ fn fast_config(fleet: &Fleet) -> ClientConfig {
 struct Recorder(Mutex<Vec<StatusEvent>>);
 
 impl StatusListener for Recorder {
-    fn on_event(&self, event: StatusEvent) {
+    fn on_event(&self, event: StatusEvent) -> Result<(), ApiError> {
         self.0.lock().unwrap().push(event);
+        Ok(())
     }
 }
 
