@@ -11,7 +11,7 @@
 //!
 //! Cancellation: the call's future is polled by the caller (see [`crate::runtime`]); dropping it (a
 //! Kotlin coroutine or Swift task cancelled, a Python task cancelled) drops the request and its
-//! connection, and the body stream fails at its next chunk. An [`UploadCancelToken`] does the same
+//! connection, and the body stream fails at its next chunk. A [`CancelToken`] does the same
 //! from anywhere (e.g. a "Cancel" button) and makes the call return `ApiError::Cancelled`.
 //!
 //! The progress listener is called from the upload's own task — on the thread polling the call (the
@@ -22,10 +22,11 @@ mod body;
 mod policy;
 mod progress;
 
+use crate::cancel::CancelToken;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -114,52 +115,8 @@ impl<T: UploadProgressListener + ?Sized> UploadProgressListener for Arc<T> {
     }
 }
 
-/// Cancels the uploads it is passed to (`RobustClient::upload_file_with_token`) from any thread:
-/// their network I/O stops and they fail with `ApiError::Cancelled`. Once cancelled it stays
-/// cancelled (an upload started with it fails at once): use a new token per upload.
-#[derive(Debug, Default, uniffi::Object)]
-pub struct UploadCancelToken {
-    cancelled: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-#[uniffi::export]
-impl UploadCancelToken {
-    /// A token not yet cancelled.
-    #[uniffi::constructor]
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// Cancels every upload using this token (idempotent; never blocks).
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    /// Whether `cancel` was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-}
-
-impl UploadCancelToken {
-    /// Resolves once cancelled.
-    async fn cancelled(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
 /// Resolves when `token` (if any) is cancelled; never without one.
-async fn cancelled(token: Option<&UploadCancelToken>) {
+async fn cancelled(token: Option<&CancelToken>) {
     match token {
         Some(t) => t.cancelled().await,
         None => std::future::pending().await,
@@ -365,7 +322,7 @@ struct Upload<'a> {
     /// The progress throttle and the listener (dropped if it panics); locked only briefly, never
     /// across an await or a callback.
     progress: Mutex<(Throttle, Option<Arc<dyn UploadProgressListener>>)>,
-    token: Option<&'a UploadCancelToken>,
+    token: Option<&'a CancelToken>,
 }
 
 impl Upload<'_> {
@@ -681,7 +638,7 @@ pub(crate) async fn run(
     settings: UploadSettings,
     mut req: UploadRequest,
     listener: Option<Arc<dyn UploadProgressListener>>,
-    token: Option<Arc<UploadCancelToken>>,
+    token: Option<Arc<CancelToken>>,
 ) -> Result<ApiResponse, ApiError> {
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(cancelled_error());
@@ -733,7 +690,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let t = UploadCancelToken::new();
+            let t = CancelToken::new();
             let t2 = t.clone();
             let waiter = tokio::spawn(async move { t2.cancelled().await });
             tokio::task::yield_now().await;
