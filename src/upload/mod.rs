@@ -104,13 +104,14 @@ impl UploadRequest {
 /// 0.31 cannot pass a TypeScript object as an optional foreign trait object.
 #[uniffi::export(callback_interface)]
 pub trait UploadProgressListener: Send + Sync {
-    /// `bytes_sent` of `total_bytes` have gone out.
-    fn on_progress(&self, bytes_sent: i64, total_bytes: i64);
+    /// `bytes_sent` of `total_bytes` have gone out. An error (a foreign exception) is logged as a
+    /// warning; the upload goes on and the listener keeps being called.
+    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) -> Result<(), ApiError>;
 }
 
 /// Lets Rust callers keep a handle on their listener (`Some(Box::new(listener.clone()))`).
 impl<T: UploadProgressListener + ?Sized> UploadProgressListener for Arc<T> {
-    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) {
+    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) -> Result<(), ApiError> {
         (**self).on_progress(bytes_sent, total_bytes)
     }
 }
@@ -340,7 +341,10 @@ impl Upload<'_> {
                 sent.min(i64::MAX as u64) as i64,
                 total.min(i64::MAX as u64) as i64,
             );
-            if catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total))).is_err() {
+            let called = catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total)));
+            if let Ok(r) = called {
+                crate::error::warn_on_listener_error("upload progress listener", r);
+            } else {
                 log::warn!(
                     "robust-api: an upload progress listener panicked; it is no longer called"
                 );

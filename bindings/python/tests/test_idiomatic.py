@@ -73,3 +73,21 @@ def test_a_raising_listener_prints_no_panic(fleet, make_client, capfd):
     client.shutdown()
     err = capfd.readouterr().err
     assert "panicked" not in err and "panic" not in err.lower(), err
+
+
+def test_a_raising_progress_listener_prints_no_panic_and_the_upload_goes_on(fleet, make_client, tmp_path, capfd):
+    client = make_client(fleet.urls[:1])
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * (2 << 20))
+    calls = []
+
+    class Boom(robust_api.UploadProgressListener):
+        def on_progress(self, bytes_sent, total_bytes):
+            calls.append(bytes_sent)
+            raise RuntimeError("progress bug")
+
+    r = asyncio.run(client.upload_file(robust_api.UploadRequest(path="/upload", file_path=str(path)), Boom()))
+    assert r.status == 201
+    assert len(calls) >= 2, "still called after raising"
+    err = capfd.readouterr().err
+    assert "panic" not in err.lower(), err
