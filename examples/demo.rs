@@ -13,7 +13,7 @@ use robust_api_fleet::{Fault, Fleet};
 struct PrintEvents(Instant);
 
 impl StatusListener for PrintEvents {
-    fn on_event(&self, event: StatusEvent) {
+    fn on_event(&self, event: StatusEvent) -> Result<(), ApiError> {
         let t = self.0.elapsed().as_millis();
         match event {
             StatusEvent::BreakerChanged {
@@ -46,6 +46,7 @@ impl StatusListener for PrintEvents {
                 println!("  [{t:>5} ms] event: certificate pin mismatch for {host} ({backend})")
             }
         }
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::cache::{CacheLayer, HttpCache};
+use crate::cancel::CancelToken;
 use crate::config::{ClientConfig, Settings};
 use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusListener, StorageRecovery};
@@ -16,9 +17,7 @@ use crate::runtime::ClientRuntime;
 use crate::status::{self, ServiceStatus};
 use crate::store::{FolderLock, LockError, Schema, Store};
 use crate::types::{ApiRequest, ApiResponse, HeaderProvider, QueuedRequestId};
-use crate::upload::{
-    self, UploadCancelToken, UploadProgressListener, UploadRequest, UploadSettings,
-};
+use crate::upload::{self, UploadProgressListener, UploadRequest, UploadSettings};
 use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettings};
 
 /// Where the client keeps its files; a temporary directory is removed with the client (and the
@@ -189,6 +188,29 @@ impl RobustClient {
         self.runtime.call(self.stack.send(request)).await
     }
 
+    /// `request`, cancellable from anywhere with `token.cancel()` (e.g. Swift's
+    /// `withTaskCancellationHandler`, since Swift task cancellation does not reach Rust): the
+    /// attempt in flight is dropped (its connection closed) and the call fails with `Cancelled`.
+    pub async fn request_with_token(
+        &self,
+        mut request: ApiRequest,
+        token: Arc<CancelToken>,
+    ) -> Result<ApiResponse, ApiError> {
+        request.adopt_idempotency_header();
+        let send = self.stack.send(request);
+        self.runtime
+            .call(async move {
+                tokio::select! {
+                    biased;
+                    _ = token.cancelled() => Err(ApiError::Cancelled {
+                        reason: "the call was cancelled".into(),
+                    }),
+                    r = send => r,
+                }
+            })
+            .await
+    }
+
     /// Persists `request` in the offline queue (durable when this returns) for delivery as soon as
     /// possible; `QueueFull` at the bound. Every attempt carries its idempotency key (generated if
     /// the request has none). Credential headers are not stored: see `set_header_provider`.
@@ -320,7 +342,7 @@ impl RobustClient {
     pub async fn upload_file_with_token(
         &self,
         request: UploadRequest,
-        token: Arc<UploadCancelToken>,
+        token: Arc<CancelToken>,
         listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
         let (net, settings) = (self.net.clone(), self.upload.clone());

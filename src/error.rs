@@ -4,7 +4,11 @@
 //! (it collides with `Throwable.message` in Kotlin); the human-readable text is the `Display` output.
 
 /// Why a call (or the client's construction) failed.
+///
+/// Every binding's exception text is the `Display` text below (exported as the error's
+/// `Display`: Swift `description`/`localizedDescription`, Kotlin `toString()`, …).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum ApiError {
     /// The configuration cannot work (bad URL, zero timeout, …). Fix the config; nothing was sent.
     #[error("invalid configuration: {reason}")]
@@ -143,6 +147,13 @@ pub enum ApiError {
         /// What the provider said, or why it was given up on.
         reason: String,
     },
+    /// A callback implemented by the app (a listener, the header provider) threw. Not a bug in
+    /// robust-api: the app's code failed.
+    #[error("an app callback failed: {reason}")]
+    CallbackFailed {
+        /// What the foreign code threw.
+        reason: String,
+    },
     /// A bug in robust-api. Please report it with this text.
     #[error("internal error (please report): {reason}")]
     Internal {
@@ -165,12 +176,19 @@ impl ApiError {
     }
 }
 
-/// A foreign callback threw something that is not an `ApiError`. The only fallible callback is
-/// `HeaderProvider::headers_for`, so this is the provider failing.
+/// A listener's error (a foreign listener's exception arrives as `Internal`) is logged, never
+/// raised or printed as a panic: the caller keeps delivering.
+pub(crate) fn warn_on_listener_error(what: &str, result: Result<(), ApiError>) {
+    if let Err(e) = result {
+        log::warn!("robust-api: a {what} failed: {e}");
+    }
+}
+
+/// A foreign callback threw something that is not an `ApiError`: a listener's throw is logged
+/// ([`warn_on_listener_error`]); the header provider's becomes `CredentialsUnavailable` where it
+/// is asked.
 impl From<uniffi::UnexpectedUniFFICallbackError> for ApiError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        ApiError::CredentialsUnavailable {
-            reason: format!("the header provider threw: {}", e.reason),
-        }
+        ApiError::CallbackFailed { reason: e.reason }
     }
 }

@@ -98,11 +98,12 @@ pub struct StorageRecovery {
 const MAX_RECOVERIES: usize = 16;
 
 /// Implement this (in any binding language) to hear about breaker, health and network changes.
-/// Called on a background thread.
+/// Called on a background thread. An error (in Kotlin/Swift/Python/TS: any exception thrown) is
+/// logged as a warning; delivery to this and the other listeners goes on.
 #[uniffi::export(with_foreign)]
 pub trait StatusListener: Send + Sync {
     /// One event.
-    fn on_event(&self, event: StatusEvent);
+    fn on_event(&self, event: StatusEvent) -> Result<(), crate::error::ApiError>;
 }
 
 /// Atomic counters behind [`StatusCounters`].
@@ -180,8 +181,11 @@ impl EventBus {
                     for ev in batch {
                         for listener in &current {
                             // A throwing foreign listener must not take the others (or this thread) down.
-                            let _ =
-                                catch_unwind(AssertUnwindSafe(|| listener.on_event(ev.clone())));
+                            if let Ok(r) =
+                                catch_unwind(AssertUnwindSafe(|| listener.on_event(ev.clone())))
+                            {
+                                crate::error::warn_on_listener_error("status listener", r);
+                            }
                         }
                     }
                 }

@@ -20,6 +20,7 @@
 #![warn(unreachable_pub)]
 
 mod cache;
+mod cancel;
 mod client;
 mod config;
 mod defaults;
@@ -38,6 +39,7 @@ mod upload;
 mod ws;
 
 pub use cache::{CacheConfig, CacheStatus};
+pub use cancel::CancelToken;
 pub use client::RobustClient;
 pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
@@ -54,7 +56,7 @@ pub use types::{
     ApiRequest, ApiResponse, BreakerState, CachePolicy, HeaderProvider, HttpMethod, OfflinePolicy,
     QueryParam, QueuedRequestId, RetryMode,
 };
-pub use upload::{UploadCancelToken, UploadConfig, UploadProgressListener, UploadRequest};
+pub use upload::{UploadConfig, UploadProgressListener, UploadRequest};
 pub use ws::{
     SocketStatus, WebSocketConfig, WebSocketConnection, WebSocketListener, WebSocketState,
 };

@@ -37,8 +37,9 @@ fn n_of(body: &[u8]) -> u64 {
 #[derive(Default)]
 struct Events(Mutex<Vec<StatusEvent>>);
 impl StatusListener for Events {
-    fn on_event(&self, e: StatusEvent) {
+    fn on_event(&self, e: StatusEvent) -> Result<(), ApiError> {
         self.0.lock().unwrap().push(e);
+        Ok(())
     }
 }
 

@@ -25,8 +25,9 @@ fn fast_config(fleet: &Fleet) -> ClientConfig {
 struct Recorder(Mutex<Vec<StatusEvent>>);
 
 impl StatusListener for Recorder {
-    fn on_event(&self, event: StatusEvent) {
+    fn on_event(&self, event: StatusEvent) -> Result<(), ApiError> {
         self.0.lock().unwrap().push(event);
+        Ok(())
     }
 }
 
@@ -663,4 +664,38 @@ async fn slow_successes_count_against_the_breaker_when_configured() {
         matches!(err, ApiError::AllBackendsUnavailable { attempts: 0, .. }),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_token_stops_a_request_in_flight_and_a_cancelled_one_sends_nothing() {
+    let fleet = Fleet::start(1).await;
+    let mut cfg = fast_config(&fleet);
+    cfg.timeouts.request_ms = 20_000;
+    cfg.retry.max_retries = 0;
+    let client = RobustClient::new(cfg).unwrap();
+    fleet
+        .server(0)
+        .set_fault(Fault::Slow(Duration::from_secs(15)))
+        .await;
+    let token = robust_api::CancelToken::new();
+    let (c, t) = (client.clone(), token.clone());
+    let call = tokio::spawn(async move { c.request_with_token(ApiRequest::get("/slow"), t).await });
+    wait_until("the GET reached the server", Duration::from_secs(5), || {
+        fleet.server(0).hits_for("/slow") == 1
+    })
+    .await;
+    let t0 = Instant::now();
+    token.cancel();
+    let r = call.await.unwrap();
+    assert!(matches!(r, Err(ApiError::Cancelled { .. })), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+
+    // Already cancelled: fails at once, nothing sent.
+    let r = client
+        .request_with_token(ApiRequest::get("/never"), token)
+        .await;
+    assert!(matches!(r, Err(ApiError::Cancelled { .. })), "{r:?}");
+    assert_eq!(fleet.server(0).hits_for("/never"), 0);
+    fleet.server(0).set_fault(Fault::None).await;
+    assert_eq!(client.get("/after".into()).await.unwrap().status, 200);
 }

@@ -55,7 +55,7 @@ impl HeaderProvider for Flaky {
 /// A status listener that panics on every event.
 struct Throwing;
 impl StatusListener for Throwing {
-    fn on_event(&self, _event: StatusEvent) {
+    fn on_event(&self, _event: StatusEvent) -> Result<(), ApiError> {
         panic!("injected: the status listener threw");
     }
 }
@@ -106,17 +106,26 @@ struct Rec {
 }
 
 impl WebSocketListener for Rec {
-    fn on_open(&self, _backend: String) {}
-    fn on_text(&self, _text: String) {}
-    fn on_binary(&self, _data: Vec<u8>) {}
-    fn on_state_change(&self, state: WebSocketState) {
+    fn on_open(&self, _backend: String) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn on_text(&self, _text: String) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn on_binary(&self, _data: Vec<u8>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn on_state_change(&self, state: WebSocketState) -> Result<(), ApiError> {
         self.states.lock().unwrap().push(state);
+        Ok(())
     }
-    fn on_error(&self, error: ApiError) {
+    fn on_error(&self, error: ApiError) -> Result<(), ApiError> {
         self.errors.lock().unwrap().push(error);
+        Ok(())
     }
-    fn on_closed(&self, code: i32, reason: String) {
+    fn on_closed(&self, code: i32, reason: String) -> Result<(), ApiError> {
         self.closed.lock().unwrap().push((code, reason));
+        Ok(())
     }
 }
 

@@ -34,11 +34,13 @@ struct Outcomes {
 }
 
 impl QueueListener for Outcomes {
-    fn on_delivered(&self, id: QueuedRequestId, response: ApiResponse) {
+    fn on_delivered(&self, id: QueuedRequestId, response: ApiResponse) -> Result<(), ApiError> {
         self.delivered.lock().unwrap().push((id, response));
+        Ok(())
     }
-    fn on_dead_lettered(&self, id: QueuedRequestId, reason: String) {
+    fn on_dead_lettered(&self, id: QueuedRequestId, reason: String) -> Result<(), ApiError> {
         self.dead.lock().unwrap().push((id, reason));
+        Ok(())
     }
 }
 

@@ -332,8 +332,9 @@ use std::sync::{Arc, Mutex};
 struct Events(Mutex<Vec<StatusEvent>>);
 
 impl StatusListener for Events {
-    fn on_event(&self, event: StatusEvent) {
+    fn on_event(&self, event: StatusEvent) -> Result<(), ApiError> {
         self.0.lock().unwrap().push(event);
+        Ok(())
     }
 }
 
@@ -512,16 +513,26 @@ mod wss {
     }
 
     impl WebSocketListener for Rec {
-        fn on_open(&self, backend: String) {
+        fn on_open(&self, backend: String) -> Result<(), ApiError> {
             self.opens.lock().unwrap().push(backend);
+            Ok(())
         }
-        fn on_text(&self, _text: String) {}
-        fn on_binary(&self, _data: Vec<u8>) {}
-        fn on_state_change(&self, _state: WebSocketState) {}
-        fn on_error(&self, error: ApiError) {
+        fn on_text(&self, _text: String) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn on_binary(&self, _data: Vec<u8>) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn on_state_change(&self, _state: WebSocketState) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn on_error(&self, error: ApiError) -> Result<(), ApiError> {
             self.errors.lock().unwrap().push(error);
+            Ok(())
         }
-        fn on_closed(&self, _code: i32, _reason: String) {}
+        fn on_closed(&self, _code: i32, _reason: String) -> Result<(), ApiError> {
+            Ok(())
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

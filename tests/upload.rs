@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use robust_api::{
-    ApiError, ClientConfig, HeaderProvider, HttpMethod, RobustClient, UploadCancelToken,
-    UploadRequest,
+    ApiError, CancelToken, ClientConfig, HeaderProvider, HttpMethod, RobustClient, UploadRequest,
 };
 use robust_api_fleet::{
     json_num, json_str, make_file, sha256_file, wait_until, Fault, Fleet, Server,
@@ -257,7 +256,7 @@ async fn a_cancel_token_stops_the_upload_with_cancelled() {
     let size = 200 * MB;
     let path = make_file(dir.path(), "big.bin", size);
     let client = RobustClient::new(config(&fleet)).unwrap();
-    let token = UploadCancelToken::new();
+    let token = CancelToken::new();
     let t2 = token.clone();
     // Cancelled from inside the progress callback, as a UI "Cancel" button handler would.
     let progress = Progress::with_hook(move |sent, total| {

@@ -126,23 +126,29 @@ impl Recorder {
 }
 
 impl WebSocketListener for Recorder {
-    fn on_open(&self, backend: String) {
+    fn on_open(&self, backend: String) -> Result<(), ApiError> {
         self.push(Ev::Open(backend));
+        Ok(())
     }
-    fn on_text(&self, text: String) {
+    fn on_text(&self, text: String) -> Result<(), ApiError> {
         self.push(Ev::Text(text));
+        Ok(())
     }
-    fn on_binary(&self, data: Vec<u8>) {
+    fn on_binary(&self, data: Vec<u8>) -> Result<(), ApiError> {
         self.push(Ev::Binary(data));
+        Ok(())
     }
-    fn on_state_change(&self, state: WebSocketState) {
+    fn on_state_change(&self, state: WebSocketState) -> Result<(), ApiError> {
         self.push(Ev::State(state));
+        Ok(())
     }
-    fn on_error(&self, error: ApiError) {
+    fn on_error(&self, error: ApiError) -> Result<(), ApiError> {
         self.push(Ev::Error(error));
+        Ok(())
     }
-    fn on_closed(&self, code: i32, reason: String) {
+    fn on_closed(&self, code: i32, reason: String) -> Result<(), ApiError> {
         self.push(Ev::Closed(code, reason));
+        Ok(())
     }
 }
 
@@ -878,23 +884,23 @@ async fn a_slow_listener_does_not_make_a_live_connection_look_dead() {
     /// Blocks 400 ms on each text message: longer than interval + timeout.
     struct Slow(Arc<Recorder>);
     impl WebSocketListener for Slow {
-        fn on_open(&self, b: String) {
+        fn on_open(&self, b: String) -> Result<(), ApiError> {
             self.0.on_open(b)
         }
-        fn on_text(&self, t: String) {
+        fn on_text(&self, t: String) -> Result<(), ApiError> {
             std::thread::sleep(Duration::from_millis(400));
             self.0.on_text(t)
         }
-        fn on_binary(&self, d: Vec<u8>) {
+        fn on_binary(&self, d: Vec<u8>) -> Result<(), ApiError> {
             self.0.on_binary(d)
         }
-        fn on_state_change(&self, s: WebSocketState) {
+        fn on_state_change(&self, s: WebSocketState) -> Result<(), ApiError> {
             self.0.on_state_change(s)
         }
-        fn on_error(&self, e: ApiError) {
+        fn on_error(&self, e: ApiError) -> Result<(), ApiError> {
             self.0.on_error(e)
         }
-        fn on_closed(&self, c: i32, r: String) {
+        fn on_closed(&self, c: i32, r: String) -> Result<(), ApiError> {
             self.0.on_closed(c, r)
         }
     }

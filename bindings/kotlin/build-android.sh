@@ -84,7 +84,8 @@ export ANDROID_NDK_HOME="$ndk"
 rm -rf "$MODULE/src/main/kotlin"
 mkdir -p "$MODULE/src/main/kotlin"
 cp -R "$ROOT/target/bindings/kotlin/." "$MODULE/src/main/kotlin/"
-log "copied the generated Kotlin into android/src/main/kotlin"
+cp -R "$HERE/src/main/kotlin/." "$MODULE/src/main/kotlin/"   # the hand-written layer (Flows.kt)
+log "copied the generated Kotlin and the hand-written layer into android/src/main/kotlin"
 
 # --- 2. native libraries ----------------------------------------------------------------------------
 rm -rf "$MODULE/src/main/jniLibs"

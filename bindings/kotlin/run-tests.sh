@@ -44,12 +44,13 @@ compile() {
   log "compiled $(basename "$jar") in $((SECONDS - t0)) s"
 }
 
-# 2. Generated bindings -> jar, cached by content.
-bkey="$( { cat "$GEN"; echo "$kotlin_version"; sha256sum "$KOTLINX_COROUTINES" "$JNA_JAR"; } | sha256sum | cut -c1-20)"
+# 2. Generated bindings + the hand-written layer (src/main/kotlin) -> jar, cached by content.
+mapfile -t MAIN_SRCS < <(find "$HERE/src/main/kotlin" -name '*.kt' | LC_ALL=C sort)
+bkey="$( { cat "$GEN" "${MAIN_SRCS[@]}"; echo "$kotlin_version"; sha256sum "$KOTLINX_COROUTINES" "$JNA_JAR"; } | sha256sum | cut -c1-20)"
 BINDINGS_JAR="$CACHE/kotlin-bindings/robust_api-$bkey.jar"
 if [ "$no_cache" = 1 ] || [ ! -s "$BINDINGS_JAR" ]; then
   log "compiling the generated bindings ($(wc -c <"$GEN") bytes; about 30 s)"
-  compile "$BINDINGS_JAR" "$JNA_JAR:$KOTLINX_COROUTINES" -nowarn "$GEN" || die "compiling the generated bindings failed"
+  compile "$BINDINGS_JAR" "$JNA_JAR:$KOTLINX_COROUTINES" -nowarn "$GEN" "${MAIN_SRCS[@]}" || die "compiling the generated bindings failed"
   # Keep the 5 newest cached jars.
   ls -1t "$CACHE"/kotlin-bindings/robust_api-*.jar 2>/dev/null | tail -n +6 | xargs -r rm -f
 else

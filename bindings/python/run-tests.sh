@@ -11,6 +11,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 . "$ROOT/scripts/lib.sh"
 HATCHLING_VERSION=1.27.0
+MYPY_VERSION=1.13.0   # its stubgen makes the wheel's .pyi stubs
 VENV="$CACHE/venv"
 PY="$VENV/bin/python"
 WHEELS="$ROOT/target/wheels"
@@ -23,12 +24,17 @@ if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('hatchlin
   PIP_CACHE_DIR="$CACHE/pip" "$PY" -m pip install -q --disable-pip-version-check "hatchling==$HATCHLING_VERSION" >&2
 fi
 
+if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('mypy') != '$MYPY_VERSION')" 2>/dev/null; then
+  log "pip install mypy==$MYPY_VERSION"
+  PIP_CACHE_DIR="$CACHE/pip" "$PY" -m pip install -q --disable-pip-version-check "mypy==$MYPY_VERSION" >&2
+fi
+
 "$ROOT/scripts/build-bindings.sh" python
 
 # The wheel is rebuilt and reinstalled only when what goes into it changed (the module is regenerated
 # on every run, so it is compared by content; the 120 MB debug library by size and mtime).
 stamp="$(
-  { sha256sum "$MODULE" "$HERE/pyproject.toml" "$HERE/hatch_build.py" "$HERE/README.md" | cut -d' ' -f1
+  { sha256sum "$MODULE" "$HERE/pyproject.toml" "$HERE/hatch_build.py" "$HERE/README.md" "$HERE/src/robust_api/__init__.py" | cut -d' ' -f1
     stat -c '%s %Y' "$LIB"; } | sha256sum | cut -d' ' -f1
 )"
 stamp_file="$VENV/robust-api-wheel.stamp"

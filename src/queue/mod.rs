@@ -131,13 +131,14 @@ pub struct QueueStatus {
 }
 
 /// Implement this to hear about queued requests' fates (called on a background thread, in order).
-/// Outcomes that happened while no listener was attached are delivered when one is.
+/// Outcomes that happened while no listener was attached are delivered when one is. An error (a
+/// foreign exception) is logged as a warning; the outcome counts as delivered to the listener.
 #[uniffi::export(with_foreign)]
 pub trait QueueListener: Send + Sync {
     /// The server accepted the request.
-    fn on_delivered(&self, id: QueuedRequestId, response: ApiResponse);
+    fn on_delivered(&self, id: QueuedRequestId, response: ApiResponse) -> Result<(), ApiError>;
     /// The queue gave up on the request (rejected by the server, or too old).
-    fn on_dead_lettered(&self, id: QueuedRequestId, reason: String);
+    fn on_dead_lettered(&self, id: QueuedRequestId, reason: String) -> Result<(), ApiError>;
 }
 
 config_record! {
@@ -279,7 +280,7 @@ impl Queue {
                         let Ok(Some((seq, outcome))) = next else {
                             break;
                         };
-                        let _ = catch_unwind(AssertUnwindSafe(|| {
+                        let called = catch_unwind(AssertUnwindSafe(|| {
                             match (outcome.delivered, outcome.response) {
                                 (true, Some(r)) => l.on_delivered(outcome.id, r),
                                 _ => l.on_dead_lettered(
@@ -288,6 +289,9 @@ impl Queue {
                                 ),
                             }
                         }));
+                        if let Ok(r) = called {
+                            crate::error::warn_on_listener_error("queue listener", r);
+                        }
                         if storage::mark_notified(&store.conn(), seq).is_err() {
                             break;
                         }

@@ -11,7 +11,7 @@
 //!
 //! Cancellation: the call's future is polled by the caller (see [`crate::runtime`]); dropping it (a
 //! Kotlin coroutine or Swift task cancelled, a Python task cancelled) drops the request and its
-//! connection, and the body stream fails at its next chunk. An [`UploadCancelToken`] does the same
+//! connection, and the body stream fails at its next chunk. A [`CancelToken`] does the same
 //! from anywhere (e.g. a "Cancel" button) and makes the call return `ApiError::Cancelled`.
 //!
 //! The progress listener is called from the upload's own task — on the thread polling the call (the
@@ -22,10 +22,11 @@ mod body;
 mod policy;
 mod progress;
 
+use crate::cancel::CancelToken;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -103,63 +104,20 @@ impl UploadRequest {
 /// 0.31 cannot pass a TypeScript object as an optional foreign trait object.
 #[uniffi::export(callback_interface)]
 pub trait UploadProgressListener: Send + Sync {
-    /// `bytes_sent` of `total_bytes` have gone out.
-    fn on_progress(&self, bytes_sent: i64, total_bytes: i64);
+    /// `bytes_sent` of `total_bytes` have gone out. An error (a foreign exception) is logged as a
+    /// warning; the upload goes on and the listener keeps being called.
+    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) -> Result<(), ApiError>;
 }
 
 /// Lets Rust callers keep a handle on their listener (`Some(Box::new(listener.clone()))`).
 impl<T: UploadProgressListener + ?Sized> UploadProgressListener for Arc<T> {
-    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) {
+    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) -> Result<(), ApiError> {
         (**self).on_progress(bytes_sent, total_bytes)
     }
 }
 
-/// Cancels the uploads it is passed to (`RobustClient::upload_file_with_token`) from any thread:
-/// their network I/O stops and they fail with `ApiError::Cancelled`. Once cancelled it stays
-/// cancelled (an upload started with it fails at once): use a new token per upload.
-#[derive(Debug, Default, uniffi::Object)]
-pub struct UploadCancelToken {
-    cancelled: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-#[uniffi::export]
-impl UploadCancelToken {
-    /// A token not yet cancelled.
-    #[uniffi::constructor]
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// Cancels every upload using this token (idempotent; never blocks).
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    /// Whether `cancel` was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-}
-
-impl UploadCancelToken {
-    /// Resolves once cancelled.
-    async fn cancelled(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
 /// Resolves when `token` (if any) is cancelled; never without one.
-async fn cancelled(token: Option<&UploadCancelToken>) {
+async fn cancelled(token: Option<&CancelToken>) {
     match token {
         Some(t) => t.cancelled().await,
         None => std::future::pending().await,
@@ -367,7 +325,7 @@ struct Upload<'a> {
     /// The progress throttle and the listener (dropped if it panics); locked only briefly, never
     /// across an await or a callback.
     progress: Mutex<(Throttle, Option<Arc<dyn UploadProgressListener>>)>,
-    token: Option<&'a UploadCancelToken>,
+    token: Option<&'a CancelToken>,
 }
 
 impl Upload<'_> {
@@ -385,7 +343,10 @@ impl Upload<'_> {
                 sent.min(i64::MAX as u64) as i64,
                 total.min(i64::MAX as u64) as i64,
             );
-            if catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total))).is_err() {
+            let called = catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total)));
+            if let Ok(r) = called {
+                crate::error::warn_on_listener_error("upload progress listener", r);
+            } else {
                 log::warn!(
                     "robust-api: an upload progress listener panicked; it is no longer called"
                 );
@@ -691,7 +652,7 @@ pub(crate) async fn run(
     settings: UploadSettings,
     mut req: UploadRequest,
     listener: Option<Arc<dyn UploadProgressListener>>,
-    token: Option<Arc<UploadCancelToken>>,
+    token: Option<Arc<CancelToken>>,
 ) -> Result<ApiResponse, ApiError> {
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(cancelled_error());
@@ -743,7 +704,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let t = UploadCancelToken::new();
+            let t = CancelToken::new();
             let t2 = t.clone();
             let waiter = tokio::spawn(async move { t2.cancelled().await });
             tokio::task::yield_now().await;

@@ -62,7 +62,9 @@ impl Dispatcher {
                 while let Some((event, permit)) = rx.blocking_recv() {
                     let last = matches!(event, Event::Closed(..));
                     // A throwing foreign listener must not end delivery (or this thread).
-                    let _ = catch_unwind(AssertUnwindSafe(|| deliver(&*listener, event)));
+                    if let Ok(r) = catch_unwind(AssertUnwindSafe(|| deliver(&*listener, event))) {
+                        crate::error::warn_on_listener_error("WebSocket listener", r);
+                    }
                     drop(permit);
                     if last {
                         break;
@@ -103,7 +105,7 @@ impl Dispatcher {
     }
 }
 
-fn deliver(listener: &dyn WebSocketListener, event: Event) {
+fn deliver(listener: &dyn WebSocketListener, event: Event) -> Result<(), ApiError> {
     match event {
         Event::Open(backend) => listener.on_open(backend),
         Event::Text(text) => listener.on_text(text),

@@ -93,23 +93,23 @@ pub enum WebSocketState {
 /// Implement this (in any binding language) to receive a WebSocket's messages and life events.
 /// Called on a dedicated background thread per connection, in order; `on_closed` is always last.
 /// A slow callback delays this connection's later callbacks only (and, if it falls far behind,
-/// reading from the socket).
+/// reading from the socket). An error (a foreign exception) is logged as a warning; delivery goes on.
 #[uniffi::export(with_foreign)]
 pub trait WebSocketListener: Send + Sync {
     /// A connection opened (first time and after every reconnect), to this backend's base URL.
-    fn on_open(&self, backend: String);
+    fn on_open(&self, backend: String) -> Result<(), ApiError>;
     /// A text message arrived.
-    fn on_text(&self, text: String);
+    fn on_text(&self, text: String) -> Result<(), ApiError>;
     /// A binary message arrived.
-    fn on_binary(&self, data: Vec<u8>);
+    fn on_binary(&self, data: Vec<u8>) -> Result<(), ApiError>;
     /// The state changed.
-    fn on_state_change(&self, state: WebSocketState);
+    fn on_state_change(&self, state: WebSocketState) -> Result<(), ApiError>;
     /// Something failed: a connection attempt, a dead or broken connection (a reconnect follows
     /// unless the state becomes `Closed`), or unsent messages were discarded at close.
-    fn on_error(&self, error: ApiError);
+    fn on_error(&self, error: ApiError) -> Result<(), ApiError>;
     /// Closed for good: by `close` (your code and reason), by the server (its code), or by the
     /// client (1006 after the attempt limit or a rejected handshake, 1001 at shutdown).
-    fn on_closed(&self, code: i32, reason: String);
+    fn on_closed(&self, code: i32, reason: String) -> Result<(), ApiError>;
 }
 
 /// One WebSocket connection, as of the snapshot.

@@ -7,7 +7,7 @@ pub mod sweep;
 
 use std::sync::{Arc, Mutex};
 
-use robust_api::UploadProgressListener;
+use robust_api::{ApiError, UploadProgressListener};
 
 type Hook = Box<dyn Fn(i64, i64) + Send + Sync>;
 
@@ -58,10 +58,11 @@ impl Progress {
 }
 
 impl UploadProgressListener for Progress {
-    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) {
+    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) -> Result<(), ApiError> {
         self.calls.lock().unwrap().push((bytes_sent, total_bytes));
         if let Some(h) = &self.hook {
             h(bytes_sent, total_bytes);
         }
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 """Uploads from Python: a file streamed as multipart with its title arrives intact (SHA-256 checked by
 the fleet), the progress listener (a Python subclass) sees monotonic values ending at the total,
-cancelling the asyncio task or an UploadCancelToken stops the upload, a missing file raises
+cancelling the asyncio task or an CancelToken stops the upload, a missing file raises
 ApiError.InvalidRequest before anything is sent."""
 
 import asyncio
@@ -139,7 +139,7 @@ def test_cancel_token(fleet, make_client, tmp_path):
     client = make_client(fleet.urls[:1])
     size = 200 * MB
     path = make_file(tmp_path / "big.bin", size)
-    token = robust_api.UploadCancelToken()
+    token = robust_api.CancelToken()
 
     def hook(sent, total):
         if sent * 10 >= total:

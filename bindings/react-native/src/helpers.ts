@@ -3,11 +3,17 @@
 // It imports the generated bindings only as types, so it works over the JSI bindings in an app and
 // over the N-API bindings in the Node tests alike.
 import type {
+  ApiError,
   ApiResponse,
+  QueuedRequestId,
+  QueueListener,
   RobustClientInterface,
   StatusEvent,
   StatusListener,
   UploadProgressListener,
+  UploadRequest,
+  WebSocketListener,
+  WebSocketState,
 } from './generated/robust_api';
 
 export type StatusEventHandler = (event: StatusEvent) => void;
@@ -68,6 +74,115 @@ export class StatusEvents {
       }
     }
   }
+}
+
+/**
+ * The one `StatusEvents` of `client` (made on first use), so every hook and screen shares one
+ * listener registered with the client.
+ */
+export function statusEventsOf(client: Pick<RobustClientInterface, 'addStatusListener'>): StatusEvents {
+  let events = sharedStatusEvents.get(client);
+  if (!events) {
+    events = new StatusEvents(client);
+    sharedStatusEvents.set(client, events);
+  }
+  return events;
+}
+const sharedStatusEvents = new WeakMap<object, StatusEvents>();
+
+/** A small typed emitter: `addListener(type, handler)` returns a `Subscription`. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each set holds one event type's handlers
+type AnyHandler = (...args: any[]) => void;
+
+class Emitter<Events extends Record<string, unknown[]>> {
+  private readonly handlers = new Map<keyof Events, Set<{ handler: AnyHandler }>>();
+
+  addListener<K extends keyof Events>(type: K, handler: (...args: Events[K]) => void): Subscription {
+    let set = this.handlers.get(type);
+    if (!set) this.handlers.set(type, (set = new Set()));
+    const entry: { handler: AnyHandler } = { handler };
+    set.add(entry);
+    return { remove: () => void set.delete(entry) };
+  }
+
+  removeAllListeners(): void {
+    this.handlers.clear();
+  }
+
+  listenerCount(type: keyof Events): number {
+    return this.handlers.get(type)?.size ?? 0;
+  }
+
+  protected emit<K extends keyof Events>(type: K, ...args: Events[K]): void {
+    for (const { handler } of [...(this.handlers.get(type) ?? [])]) {
+      try {
+        handler(...args);
+      } catch (error) {
+        void Promise.reject(error);
+      }
+    }
+  }
+}
+
+export type QueueEventMap = {
+  delivered: [id: QueuedRequestId, response: ApiResponse];
+  deadLettered: [id: QueuedRequestId, reason: string];
+};
+
+/**
+ * The offline queue's outcomes in the React Native style (the client has one queue listener; this
+ * is it, fanning out): `new QueueEvents(client).addListener('delivered', (id, r) => …).remove()`.
+ * Registers itself with `setQueueListener` (replacing any other), which first replays the outcomes
+ * no listener has seen.
+ */
+export class QueueEvents extends Emitter<QueueEventMap> {
+  constructor(client: Pick<RobustClientInterface, 'setQueueListener'>) {
+    super();
+    const listener: QueueListener = {
+      onDelivered: (id, response) => this.emit('delivered', id, response),
+      onDeadLettered: (id, reason) => this.emit('deadLettered', id, reason),
+    };
+    client.setQueueListener(listener);
+  }
+}
+
+export type WebSocketEventMap = {
+  open: [backend: string];
+  text: [text: string];
+  binary: [data: ArrayBuffer];
+  stateChange: [state: WebSocketState];
+  error: [error: ApiError];
+  closed: [code: number, reason: string];
+};
+
+/**
+ * A WebSocket's events in the React Native style: pass `events.listener` to
+ * `client.connectWebsocket(path, events.listener)`, then `events.addListener('text', …)` returns a
+ * `Subscription`.
+ */
+export class WebSocketEvents extends Emitter<WebSocketEventMap> {
+  readonly listener: WebSocketListener = {
+    onOpen: (backend) => this.emit('open', backend),
+    onText: (text) => this.emit('text', text),
+    onBinary: (data) => this.emit('binary', data),
+    onStateChange: (state) => this.emit('stateChange', state),
+    onError: (error) => this.emit('error', error),
+    onClosed: (code, reason) => this.emit('closed', code, reason),
+  };
+}
+
+/**
+ * `client.uploadFile` with progress as plain numbers (`UploadProgress`); `request.filePath` may be
+ * a `file://` URI. Pass `{ signal }` to cancel.
+ */
+export function uploadFile(
+  client: Pick<RobustClientInterface, 'uploadFile'>,
+  request: UploadRequest,
+  onProgress?: UploadProgressHandler,
+  options?: Parameters<RobustClientInterface['uploadFile']>[2],
+): Promise<ApiResponse> {
+  const req = { ...request, filePath: filePathFromUri(request.filePath) };
+  return client.uploadFile(req, uploadProgressListener(onProgress), options);
 }
 
 /** An upload's progress, as numbers (the SDK reports the byte counts as `bigint`s: they are i64). */

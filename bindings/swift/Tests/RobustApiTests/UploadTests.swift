@@ -1,5 +1,5 @@
 // Uploads from Swift: a file streamed as multipart with its title arrives intact, a Swift
-// UploadProgressListener sees monotonic progress ending at the total, an UploadCancelToken (wired to
+// UploadProgressListener sees monotonic progress ending at the total, an CancelToken (wired to
 // Swift task cancellation) stops the upload, a missing file is ApiError.InvalidRequest.
 //
 // UniFFI's Swift async calls do not forward Task cancellation to Rust, so cancelling the Task alone
@@ -125,7 +125,7 @@ final class UploadTests: XCTestCase {
         defer { client.shutdown() }
         let size = 200 * mb
         let path = try sparseFile(try tempDir(), "big.bin", size: size)
-        let token = UploadCancelToken()
+        let token = CancelToken()
         // (reached 10 %, the waiter): whichever of the two comes second resumes the waiter.
         let reached = Locked<(Bool, CheckedContinuation<Void, Never>?)>((false, nil))
         let progress = ProgressRecorder { sent, total in

@@ -85,7 +85,7 @@ class ErrorsTest {
             val e = assertFailsWith<ApiException.AllBackendsUnavailable> { client.get("/x") }
             assertTrue(e.attempts >= 3, "tried every backend: $e")
             assertContains(e.lastError.lowercase(), "connect")
-            assertContains(e.message, e.lastError)
+            assertContains(e.toString(), e.lastError)
 
             // Keep calling until every breaker is open: then nothing is sent and the call fails at once.
             var last: ApiException.AllBackendsUnavailable = e

@@ -1,11 +1,11 @@
 // Uploads from Kotlin: a file streamed as multipart with its title arrives intact (SHA-256 checked by
 // the fleet), a Kotlin UploadProgressListener sees monotonic progress ending at the total, cancelling
-// the coroutine or an UploadCancelToken stops the upload, a missing file is InvalidRequest.
+// the coroutine or an CancelToken stops the upload, a missing file is InvalidRequest.
 package dev.robustapi.tests
 
 import dev.robustapi.ApiException
 import dev.robustapi.RobustClient
-import dev.robustapi.UploadCancelToken
+import dev.robustapi.CancelToken
 import dev.robustapi.UploadProgressListener
 import dev.robustapi.UploadRequest
 import kotlinx.coroutines.CompletableDeferred
@@ -157,11 +157,11 @@ class UploadTest {
     }
 
     @Test
-    fun `an UploadCancelToken stops the upload with Cancelled`() = runBlocking<Unit> {
+    fun `an CancelToken stops the upload with Cancelled`() = runBlocking<Unit> {
         RobustClient(fastConfig(fleet.backends)).use { client ->
             val size = 200 * MB
             val file = makeFile(dir, "big.bin", size)
-            UploadCancelToken().use { token ->
+            CancelToken().use { token ->
                 val progress = ProgressRecorder { sent, total -> if (sent * 10 >= total) token.cancel() }
                 assertFailsWith<ApiException.Cancelled> {
                     client.uploadFileWithToken(UploadRequest(path = "/upload", filePath = file.path), token, progress)

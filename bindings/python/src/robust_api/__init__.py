@@ -1,0 +1,50 @@
+"""robust-api for Python: the UniFFI-generated module (``robust_api._robust_api``, a build product)
+re-exported as is, plus a thin idiomatic layer that adds nothing Rust already does:
+
+- ``str(e)`` of an ``ApiError`` is the crate's ``Display`` text (computed by Rust);
+- ``async with RobustClient(...) as client:`` (and ``with``) calls ``client.shutdown()`` at the end.
+"""
+
+from . import _robust_api as _generated
+from ._robust_api import *  # noqa: F401,F403
+from ._robust_api import __all__ as _generated_all
+from ._robust_api import ApiError, RobustClient
+
+
+def _api_error_str(self) -> str:
+    # The generated error classes keep UniFFI's field dump as the message; Rust's Display
+    # (exported with #[uniffi::export(Display)]) is the text users should read.
+    g = _generated
+    return g._UniffiFfiConverterString.lift(
+        g._uniffi_rust_call(
+            g._UniffiLib.uniffi_robust_api_fn_method_apierror_uniffi_trait_display,
+            g._UniffiFfiConverterTypeApiError.lower(self),
+        )
+    )
+
+
+ApiError.__str__ = _api_error_str  # type: ignore[method-assign]
+
+
+async def _aenter(self):
+    return self
+
+
+async def _aexit(self, *exc) -> None:
+    self.shutdown()
+
+
+def _enter(self):
+    return self
+
+
+def _exit(self, *exc) -> None:
+    self.shutdown()
+
+
+RobustClient.__aenter__ = _aenter  # type: ignore[attr-defined]
+RobustClient.__aexit__ = _aexit  # type: ignore[attr-defined]
+RobustClient.__enter__ = _enter  # type: ignore[attr-defined]
+RobustClient.__exit__ = _exit  # type: ignore[attr-defined]
+
+__all__ = list(_generated_all)
