@@ -26,6 +26,24 @@ use crate::error::ApiError;
 /// How long a supervised loop that panicked waits before it starts again.
 pub(crate) const RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The name of the client runtime's threads (workers and blocking pool).
+const THREAD_NAME: &str = "robust-api";
+
+/// Runs blocking I/O (SQLite) without stalling an async worker: on one of the client runtime's
+/// worker threads the work is handed to tokio's `block_in_place` (the worker's other tasks move
+/// to another thread meanwhile); anywhere else (the app's thread polling a call, a blocking-pool
+/// thread, a test's runtime) it simply runs.
+pub(crate) fn blocking_io<T>(f: impl FnOnce() -> T) -> T {
+    if std::thread::current().name() == Some(THREAD_NAME)
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// A runtime owned by one client.
 pub(crate) struct ClientRuntime {
     handle: Handle,
@@ -38,7 +56,7 @@ impl ClientRuntime {
     pub(crate) fn new(worker_threads: usize) -> Result<Self, ApiError> {
         let runtime = Builder::new_multi_thread()
             .worker_threads(worker_threads)
-            .thread_name("robust-api")
+            .thread_name(THREAD_NAME)
             .enable_all()
             .build()
             .map_err(|e| ApiError::Internal {
@@ -205,6 +223,35 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
     use std::time::Duration;
+
+    #[test]
+    fn blocking_io_on_the_only_worker_does_not_stall_other_tasks() {
+        // One worker: without `block_in_place`, the second task would wait for the first's
+        // 400 ms of "SQLite".
+        let rt = ClientRuntime::new(1).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<(&str, std::time::Instant)>();
+        let started = std::time::Instant::now();
+        let t1 = tx.clone();
+        rt.spawn_background("blocking", async move {
+            blocking_io(|| std::thread::sleep(Duration::from_millis(400)));
+            let _ = t1.send(("blocking", std::time::Instant::now()));
+        });
+        std::thread::sleep(Duration::from_millis(50)); // the blocking task is running
+        rt.spawn_background("other", async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let _ = tx.send(("other", std::time::Instant::now()));
+        });
+        let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let second = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((first.0, second.0), ("other", "blocking"));
+        assert!(
+            first.1 - started < Duration::from_millis(300),
+            "{:?}",
+            first.1 - started
+        );
+        // Off the runtime (this test's own thread) it simply runs.
+        assert_eq!(blocking_io(|| 7), 7);
+    }
 
     #[test]
     fn a_panicking_task_is_contained_and_its_guard_runs() {

@@ -322,7 +322,7 @@ impl HttpCache {
         what: &str,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Option<T> {
-        let result = f(&self.store.conn());
+        let result = crate::runtime::blocking_io(|| f(&self.store.conn()));
         match result {
             Ok(v) => Some(v),
             Err(e) if is_corruption(&e) => {

@@ -309,7 +309,7 @@ impl Queue {
         what: &str,
         f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<T, ApiError> {
-        let result = f(&mut self.store.conn());
+        let result = crate::runtime::blocking_io(|| f(&mut self.store.conn()));
         result.map_err(|e| {
             if is_corruption(&e) {
                 if let Ok(r) = self.store.recover(&e.to_string()) {

@@ -168,6 +168,10 @@ async fn deliver_once(
     entry: &Stored,
     scope: Option<String>,
 ) -> bool {
+    if queue.identity().current() != scope {
+        // The user switched between the start and now: it waits for its own user, untouched.
+        return false;
+    }
     let entry = entry.clone();
     // Through the cache layer (one pass; the queue backs off itself), so a replayed write
     // invalidates cached GETs of its path like a live one.

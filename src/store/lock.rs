@@ -23,6 +23,10 @@ pub(crate) struct FolderLock {
     _file: File,
 }
 
+/// How long a held lock is retried before the folder counts as in use.
+#[cfg(unix)]
+const IN_USE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Why the folder could not be locked.
 #[derive(Debug)]
 pub(crate) enum LockError {
@@ -47,10 +51,19 @@ impl FolderLock {
         #[cfg(unix)]
         {
             use rustix::fs::{flock, FlockOperation};
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => {}
-                Err(rustix::io::Errno::WOULDBLOCK) => return Err(LockError::InUse),
-                Err(e) => return Err(LockError::Io(e.into())),
+            // A lock can be held for a moment by a process being spawned (between fork and exec
+            // the child shares every open file description) or by a client being dropped on
+            // another thread: retry for a short, bounded time before calling the folder in use.
+            let deadline = std::time::Instant::now() + IN_USE_GRACE;
+            loop {
+                match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => break,
+                    Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    Err(rustix::io::Errno::WOULDBLOCK) => return Err(LockError::InUse),
+                    Err(e) => return Err(LockError::Io(e.into())),
+                }
             }
         }
         Ok(FolderLock { _file: file })
