@@ -310,3 +310,42 @@ async fn a_provider_that_does_not_answer_is_a_typed_timeout_and_blocks_no_worker
     assert!(started.elapsed() < Duration::from_secs(2));
     client.shutdown();
 }
+
+/// `Expires: Sun, 06 Nov 300000000000 08:49:37 GMT` used to panic inside a call and inside queue
+/// deliveries (wedging their slots). Now an invalid date is "already expired": the calls succeed and
+/// more deliveries than `queue.max_in_flight` slots all complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_future_date_header_fails_nothing_and_wedges_no_queue_slot() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let client = RobustClient::new(config(fleet.urls(), dir.path())).unwrap();
+    let far = "Sun%2C%2006%20Nov%20300000000000%2008%3A49%3A37%20GMT";
+    let path = format!("/cache/far?expires={far}");
+    let first = client.request(ApiRequest::get(path.clone())).await.unwrap();
+    assert_eq!(first.status, 200);
+    assert!(
+        first.headers["expires"].contains("300000000000"),
+        "{first:?}"
+    );
+    let again = client.request(ApiRequest::get(path.clone())).await.unwrap();
+    assert!(
+        !again.from_cache,
+        "an invalid Expires means already expired, not fresh forever"
+    );
+    for i in 0..6 {
+        client
+            .enqueue(ApiRequest::post_json(
+                path.clone(),
+                format!(r#"{{"i":{i}}}"#),
+            ))
+            .unwrap();
+    }
+    wait_until(
+        "6 deliveries through 4 slots",
+        Duration::from_secs(10),
+        || client.service_status().queue.delivered == 6,
+    )
+    .await;
+    let q = client.service_status().queue;
+    assert_eq!((q.pending, q.in_flight), (0, 0));
+    client.shutdown();
+}
