@@ -274,11 +274,11 @@ mod tests {
         // The runtime still runs tasks afterwards.
         rt.spawn_background("test", async move { d.notify_one() });
         rt.handle.block_on(async {
-            tokio::time::timeout(Duration::from_secs(2), done.notified())
+            tokio::time::timeout(Duration::from_secs(10), done.notified())
                 .await
                 .unwrap()
         });
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !restored.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
