@@ -87,6 +87,16 @@ pub(crate) fn non_negative(name: &str, value: i32) -> Result<u32, ApiError> {
     at_least(name, value, 0)
 }
 
+/// Saturating conversion of a count or size to an exported `i32`.
+pub(crate) fn saturating_i32(v: u64) -> i32 {
+    v.min(i32::MAX as u64) as i32
+}
+
+/// A stored or computed `i64` as an exported `i32`: negatives are 0, large values saturate.
+pub(crate) fn clamped_i32(v: i64) -> i32 {
+    v.clamp(0, i32::MAX as i64) as i32
+}
+
 /// Saturating conversion of a duration to exported milliseconds.
 pub(crate) fn ms_i32(d: Duration) -> i32 {
     d.as_millis().min(i32::MAX as u128) as i32

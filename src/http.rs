@@ -141,16 +141,36 @@ pub(crate) fn join_url(base: &Url, path: &str, query: &[QueryParam]) -> Result<U
     Ok(url)
 }
 
-/// The normalised `path?query` of a request, independent of any backend (cache keys):
-/// `join_url` against a placeholder origin, minus the origin.
+/// A request's path and query joined against a placeholder origin: the URL of the request
+/// independent of any backend.
+fn backendless_url(path: &str, query: &[QueryParam]) -> Result<Url, ApiError> {
+    static ORIGIN: std::sync::OnceLock<Option<Url>> = std::sync::OnceLock::new();
+    let origin = ORIGIN
+        .get_or_init(|| Url::parse("http://origin.invalid").ok())
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal {
+            reason: "the placeholder origin does not parse".into(),
+        })?;
+    join_url(origin, path, query)
+}
+
+/// The normalised `path?query` of a request, independent of any backend (cache keys).
 pub(crate) fn request_target(path: &str, query: &[QueryParam]) -> Result<String, ApiError> {
-    static ORIGIN: std::sync::OnceLock<Url> = std::sync::OnceLock::new();
-    let origin = ORIGIN.get_or_init(|| Url::parse("http://origin.invalid").expect("a valid URL"));
-    let url = join_url(origin, path, query)?;
+    let url = backendless_url(path, query)?;
     Ok(match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
     })
+}
+
+/// The (decoded) names of every query parameter of a request, from `query` and from a query
+/// written into `path`.
+pub(crate) fn query_names(path: &str, query: &[QueryParam]) -> Result<Vec<String>, ApiError> {
+    let url = backendless_url(path, query)?;
+    Ok(url
+        .query_pairs()
+        .map(|(name, _)| name.into_owned())
+        .collect())
 }
 
 /// The `Idempotency-Key` header value, validated.

@@ -13,18 +13,10 @@ use robust_api::{
 };
 use robust_api_fleet::{wait_until, Fault, Fleet};
 
+mod support;
+
 fn config(fleet: &Fleet, dir: &Path) -> ClientConfig {
-    let mut c = ClientConfig::new(fleet.urls());
-    c.storage_dir = Some(dir.to_string_lossy().into_owned());
-    c.retry.base_delay_ms = 5;
-    c.retry.max_delay_ms = 10;
-    c.retry.max_retries = 0;
-    c.queue.retry_base_delay_ms = 30;
-    c.queue.retry_max_delay_ms = 60;
-    c.timeouts.connect_ms = 500;
-    c.timeouts.request_ms = 2_000;
-    c.queue.max_entries = 1_000;
-    c
+    support::queue_config(fleet.urls(), dir)
 }
 
 #[derive(Default)]

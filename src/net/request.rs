@@ -12,7 +12,7 @@ use super::retry::{classify, Verdict};
 use super::select::Backend;
 use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse};
 use super::{Network, Rounds};
-use crate::defaults::ms_i32;
+use crate::defaults::{ms_i32, saturating_i32};
 use crate::error::ApiError;
 use crate::http::{header_value, idempotency_header, join_url, parse_headers};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod};
@@ -58,14 +58,22 @@ pub(super) fn validate(net: &Network, req: &ApiRequest) -> Result<(), ApiError> 
     parse_headers(&req.headers, ApiError::invalid_request)?;
     if let Some(key) = &req.idempotency_key {
         idempotency_header(key)?;
-        if header_value(&req.headers, "idempotency-key").is_some_and(|h| h != key) {
-            return Err(ApiError::invalid_request(
-                "the Idempotency-Key header and idempotency_key differ: give the key once",
-            ));
-        }
     }
+    one_idempotency_key(req)?;
     max_body(net, req)?;
     attempt_timeout(net, req).map(|_| ())
+}
+
+/// A key given both as `idempotency_key` and as an `Idempotency-Key` header must be the same.
+fn one_idempotency_key(req: &ApiRequest) -> Result<(), ApiError> {
+    match &req.idempotency_key {
+        Some(key) if header_value(&req.headers, "idempotency-key").is_some_and(|h| h != key) => {
+            Err(ApiError::invalid_request(
+                "the Idempotency-Key header and idempotency_key differ: give the key once",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `headers`: the final outgoing headers if the caller resolved them (the cache layer keys on
@@ -75,6 +83,7 @@ async fn prepare(
     req: &ApiRequest,
     headers: Option<HeaderMap>,
 ) -> Result<Prepared, ApiError> {
+    one_idempotency_key(req)?;
     let urls = (0..net.backend_count())
         .map(|i| join_url(&net.backend(i).url, &req.path, &req.query))
         .collect::<Result<Vec<_>, _>>()?;
@@ -133,7 +142,7 @@ impl Exchange for Plain<'_> {
                 // Final: another backend or a retry would send the same body again.
                 return Err(ApiError::ResponseTooLarge {
                     backend: self.net.backend(index).name.clone(),
-                    limit_bytes: self.p.max_body.min(i32::MAX as u64) as i32,
+                    limit_bytes: saturating_i32(self.p.max_body),
                 });
             }
         }
@@ -193,7 +202,6 @@ pub(super) async fn execute(
     net.count_request();
     let mut req = req;
     req.adopt_idempotency_header();
-    validate(net, &req)?;
     let p = prepare(net, &req, headers).await?;
     if !net.is_online() {
         return Err(ApiError::Offline);

@@ -246,8 +246,9 @@ impl BackendSet {
                     url: self.backends[i].name.clone(),
                     healthy: s.healthy && state != BreakerState::Open,
                     breaker_state: state,
-                    consecutive_failures: s.breaker.consecutive_failures().min(i32::MAX as u32)
-                        as i32,
+                    consecutive_failures: crate::defaults::saturating_i32(u64::from(
+                        s.breaker.consecutive_failures(),
+                    )),
                     latency_ewma_ms: s.ewma_ms,
                     last_error: s.last_error.clone(),
                     last_checked_ms_ago: s

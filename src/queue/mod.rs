@@ -38,12 +38,12 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::defaults::{at_least, config_record, positive_ms};
+use crate::defaults::{at_least, clamped_i32, config_record, positive_ms, saturating_i32};
 use crate::error::ApiError;
 use crate::events::EventBus;
-use crate::http::request_target;
+use crate::http::query_names;
 use crate::ids::new_uuid_v4;
-use crate::store::secrets::SENSITIVE_QUERY_PARAMS;
+use crate::store::secrets::{CREDENTIAL_HEADERS, SENSITIVE_QUERY_PARAMS};
 use crate::store::{is_corruption, now_ms, Durability, Identity, Store};
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueuedRequestId};
 
@@ -196,9 +196,7 @@ impl QueueSettings {
                 "queue.retry_max_delay_ms must be at least queue.retry_base_delay_ms",
             ));
         }
-        let mut sensitive: Vec<String> = ["authorization", "cookie", "proxy-authorization"]
-            .map(String::from)
-            .to_vec();
+        let mut sensitive: Vec<String> = CREDENTIAL_HEADERS.map(String::from).to_vec();
         sensitive.extend(c.sensitive_headers.iter().map(|h| h.to_ascii_lowercase()));
         Ok(QueueSettings {
             max_entries: at_least("queue.max_entries", c.max_entries, 1)?,
@@ -348,11 +346,7 @@ impl Queue {
                  Application Support)",
             ));
         }
-        let target = request_target(&req.path, &req.query)?;
-        let query = target.split_once('?').map_or("", |(_, q)| q);
-        let url = reqwest::Url::parse(&format!("http://queue.invalid/?{query}"))
-            .map_err(|e| ApiError::invalid_request(format!("query: {e}")))?;
-        for (name, _) in url.query_pairs() {
+        for name in query_names(&req.path, &req.query)? {
             if self
                 .settings
                 .sensitive_query
@@ -394,8 +388,8 @@ impl Queue {
                 Ok(QueuedRequestId(id))
             }
             Err(storage::InsertError::Full) => Err(ApiError::QueueFull {
-                max_entries: max_entries.min(i32::MAX as u32) as i32,
-                max_bytes: max_bytes.min(i32::MAX as u64) as i32,
+                max_entries: saturating_i32(max_entries as u64),
+                max_bytes: saturating_i32(max_bytes),
             }),
             Err(storage::InsertError::Db(e)) => self.db("enqueue", |_| Err(e)),
         }
@@ -478,9 +472,9 @@ impl Queue {
                 .unwrap_or_else(PoisonError::into_inner)
                 .len() as i64,
             dead_lettered: dead as i64,
-            oldest_age_ms: oldest.map(|t| (now_ms() - t).clamp(0, i32::MAX as i64) as i32),
+            oldest_age_ms: oldest.map(|t| clamped_i32(now_ms() - t)),
             delivered: self.delivered.load(Ordering::Relaxed) as i64,
-            max_entries: self.settings.max_entries.min(i32::MAX as u32) as i32,
+            max_entries: saturating_i32(self.settings.max_entries as u64),
             max_bytes: self.settings.max_bytes as i64,
         }
     }

@@ -7,6 +7,7 @@
 //! NULL = no scope); replays, listings and listener deliveries see only the current scope's, and
 //! ordering groups are per scope (another user's waiting entry never blocks this user's group).
 
+use crate::defaults::clamped_i32;
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -469,9 +470,9 @@ pub(crate) fn pending(
             idempotency_key: r.get(1)?,
             method: method_from(&r.get::<_, String>(2)?),
             path: r.get(3)?,
-            attempts: r.get::<_, i64>(4)?.clamp(0, i32::MAX as i64) as i32,
+            attempts: clamped_i32(r.get::<_, i64>(4)?),
             created_at_ms: r.get::<_, i64>(5)?.max(0),
-            next_attempt_in_ms: (r.get::<_, i64>(6)? - now).clamp(0, i32::MAX as i64) as i32,
+            next_attempt_in_ms: clamped_i32(r.get::<_, i64>(6)? - now),
             last_error: r.get(7)?,
         })
     })?;
@@ -496,7 +497,7 @@ pub(crate) fn dead_letters(
             idempotency_key: r.get(1)?,
             method: method_from(&r.get::<_, String>(2)?),
             path: r.get(3)?,
-            attempts: r.get::<_, i64>(4)?.clamp(0, i32::MAX as i64) as i32,
+            attempts: clamped_i32(r.get::<_, i64>(4)?),
             reason: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
             status: r.get::<_, Option<i64>>(6)?.map(|s| s.clamp(0, 999) as i32),
             body: r.get(7)?,
@@ -562,7 +563,7 @@ fn outcome_from_row(r: &Row<'_>) -> rusqlite::Result<QueueOutcome> {
             headers: decode_header_lines(headers.as_deref().unwrap_or("")),
             body: r.get::<_, Option<Vec<u8>>>("body")?.unwrap_or_default(),
             backend: r.get::<_, Option<String>>("backend")?.unwrap_or_default(),
-            attempts: r.get::<_, i64>("attempts")?.clamp(0, i32::MAX as i64) as i32,
+            attempts: clamped_i32(r.get::<_, i64>("attempts")?),
             elapsed_ms: 0,
             from_cache: false,
             stale: false,

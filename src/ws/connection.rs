@@ -33,7 +33,7 @@ use super::buffer::Outbound;
 use super::dispatch::{Dispatcher, Event};
 use super::heartbeat::{Action, Heartbeat};
 use super::{ws_url, Shared, SocketRegistry, WebSocketState, WsSettings};
-use crate::defaults::ms_i32;
+use crate::defaults::{ms_i32, saturating_i32};
 use crate::error::ApiError;
 use crate::net::attempt::{self, Exchange, Health, Plan, Step as Next, Stop, Tried};
 use crate::net::{retry, Backend, Network};
@@ -108,7 +108,7 @@ impl Exchange for Handshake<'_> {
         if let Some(max) = task.settings.max_reconnect_attempts {
             if failed >= max {
                 let error = ApiError::AllBackendsUnavailable {
-                    attempts: failed.min(i32::MAX as u32) as i32,
+                    attempts: saturating_i32(failed as u64),
                     last_error: last,
                 };
                 let reason = format!("gave up after {failed} connection attempt(s)");

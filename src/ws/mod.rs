@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Url;
 
-use crate::defaults::{at_least, config_record, ms_i32, positive_ms};
+use crate::defaults::{at_least, config_record, ms_i32, positive_ms, saturating_i32};
 use crate::error::ApiError;
 use crate::net::Network;
 use crate::runtime::ClientRuntime;
@@ -250,8 +250,8 @@ impl Shared {
                 Ok(()) => {}
                 Err(Refused::Full) => {
                     return Err(ApiError::WebSocketBufferFull {
-                        max_messages: s.buffer.max_messages().min(i32::MAX as usize) as i32,
-                        max_bytes: s.buffer.max_bytes().min(i32::MAX as u64) as i32,
+                        max_messages: saturating_i32(s.buffer.max_messages() as u64),
+                        max_bytes: saturating_i32(s.buffer.max_bytes()),
                     })
                 }
                 Err(Refused::TooLarge) => {
@@ -346,9 +346,9 @@ impl Shared {
             connected_since_ms_ago: s
                 .opened_at
                 .map(|t| ms_i32(now.saturating_duration_since(t))),
-            reconnects: s.reconnects.min(i32::MAX as u32) as i32,
+            reconnects: saturating_i32(s.reconnects as u64),
             last_pong_rtt_ms: s.last_rtt.map(ms_i32),
-            buffered_messages: s.buffer.len().min(i32::MAX as usize) as i32,
+            buffered_messages: saturating_i32(s.buffer.len() as u64),
             buffered_bytes: s.buffer.bytes() as i64,
             last_error: s.last_error.clone(),
         }

@@ -1,13 +1,30 @@
 //! Test support that needs `robust_api` types (everything else is in the `robust-api-fleet`
 //! crate): a recorder of upload progress, for `tests/upload.rs` and `tests/upload_memory.rs`;
-//! the secret sweep of a storage folder ([`sweep`]), for the storage tests.
+//! the secret sweep of a storage folder ([`sweep`]), for the storage tests; the fast config of the
+//! queue tests ([`queue_config`]).
 #![allow(dead_code)]
 
 pub mod sweep;
 
 use std::sync::{Arc, Mutex};
 
-use robust_api::{ApiError, UploadProgressListener};
+use robust_api::{ApiError, ClientConfig, UploadProgressListener};
+
+/// A client of `backends` storing in `dir`, with retry and queue delays short enough for tests,
+/// no backoff rounds on live calls (the queue does its own), and room for 1,000 queued entries.
+pub fn queue_config(backends: Vec<String>, dir: &std::path::Path) -> ClientConfig {
+    let mut c = ClientConfig::new(backends);
+    c.storage_dir = Some(dir.to_string_lossy().into_owned());
+    c.retry.base_delay_ms = 5;
+    c.retry.max_delay_ms = 10;
+    c.retry.max_retries = 0;
+    c.queue.retry_base_delay_ms = 30;
+    c.queue.retry_max_delay_ms = 60;
+    c.timeouts.connect_ms = 500;
+    c.timeouts.request_ms = 2_000;
+    c.queue.max_entries = 1_000;
+    c
+}
 
 type Hook = Box<dyn Fn(i64, i64) + Send + Sync>;
 
