@@ -168,8 +168,9 @@ async fn deliver_once(
     entry: &Stored,
     scope: Option<String>,
 ) -> bool {
-    if queue.identity().current() != scope {
-        // The user switched between the start and now: it waits for its own user, untouched.
+    if queue.identity().current() != scope || !layer.network().is_online() {
+        // The user switched, or the app went offline, between the start and now: it waits,
+        // untouched (the header provider is not asked for a request that cannot go out).
         return false;
     }
     let entry = entry.clone();
