@@ -16,7 +16,7 @@ use crate::queue::{
 use crate::runtime::ClientRuntime;
 use crate::status::{self, ServiceStatus};
 use crate::store::{FolderLock, LockError, Schema, Store};
-use crate::types::{ApiRequest, ApiResponse, HeaderProvider, QueuedRequestId};
+use crate::types::{ApiRequest, ApiResponse, Authenticator, HeaderProvider, QueuedRequestId};
 use crate::upload::{self, UploadProgressListener, UploadRequest, UploadSettings};
 use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettings};
 
@@ -276,6 +276,25 @@ impl RobustClient {
     /// queued replay, with the user scope whose credentials are wanted.
     pub fn set_header_provider(&self, provider: Arc<dyn HeaderProvider>) {
         self.net.set_header_provider(provider);
+    }
+
+    /// Sets the authenticator: it supplies each user scope's credential headers (added to every
+    /// call, live or queued, after the header provider's) and refreshes them when a server answers
+    /// 401 (`auth.expired_statuses`) — once for all calls refused at the same time, each re-sent
+    /// once with the new credentials (any method: a refused request was not executed). A call
+    /// refused again after the refresh, or whose refresh failed, fails with `Unauthorized`; queued
+    /// requests then wait (not dead-lettered, not re-sent) until `credentials_changed()`. The
+    /// refresh may call this client with `skip_authentication: true`. Credentials stay in memory
+    /// only.
+    pub fn set_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
+        self.net.set_authenticator(authenticator);
+    }
+
+    /// Tells the client the app has new credentials (a login, a token refreshed outside the
+    /// client): the authenticator's `credentials` is asked again on the next call of each scope,
+    /// and queued requests paused by a failed refresh resume.
+    pub fn credentials_changed(&self) {
+        self.net.credentials_changed();
     }
 
     /// Says who the current user is (`None`: nobody, e.g. logged out). Cache entries and queued

@@ -45,7 +45,7 @@ pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
 pub use events::{StatusCounters, StatusEvent, StatusListener, StorageRecovery};
 pub use net::{
-    BackendStatus, BreakerConfig, CertificatePin, HealthConfig, LimitsConfig, RetryConfig,
+    AuthConfig, BackendStatus, BreakerConfig, CertificatePin, HealthConfig, LimitsConfig, RetryConfig,
     SecurityConfig, TimeoutConfig,
 };
 pub use queue::{
@@ -53,7 +53,7 @@ pub use queue::{
 };
 pub use status::ServiceStatus;
 pub use types::{
-    ApiRequest, ApiResponse, BreakerState, CachePolicy, HeaderProvider, HttpMethod, OfflinePolicy,
+    ApiRequest, ApiResponse, Authenticator, BreakerState, CachePolicy, HeaderProvider, HttpMethod, OfflinePolicy,
     QueryParam, QueuedRequestId, RetryMode,
 };
 pub use upload::{UploadConfig, UploadProgressListener, UploadRequest};

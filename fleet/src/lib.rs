@@ -40,6 +40,9 @@
 //!   [`Server::set_upload_reset_after`] resets the connection after N body bytes, once.
 //! * `/redirect?to=URL&status=S` → `S` (default `307`) with `Location: URL` (percent-decoded) and
 //!   `Cache-Control: max-age=600`.
+//! * `/auth/token` and `/private/...`: the fleet's [`TokenService`] (access tokens and rotating
+//!   refresh tokens; `/private/...` answers `401` without the current access token, before any
+//!   effect).
 //! * `/hops/{n}` (n > 0) → `307` to `/hops/{n-1}`; `/hops/0` is the JSON default below.
 //! * anything else → `200`, `application/json`,
 //!   `{"server":0,"method":"GET","path":"/x?q=1"}`; mutations (below) also carry `"effect":N`,
@@ -64,6 +67,7 @@
 //! `409` `request with this key in progress`. [`Fleet::start_sharing_keys`] makes the servers share
 //! one store. The store keeps the last 100 000 keys.
 
+mod auth;
 mod control;
 mod fault;
 mod helpers;
@@ -78,6 +82,7 @@ pub mod ws;
 
 use std::sync::{Mutex, MutexGuard};
 
+pub use auth::TokenService;
 pub use control::ControlServer;
 pub use fault::{Fault, BROKEN_DECLARED_LEN, BROKEN_SENT_LEN};
 pub use helpers::{json_num, json_str, make_file, sha256_file, wait_until};

@@ -76,12 +76,16 @@ async fn serve(
     let started = Instant::now();
     let headers = pipeline.outgoing_headers(&req, scope.clone()).await?;
     if !cache.enabled() {
-        return pipeline.execute_with_headers(req, headers, rounds).await;
+        return pipeline
+            .execute_with_headers(req, headers, scope, rounds)
+            .await;
     }
     if req.method != HttpMethod::Get {
         let invalidates = !matches!(req.method, HttpMethod::Head | HttpMethod::Options);
         let path = req.path.clone();
-        let result = pipeline.execute_with_headers(req, headers, rounds).await;
+        let result = pipeline
+            .execute_with_headers(req, headers, scope, rounds)
+            .await;
         if invalidates && result.is_ok() {
             cache.invalidate_path(&path);
         }
@@ -89,10 +93,17 @@ async fn serve(
     }
     let policy = req.cache.unwrap_or(CachePolicy::NetworkFirst);
     let Some(key) = cache.key(&req, &headers, scope.as_deref()) else {
-        return pipeline.execute_with_headers(req, headers, rounds).await;
+        return pipeline
+            .execute_with_headers(req, headers, scope, rounds)
+            .await;
     };
     let req_cc = parse_cache_control(key.header("cache-control"));
-    let call = Call { req, headers, key };
+    let call = Call {
+        req,
+        headers,
+        key,
+        scope,
+    };
     if policy == CachePolicy::NetworkOnly || req_cc.no_store {
         return fetch(&cache, &pipeline, rounds, call, None).await;
     }
@@ -125,11 +136,12 @@ async fn serve(
     }
 }
 
-/// A GET on its way: the request, its final outgoing headers and its cache key.
+/// A GET on its way: the request, its final outgoing headers, its cache key and its user scope.
 struct Call {
     req: ApiRequest,
     headers: HeaderMap,
     key: CacheKey,
+    scope: Option<String>,
 }
 
 fn refresh_in_background(
@@ -158,6 +170,7 @@ async fn fetch(
         req,
         mut headers,
         key,
+        scope,
     } = call;
     let mut conditional = false;
     if let Some(e) = &entry {
@@ -176,7 +189,7 @@ async fn fetch(
         }
     }
     match pipeline
-        .execute_with_headers(req.clone(), headers, rounds)
+        .execute_with_headers(req.clone(), headers, scope, rounds)
         .await
     {
         Ok(r) if r.status == 304 && conditional => match entry {

@@ -73,6 +73,20 @@ config_record! {
     }
 }
 
+config_record! {
+    /// The authenticator (`set_authenticator`): when credentials count as expired, how long it may
+    /// take.
+    pub struct AuthConfig {
+        /// Statuses meaning "the credentials expired": one refresh per scope, then each call is
+        /// re-sent once. Empty = the default, `[401]`. Each must be a 4xx status.
+        pub expired_statuses: Vec<i32> = [],
+        /// How long the authenticator's `credentials` or `refresh` may take before the calls
+        /// waiting for it fail (`CredentialsUnavailable`, `Unauthorized`); a late answer is
+        /// dropped.
+        pub timeout_ms: i32 = 30000,
+    }
+}
+
 /// The checked form of the network configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct NetSettings {
@@ -81,6 +95,10 @@ pub(crate) struct NetSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub header_provider_timeout: Duration,
+    /// Statuses that trigger a credential refresh (`auth.expired_statuses`).
+    pub auth_expired_statuses: Vec<u16>,
+    /// `auth.timeout_ms`.
+    pub auth_timeout: Duration,
     pub max_response_bytes: u64,
     pub max_retries: u32,
     pub retry_base_delay: Duration,
@@ -105,6 +123,7 @@ pub(crate) struct NetConfig<'a> {
     pub breaker: &'a BreakerConfig,
     pub health: &'a HealthConfig,
     pub limits: &'a LimitsConfig,
+    pub auth: &'a AuthConfig,
 }
 
 impl NetSettings {
@@ -159,6 +178,18 @@ impl NetSettings {
             crate::http::join_url(first, path, &[])
                 .map_err(|e| ApiError::invalid_config(format!("health.path {path:?}: {e}")))?;
         }
+        let mut auth_expired_statuses = Vec::new();
+        for &status in &c.auth.expired_statuses {
+            if !(400..=499).contains(&status) {
+                return Err(ApiError::invalid_config(format!(
+                    "auth.expired_statuses: {status} is not a 4xx status"
+                )));
+            }
+            auth_expired_statuses.push(status as u16);
+        }
+        if auth_expired_statuses.is_empty() {
+            auth_expired_statuses.push(401);
+        }
         let optional = |name: &str, ms: Option<i32>| ms.map(|ms| positive_ms(name, ms)).transpose();
         Ok(NetSettings {
             backends,
@@ -176,6 +207,8 @@ impl NetSettings {
                 "timeouts.header_provider_ms",
                 c.timeouts.header_provider_ms,
             )?,
+            auth_expired_statuses,
+            auth_timeout: positive_ms("auth.timeout_ms", c.auth.timeout_ms)?,
             max_retries: non_negative("retry.max_retries", r.max_retries)?,
             retry_base_delay,
             retry_max_delay,

@@ -6,6 +6,7 @@
 //! loop, build a call's headers, follow reachability.
 
 pub(crate) mod attempt;
+mod auth;
 mod breaker;
 mod config;
 mod health;
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName};
 
-pub use config::{BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig};
+pub use config::{AuthConfig, BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig};
 pub(crate) use config::{NetConfig, NetSettings};
 pub(crate) use security::SecuritySettings;
 pub use security::{CertificatePin, SecurityConfig};
@@ -36,7 +37,8 @@ use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusCounters, StatusEvent};
 use crate::http::{idempotency_header, parse_headers};
 use crate::store::Identity;
-use crate::types::{ApiRequest, ApiResponse, HeaderProvider, HttpMethod};
+use crate::types::{ApiRequest, ApiResponse, Authenticator, HeaderProvider, HttpMethod};
+use auth::Auth;
 use retry::RetryBudget;
 use select::BackendSet;
 use transport::{HttpTransport, Transport};
@@ -69,6 +71,8 @@ pub(crate) struct Network {
     /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
     online_watch: tokio::sync::watch::Sender<bool>,
     header_provider: RwLock<Option<Arc<dyn HeaderProvider>>>,
+    /// The authenticator and each scope's credentials (in memory only).
+    auth: Arc<Auth>,
     /// The app's current user scope: the header provider is asked for it unless a caller (the
     /// queue's replay) names another.
     identity: Arc<Identity>,
@@ -132,6 +136,7 @@ impl Network {
             settings.retry_budget_min_per_sec,
             Instant::now(),
         );
+        let auth = Arc::new(Auth::new(settings.auth_timeout));
         Network {
             settings,
             backends,
@@ -144,6 +149,7 @@ impl Network {
             online: AtomicBool::new(true),
             online_watch: tokio::sync::watch::Sender::new(true),
             header_provider: RwLock::new(None),
+            auth,
             identity: Arc::default(),
             jitter,
             retry_not_before: Mutex::default(),
@@ -331,6 +337,34 @@ impl Network {
             .unwrap_or_else(PoisonError::into_inner) = Some(provider);
     }
 
+    /// Installs (replaces) the authenticator: every scope's credentials are asked again.
+    pub(crate) fn set_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
+        self.auth.set(authenticator);
+    }
+
+    /// The app has new credentials: they are asked again, and queued requests waiting for them
+    /// resume.
+    pub(crate) fn credentials_changed(&self) {
+        self.auth.credentials_changed();
+    }
+
+    /// Should queued requests of `scope` wait for new credentials (a refresh failed, or refreshed
+    /// credentials were refused)?
+    pub(crate) fn credentials_blocked(&self, scope: &Option<String>) -> bool {
+        self.auth.is_blocked(scope)
+    }
+
+    /// Wakes (`changed()`) when credentials may have become usable again.
+    pub(crate) fn subscribe_credentials(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.auth.subscribe()
+    }
+
+    /// Credential refreshes started so far.
+    #[allow(dead_code)]
+    pub(crate) fn refresh_count(&self) -> u64 {
+        self.auth.refresh_count()
+    }
+
     /// The app's current user scope (shared with the cache and the queue).
     pub(crate) fn identity(&self) -> &Arc<Identity> {
         &self.identity
@@ -345,7 +379,7 @@ impl Network {
         idempotency_key: Option<&str>,
     ) -> Result<HeaderMap, ApiError> {
         let scope = self.identity.current();
-        self.scoped_call_headers(method, path, own, idempotency_key, scope)
+        self.scoped_call_headers(method, path, own, idempotency_key, scope, true)
             .await
     }
 
@@ -363,12 +397,14 @@ impl Network {
             &req.headers,
             req.idempotency_key.as_deref(),
             scope,
+            !req.skip_authentication,
         )
         .await
     }
 
     /// The headers of one call: the client's defaults, then the request's own, then the header
-    /// provider's for `scope` (fresh credentials), then `Idempotency-Key`.
+    /// provider's for `scope`, then (if `authenticate`) the authenticator's credentials for
+    /// `scope`, then `Idempotency-Key`.
     async fn scoped_call_headers(
         &self,
         method: HttpMethod,
@@ -376,7 +412,12 @@ impl Network {
         own: &HashMap<String, String>,
         idempotency_key: Option<&str>,
         scope: Option<String>,
+        authenticate: bool,
     ) -> Result<HeaderMap, ApiError> {
+        let creds = match authenticate {
+            true => self.auth.headers(&scope).await?,
+            false => None,
+        };
         let mut headers = self.settings.default_headers.clone();
         for (name, value) in parse_headers(own, ApiError::invalid_request)? {
             if let Some(name) = name {
@@ -405,6 +446,9 @@ impl Network {
                 }
             }
         }
+        if let Some(creds) = creds {
+            creds.apply(&mut headers);
+        }
         if let Some(key) = idempotency_key {
             headers.insert(
                 HeaderName::from_static("idempotency-key"),
@@ -429,18 +473,21 @@ impl Network {
         req: ApiRequest,
         rounds: Rounds,
     ) -> Result<ApiResponse, ApiError> {
-        request::execute(self, req, None, rounds).await
+        let scope = self.identity.current();
+        request::execute(self, req, None, scope, rounds).await
     }
 
-    /// Runs one plain request with headers already resolved by [`Network::outgoing_headers`] (the
-    /// header provider is not called again).
+    /// Runs one plain request with headers already resolved by [`Network::outgoing_headers`] for
+    /// `scope` (the header provider is not called again; after a credential refresh only the
+    /// authenticator's headers are replaced).
     pub(crate) async fn execute_with_headers(
         &self,
         req: ApiRequest,
         headers: HeaderMap,
+        scope: Option<String>,
         rounds: Rounds,
     ) -> Result<ApiResponse, ApiError> {
-        request::execute(self, req, Some(headers), rounds).await
+        request::execute(self, req, Some(headers), scope, rounds).await
     }
 
     /// Runs the background health probes until the runtime stops.

@@ -8,6 +8,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Url;
 
 use super::attempt::{self, Exchange, Failed, Health, Plan, Step, Stop, Tried};
+use super::auth::{self, AuthStep};
 use super::retry::{classify, Verdict};
 use super::select::Backend;
 use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse};
@@ -196,6 +197,7 @@ pub(super) async fn execute(
     net: &Network,
     req: ApiRequest,
     headers: Option<HeaderMap>,
+    scope: Option<String>,
     rounds: Rounds,
 ) -> Result<ApiResponse, ApiError> {
     let started = net.now();
@@ -225,13 +227,56 @@ pub(super) async fn execute(
         slow_call: s.slow_call_threshold,
         ..Plan::new(s.retry_base_delay, s.retry_max_delay)
     };
-    let ex = Plain {
+    let authenticated = !req.skip_authentication && net.auth.is_set();
+    let mut ex = Plain {
         net,
         p,
         only_timeouts: AtomicBool::new(true),
     };
-    match attempt::run(net, &ex, &plan).await {
-        Ok(done) => {
+    let mut result = attempt::run(net, &ex, &plan).await;
+    let mut earlier_attempts = 0;
+    let mut refreshed = false;
+    // Credentials expired: one refresh (shared with every call refused at the same time), then
+    // the call runs again, once, with the new credentials — whatever its method, since a request
+    // refused for its credentials was not executed.
+    while let Some((status, index)) = refused_with(&result) {
+        let backend = || net.backend(index).name.clone();
+        match auth::after_answer(status, &s.auth_expired_statuses, authenticated, refreshed) {
+            AuthStep::Keep => break,
+            AuthStep::Refused => {
+                net.auth.refused(&scope);
+                return Err(ApiError::Unauthorized {
+                    status: i32::from(status),
+                    backend: backend(),
+                    refresh_failed: false,
+                    reason: "the server refused the refreshed credentials too".into(),
+                });
+            }
+            AuthStep::Refresh => {}
+        }
+        let creds = match net.auth.refreshed(&scope, &ex.p.headers).await {
+            Ok(creds) => creds,
+            Err(reason) => {
+                return Err(ApiError::Unauthorized {
+                    status: i32::from(status),
+                    backend: backend(),
+                    refresh_failed: true,
+                    reason,
+                })
+            }
+        };
+        creds.apply(&mut ex.p.headers);
+        ex.only_timeouts.store(true, Ordering::Relaxed);
+        earlier_attempts += match &result {
+            Err(f) => f.attempts,
+            Ok(d) => d.attempts,
+        };
+        refreshed = true;
+        result = attempt::run(net, &ex, &plan).await;
+    }
+    match result {
+        Ok(mut done) => {
+            done.attempts += earlier_attempts;
             let r = done.value.map_err(|e| ApiError::Internal {
                 reason: format!("a failed attempt was classified as success: {e}"),
             })?;
@@ -248,7 +293,22 @@ pub(super) async fn execute(
                 queued: None,
             })
         }
-        Err(f) => Err(final_error(net, &ex, f)),
+        Err(mut f) => {
+            f.attempts += earlier_attempts;
+            Err(final_error(net, &ex, f))
+        }
+    }
+}
+
+/// The status and backend of a call that ended on a final answer (a 4xx), if it did.
+fn refused_with(result: &Result<attempt::Done<Outcome>, Failed<Outcome>>) -> Option<(u16, usize)> {
+    match result {
+        Err(Failed {
+            stop: Stop::Final,
+            last: Some((index, Ok(r))),
+            ..
+        }) => Some((r.status, *index)),
+        _ => None,
     }
 }
 

@@ -156,6 +156,7 @@ fn network(setup: Setup, script: Arc<Script>) -> Network {
         breaker: &setup.breaker,
         health: &HealthConfig::default(),
         limits: &super::LimitsConfig::default(),
+        auth: &super::AuthConfig::default(),
     })
     .unwrap();
     let counters = Arc::new(Counters::default());

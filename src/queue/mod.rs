@@ -346,6 +346,12 @@ impl Queue {
                  Application Support)",
             ));
         }
+        if req.skip_authentication {
+            return Err(ApiError::invalid_request(
+                "skip_authentication cannot be queued: a replayed request always carries the \
+                 authenticator's credentials (send the refresh call live)",
+            ));
+        }
         for name in query_names(&req.path, &req.query)? {
             if self
                 .settings

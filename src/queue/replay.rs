@@ -2,7 +2,9 @@
 //! so each group stays FIFO), and sleeps until the next due time, an enqueue, a flush, the network
 //! coming back, a backend recovering or the user scope changing. Never runs while the app reports
 //! it is offline. Only the current user scope's entries are started; the others wait (the sleep
-//! is computed from the current scope's entries only, so they never make the task spin).
+//! is computed from the current scope's entries only, so they never make the task spin). While
+//! the current scope's credentials are blocked (its refresh failed), nothing is started: the task
+//! waits for `credentials_changed()` or a successful refresh.
 
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
     let mut network = layer.network().subscribe_online();
     let mut recovered = layer.network().subscribe_recovered();
     let mut scopes = queue.identity().subscribe();
+    let mut credentials = layer.network().subscribe_credentials();
     loop {
         if !*network.borrow_and_update() {
             // Offline: nothing is sent; wait for the network.
@@ -30,6 +33,16 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
             continue;
         }
         let scope = queue.identity().current();
+        credentials.borrow_and_update();
+        if layer.network().credentials_blocked(&scope) {
+            // Paused: no entry is sent (none dead-lettered) until new credentials come.
+            tokio::select! {
+                changed = credentials.changed() => if changed.is_err() { return },
+                changed = scopes.changed() => if changed.is_err() { return },
+                changed = network.changed() => if changed.is_err() { return },
+            }
+            continue;
+        }
         let tag = queue.store.scope_tag(scope.as_deref());
         start_due(&queue, &layer, scope, tag.as_deref());
         let next = queue
@@ -62,6 +75,7 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
                 // The new scope's entries may be due; its unnotified outcomes can be told.
                 queue.poke_listener();
             }
+            _ = credentials.changed() => {}
         }
     }
 }

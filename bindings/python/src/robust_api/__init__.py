@@ -2,8 +2,13 @@
 re-exported as is, plus a thin idiomatic layer that adds nothing Rust already does:
 
 - ``str(e)`` of an ``ApiError`` is the crate's ``Display`` text (computed by Rust);
-- ``async with RobustClient(...) as client:`` (and ``with``) calls ``client.shutdown()`` at the end.
+- ``async with RobustClient(...) as client:`` (and ``with``) calls ``client.shutdown()`` at the end;
+- ``client.set_authenticator(auth)`` called inside a running event loop makes that loop the one the
+  authenticator's coroutines (``async def credentials/refresh``) run on: Rust asks for them from
+  its own threads, where asyncio has no loop (UniFFI's ``uniffi_set_event_loop``).
 """
+
+import asyncio
 
 from . import _robust_api as _generated
 from ._robust_api import *  # noqa: F401,F403
@@ -42,6 +47,18 @@ def _exit(self, *exc) -> None:
     self.shutdown()
 
 
+_generated_set_authenticator = RobustClient.set_authenticator
+
+
+def _set_authenticator(self, authenticator) -> None:
+    try:
+        _generated.uniffi_set_event_loop(asyncio.get_running_loop())
+    except RuntimeError:
+        pass  # no running loop: the app called uniffi_set_event_loop itself (or will)
+    _generated_set_authenticator(self, authenticator)
+
+
+RobustClient.set_authenticator = _set_authenticator  # type: ignore[method-assign]
 RobustClient.__aenter__ = _aenter  # type: ignore[attr-defined]
 RobustClient.__aexit__ = _aexit  # type: ignore[attr-defined]
 RobustClient.__enter__ = _enter  # type: ignore[attr-defined]
