@@ -5,7 +5,9 @@ re-exported as is, plus a thin idiomatic layer that adds nothing Rust already do
 - ``async with RobustClient(...) as client:`` (and ``with``) calls ``client.shutdown()`` at the end;
 - ``client.set_authenticator(auth)`` called inside a running event loop makes that loop the one the
   authenticator's coroutines (``async def credentials/refresh``) run on: Rust asks for them from
-  its own threads, where asyncio has no loop (UniFFI's ``uniffi_set_event_loop``).
+  its own threads, where asyncio has no running loop. (UniFFI's own ``uniffi_set_event_loop`` would
+  also take over every ``await client...`` made from other loops; here a running loop always wins
+  and the authenticator's loop is only the fallback for threads without one.)
 """
 
 import asyncio
@@ -48,13 +50,34 @@ def _exit(self, *exc) -> None:
 
 
 _generated_set_authenticator = RobustClient.set_authenticator
+_authenticator_loop = None
+
+
+def _event_loop():
+    # The running loop of this thread (an `await client.request(...)`), else — a call from one of
+    # Rust's threads into the authenticator — the loop set_authenticator was called on, else the
+    # one given to uniffi_set_event_loop.
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        loop = _authenticator_loop or _generated._UNIFFI_GLOBAL_EVENT_LOOP
+        if loop is None:
+            raise RuntimeError(
+                "robust_api: call set_authenticator() inside the running event loop "
+                "(or robust_api.uniffi_set_event_loop(loop) first)"
+            ) from None
+        return loop
+
+
+_generated._uniffi_get_event_loop = _event_loop
 
 
 def _set_authenticator(self, authenticator) -> None:
+    global _authenticator_loop
     try:
-        _generated.uniffi_set_event_loop(asyncio.get_running_loop())
+        _authenticator_loop = asyncio.get_running_loop()
     except RuntimeError:
-        pass  # no running loop: the app called uniffi_set_event_loop itself (or will)
+        pass  # no running loop here: the app gives one with uniffi_set_event_loop
     _generated_set_authenticator(self, authenticator)
 
 
