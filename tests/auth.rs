@@ -97,6 +97,7 @@ async fn twenty_concurrent_calls_with_an_expired_token_share_one_refresh_and_all
     let client = client_with(&app, config(&fleet, dir.path()));
     // A first call with valid credentials, then they expire.
     assert_eq!(client.get("/private/warm".into()).await.unwrap().status, 200);
+    let mut resent = 0;
     for round in 1..=2u64 {
         fleet.tokens().expire();
         let calls = (0..20).map(|i| {
@@ -106,14 +107,18 @@ async fn twenty_concurrent_calls_with_an_expired_token_share_one_refresh_and_all
         for done in futures_util::future::join_all(calls).await {
             let r = done.unwrap().expect("every call succeeds after the refresh");
             assert_eq!(r.status, 200);
-            assert_eq!(r.attempts, 2, "refused once, re-sent once");
+            // Refused once and re-sent once — or, started after the refresh, sent once with the
+            // new token.
+            assert!(matches!(r.attempts, 1 | 2), "{r:?}");
+            resent += u64::from(r.attempts == 2);
         }
         // Exactly one refresh per expiry; the rotated refresh token was never used twice.
         assert_eq!(fleet.tokens().refreshes(), round);
         assert_eq!(app.refreshes.load(Ordering::SeqCst) as u64, round);
         assert_eq!(fleet.tokens().reused(), 0);
     }
-    assert_eq!(fleet.tokens().rejected(), 40);
+    assert_eq!(fleet.tokens().rejected(), resent, "every refused call was re-sent");
+    assert!(resent > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

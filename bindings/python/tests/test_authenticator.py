@@ -42,13 +42,16 @@ def test_twenty_concurrent_calls_with_an_expired_token_share_one_refresh(fleet, 
         fleet.expire_access()
         answers = await asyncio.gather(*(client.get(f"/private/py/{i}") for i in range(20)))
         assert [a.status for a in answers] == [200] * 20
-        assert all(a.attempts == 2 for a in answers)
+        # Refused once and re-sent once, or (started after the refresh) sent once.
+        assert all(a.attempts in (1, 2) for a in answers)
+        return sum(a.attempts == 2 for a in answers)
 
-    asyncio.run(scenario())
+    resent = asyncio.run(scenario())
     assert app.refreshes == 1
     assert fleet.auth_count("refreshes") == 1
     assert fleet.auth_count("reused") == 0
-    assert fleet.auth_count("rejected") == 20
+    assert fleet.auth_count("rejected") == resent  # every refused call was re-sent
+    assert resent > 0
 
 
 def test_a_failed_refresh_is_unauthorized(fleet, make_client):
