@@ -421,7 +421,10 @@ impl RobustClient {
 
     /// Adds a listener for breaker, backend-health and network events (called on a background
     /// thread); the returned subscription's `remove()` detaches it.
-    pub fn add_status_listener(&self, listener: Arc<dyn StatusListener>) -> Arc<StatusSubscription> {
+    pub fn add_status_listener(
+        &self,
+        listener: Arc<dyn StatusListener>,
+    ) -> Arc<StatusSubscription> {
         self.events.add(listener)
     }
 

@@ -166,7 +166,10 @@ async fn an_open_breaker_gets_no_traffic() {
     // Backend 1 stays slower than 0's probe sample, so latency ranking keeps trying 0 first until
     // its breaker opens (with 1 fast again, a loaded machine could rank 1 first after a few calls
     // and 0 would never reach the threshold — the test's subject is the open breaker, not ranking).
-    fleet.server(1).set_fault(Fault::Slow(Duration::from_millis(40))).await;
+    fleet
+        .server(1)
+        .set_fault(Fault::Slow(Duration::from_millis(40)))
+        .await;
     fleet.server(0).set_fault(Fault::Status(500)).await;
     for _ in 0..50 {
         assert_eq!(
@@ -728,9 +731,11 @@ async fn a_removed_status_listener_gets_no_more_events() {
     let before = removed.events().len();
     client.set_network_available(true);
     client.set_network_available(false);
-    wait_until("the kept listener sees both changes", Duration::from_secs(5), || {
-        kept.events().len() >= before + 2
-    })
+    wait_until(
+        "the kept listener sees both changes",
+        Duration::from_secs(5),
+        || kept.events().len() >= before + 2,
+    )
     .await;
     assert_eq!(removed.events().len(), before, "{:?}", removed.events());
     client.shutdown();
