@@ -191,6 +191,10 @@ final class RobustApiTests: XCTestCase {
         config.breaker.openMs = 10_000
         let client = try RobustClient(config: config)
         defer { client.shutdown() }
+        // Start-up probes first: one answered after the fault below could reset a failure count.
+        try await waitUntil("start-up probes") {
+            client.serviceStatus().backends.allSatisfy { $0.lastCheckedMsAgo != nil }
+        }
         for i in fleet.backends.indices { try await fleet.fault(i, "down") }
 
         do {
@@ -310,6 +314,9 @@ final class RobustApiTests: XCTestCase {
         _ = try await client.get(path: "/warmup")
         let preferred = try XCTUnwrap(client.serviceStatus().preferredBackend)
         let down = try XCTUnwrap(fleet.index(of: preferred))
+        // The others answer slowly, so latency ranking keeps trying the dead backend first (on a
+        // loaded machine a fast answer elsewhere could reorder the ranking before it fails twice).
+        for i in fleet.backends.indices where i != down { try await fleet.fault(i, "slow 60") }
         try await fleet.fault(down, "down")
         // Calls succeed elsewhere; after 2 failed attempts on the dead backend its breaker opens.
         try await waitUntil("BreakerChanged closed → open") {
