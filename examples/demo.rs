@@ -71,9 +71,14 @@ impl robust_api::Authenticator for Session {
         &self,
         scope: Option<String>,
     ) -> Result<std::collections::HashMap<String, String>, ApiError> {
-        let client = self.client.lock().unwrap().upgrade().ok_or(ApiError::Cancelled {
-            reason: "no client".into(),
-        })?;
+        let client = self
+            .client
+            .lock()
+            .unwrap()
+            .upgrade()
+            .ok_or(ApiError::Cancelled {
+                reason: "no client".into(),
+            })?;
         let mut req = ApiRequest::new(robust_api::HttpMethod::Post, "/auth/token");
         req.body = Some(self.tokens.lock().unwrap().1.clone().into_bytes());
         req.skip_authentication = true;

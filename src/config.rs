@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use crate::cache::{CacheConfig, CacheSettings};
 use crate::error::ApiError;
 use crate::net::{
-    AuthConfig, BreakerConfig, HealthConfig, LimitsConfig, NetConfig, NetSettings, RetryConfig, SecurityConfig,
-    TimeoutConfig,
+    AuthConfig, BreakerConfig, HealthConfig, LimitsConfig, NetConfig, NetSettings, RetryConfig,
+    SecurityConfig, TimeoutConfig,
 };
 use crate::queue::{QueueConfig, QueueSettings};
 use crate::upload::{UploadConfig, UploadSettings};

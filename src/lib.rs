@@ -47,16 +47,16 @@ pub use events::{
     StatusCounters, StatusEvent, StatusListener, StatusSubscription, StorageRecovery,
 };
 pub use net::{
-    AuthConfig, BackendStatus, BreakerConfig, CertificatePin, HealthConfig, LimitsConfig, RetryConfig,
-    SecurityConfig, TimeoutConfig,
+    AuthConfig, BackendStatus, BreakerConfig, CertificatePin, HealthConfig, LimitsConfig,
+    RetryConfig, SecurityConfig, TimeoutConfig,
 };
 pub use queue::{
     DeadLetter, QueueConfig, QueueListener, QueueOutcome, QueueStatus, QueuedRequestInfo,
 };
 pub use status::ServiceStatus;
 pub use types::{
-    ApiRequest, ApiResponse, Authenticator, BreakerState, CachePolicy, HeaderProvider, HttpMethod, OfflinePolicy,
-    QueryParam, QueuedRequestId, RetryMode,
+    ApiRequest, ApiResponse, Authenticator, BreakerState, CachePolicy, HeaderProvider, HttpMethod,
+    OfflinePolicy, QueryParam, QueuedRequestId, RetryMode,
 };
 pub use upload::{UploadConfig, UploadProgressListener, UploadRequest};
 pub use ws::{

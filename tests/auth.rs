@@ -50,7 +50,10 @@ impl App {
 
 #[async_trait::async_trait]
 impl Authenticator for App {
-    async fn credentials(&self, _scope: Option<String>) -> Result<HashMap<String, String>, ApiError> {
+    async fn credentials(
+        &self,
+        _scope: Option<String>,
+    ) -> Result<HashMap<String, String>, ApiError> {
         Ok(self.bearer())
     }
 
@@ -96,7 +99,10 @@ async fn twenty_concurrent_calls_with_an_expired_token_share_one_refresh_and_all
     let app = App::new(fleet.tokens().issue());
     let client = client_with(&app, config(&fleet, dir.path()));
     // A first call with valid credentials, then they expire.
-    assert_eq!(client.get("/private/warm".into()).await.unwrap().status, 200);
+    assert_eq!(
+        client.get("/private/warm".into()).await.unwrap().status,
+        200
+    );
     let mut resent = 0;
     for round in 1..=2u64 {
         fleet.tokens().expire();
@@ -105,7 +111,9 @@ async fn twenty_concurrent_calls_with_an_expired_token_share_one_refresh_and_all
             tokio::spawn(async move { client.get(format!("/private/r{round}/{i}")).await })
         });
         for done in futures_util::future::join_all(calls).await {
-            let r = done.unwrap().expect("every call succeeds after the refresh");
+            let r = done
+                .unwrap()
+                .expect("every call succeeds after the refresh");
             assert_eq!(r.status, 200);
             // Refused once and re-sent once — or, started after the refresh, sent once with the
             // new token.
@@ -117,7 +125,11 @@ async fn twenty_concurrent_calls_with_an_expired_token_share_one_refresh_and_all
         assert_eq!(app.refreshes.load(Ordering::SeqCst) as u64, round);
         assert_eq!(fleet.tokens().reused(), 0);
     }
-    assert_eq!(fleet.tokens().rejected(), resent, "every refused call was re-sent");
+    assert_eq!(
+        fleet.tokens().rejected(),
+        resent,
+        "every refused call was re-sent"
+    );
     assert!(resent > 0);
 }
 
@@ -134,8 +146,16 @@ async fn a_post_without_key_refused_401_is_resent_exactly_once_after_the_refresh
         .unwrap();
     assert_eq!(r.status, 200);
     let server = fleet.server(0);
-    assert_eq!(server.hits_for("/private/order"), 2, "refused, then re-sent once");
-    assert_eq!(server.unique_effects(), 1, "the refused one changed nothing");
+    assert_eq!(
+        server.hits_for("/private/order"),
+        2,
+        "refused, then re-sent once"
+    );
+    assert_eq!(
+        server.unique_effects(),
+        1,
+        "the refused one changed nothing"
+    );
 
     // Refused again after the refresh: typed, and never a third send.
     fleet.tokens().expire();
@@ -152,7 +172,11 @@ async fn a_post_without_key_refused_401_is_resent_exactly_once_after_the_refresh
         } => {}
         other => panic!("{other:?}"),
     }
-    assert_eq!(server.hits_for("/private/order2"), 2, "never twice after the refresh");
+    assert_eq!(
+        server.hits_for("/private/order2"),
+        2,
+        "never twice after the refresh"
+    );
     assert_eq!(server.unique_effects(), 1);
     let tokens = app.tokens.lock().unwrap().clone();
     for secret in [&tokens.0, &tokens.1] {
@@ -191,7 +215,13 @@ async fn a_failed_refresh_pauses_the_queue_until_credentials_changed() {
     // A live call meanwhile: typed, at once.
     let e = client.get("/private/live".into()).await.unwrap_err();
     assert!(
-        matches!(e, ApiError::Unauthorized { refresh_failed: true, .. }),
+        matches!(
+            e,
+            ApiError::Unauthorized {
+                refresh_failed: true,
+                ..
+            }
+        ),
         "{e:?}"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -202,9 +232,11 @@ async fn a_failed_refresh_pauses_the_queue_until_credentials_changed() {
     let second = fleet.tokens().issue();
     app.login(second.clone());
     client.credentials_changed();
-    wait_until("the queued write was delivered", Duration::from_secs(5), || {
-        client.queued_requests().unwrap().is_empty()
-    })
+    wait_until(
+        "the queued write was delivered",
+        Duration::from_secs(5),
+        || client.queued_requests().unwrap().is_empty(),
+    )
     .await;
     assert_eq!(server.hits_for("/private/queued"), 2);
     assert!(client.dead_letters().unwrap().is_empty());
@@ -216,9 +248,17 @@ async fn a_failed_refresh_pauses_the_queue_until_credentials_changed() {
     sweep::assert_no_secret(dir.path(), &secrets, "after the pause");
     let texts = [e.to_string(), format!("{e:?}")];
     let lines = Logs::lines();
-    assert!(lines.iter().any(|l| l.contains("credential refresh failed")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("credential refresh failed")),
+        "{lines:?}"
+    );
     for s in secrets {
-        assert!(texts.iter().chain(&lines).all(|t| !t.contains(s)), "{s} leaked");
+        assert!(
+            texts.iter().chain(&lines).all(|t| !t.contains(s)),
+            "{s} leaked"
+        );
     }
 }
 
@@ -234,7 +274,11 @@ async fn a_skip_authentication_call_carries_no_credential_and_cannot_be_queued()
         Err(ApiError::Http { status: 401, .. }) => {}
         other => panic!("{other:?}"),
     }
-    assert_eq!(app.refreshes.load(Ordering::SeqCst), 0, "never refreshes for it");
+    assert_eq!(
+        app.refreshes.load(Ordering::SeqCst),
+        0,
+        "never refreshes for it"
+    );
     let sent = fleet.server(0).requests();
     assert!(sent.iter().all(|q| q.header("authorization").is_none()));
     r.offline = Some(OfflinePolicy::Queue);

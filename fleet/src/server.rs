@@ -89,7 +89,9 @@ impl Fleet {
         for index in 0..n {
             let store = Arc::new(Mutex::new(IdempotencyStore::default()));
             let tokens = Arc::clone(&fleet.tokens);
-            fleet.servers.push(Server::start(index, store, tokens).await?);
+            fleet
+                .servers
+                .push(Server::start(index, store, tokens).await?);
         }
         Ok(fleet)
     }

@@ -55,7 +55,10 @@ pub(crate) fn after_answer(
     authenticated: bool,
     refreshed: bool,
 ) -> AuthStep {
-    match (authenticated && expired_statuses.contains(&status), refreshed) {
+    match (
+        authenticated && expired_statuses.contains(&status),
+        refreshed,
+    ) {
         (false, _) => AuthStep::Keep,
         (true, false) => AuthStep::Refresh,
         (true, true) => AuthStep::Refused,
@@ -382,7 +385,10 @@ mod tests {
         assert_eq!(after_answer(401, &expired, true, true), AuthStep::Refused);
         assert_eq!(after_answer(401, &expired, false, false), AuthStep::Keep);
         assert_eq!(after_answer(403, &expired, true, false), AuthStep::Keep);
-        assert_eq!(after_answer(419, &[401, 419], true, false), AuthStep::Refresh);
+        assert_eq!(
+            after_answer(419, &[401, 419], true, false),
+            AuthStep::Refresh
+        );
     }
 
     #[test]

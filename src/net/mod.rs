@@ -26,7 +26,9 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName};
 
-pub use config::{AuthConfig, BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig};
+pub use config::{
+    AuthConfig, BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig,
+};
 pub(crate) use config::{NetConfig, NetSettings};
 pub(crate) use security::SecuritySettings;
 pub use security::{CertificatePin, SecurityConfig};
