@@ -28,7 +28,8 @@ const NODE_SHIMS = {
   'node:url': 'url.ts',
   'node:crypto': 'crypto.ts',
 };
-const TEST_MODULES = { './api': 'api.ts', './fleet': 'fleet.ts' };
+const TEST_MODULES = { api: 'api.ts', fleet: 'fleet.ts' };
+const TEST_DIR = path.join(HERE, '..', 'test');
 
 const hermesShims = {
   name: 'hermes-shims',
@@ -38,10 +39,12 @@ const hermesShims = {
       if (!shim) return { errors: [{ text: `${args.path} has no Hermes shim (jsi/shims)` }] };
       return { path: path.join(SHIMS, shim) };
     });
-    build.onResolve({ filter: /^\.\/(api|fleet)$/ }, (args) => {
-      // Only the test directory's own api/fleet modules: the JSI flavours.
-      if (path.basename(args.resolveDir) !== 'test' && !args.resolveDir.endsWith(path.join('test', 'jsi'))) return undefined;
-      return { path: path.join(SHIMS, TEST_MODULES[args.path]) };
+    // The test directory's own api/fleet modules (from test/ or test/jsi/): the JSI flavours.
+    build.onResolve({ filter: /^\.\.?\/(api|fleet)$/ }, (args) => {
+      const target = path.resolve(args.resolveDir, args.path);
+      const name = path.basename(target);
+      if (target !== path.join(TEST_DIR, name)) return undefined;
+      return { path: path.join(SHIMS, TEST_MODULES[name]) };
     });
   },
 };

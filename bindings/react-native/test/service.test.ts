@@ -11,6 +11,7 @@ import {
   ClientConfig,
   RobustApiService,
   configureRobustApiService,
+  responseText,
   robustApiService,
 } from './api';
 import { FAST, startFleet, tempDir, totalHits, withOverrides, type Fleet } from './support';
@@ -95,6 +96,15 @@ test('failover, getServiceStatus (breaker states as strings), resetCircuitBreake
   s.clearCache();
   assert.equal(s.getServiceStatus().cache.entries, 0);
   assert.equal((await s.executeRequestRaw(cc)).fromCache, false);
+
+  // Offline: a GET seen before is answered from the cache (flagged stale), nothing is sent.
+  const online = await s.executeRequest<{ path: string }>('/api/offline-read');
+  s.client.setNetworkAvailable(false);
+  assert.equal(s.getServiceStatus().online, false);
+  const offline = await s.executeRequestRaw('/api/offline-read');
+  assert.equal(offline.fromCache, true);
+  assert.deepEqual(JSON.parse(responseText(offline)), online);
+  await assert.rejects(s.executeRequest('/api/never-seen'), (e: unknown) => ApiError.Offline.instanceOf(e));
 });
 
 test('uploadVideoFile(uri, title, onProgress): percent up to 100, the parsed answer', async (t) => {

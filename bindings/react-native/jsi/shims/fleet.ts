@@ -15,7 +15,7 @@ import {
   RobustClient,
   responseText,
   utf8Bytes,
-} from '../api';
+} from './api';
 
 const host = () => {
   if (!globalThis.__testHost) throw new Error('the test host extension is not loaded');

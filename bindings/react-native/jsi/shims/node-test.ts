@@ -32,7 +32,10 @@ export function test(name: string, a: object | TestFn, b?: TestFn): void {
 export const it = test;
 
 function describe(e: unknown): string {
-  if (e instanceof Error) return `${e.name}: ${e.message}${e.stack ? `\n${e.stack}` : ''}`;
+  if (e instanceof Error) {
+    const head = `${e.name}: ${e.message}`;
+    return e.stack ? (e.stack.startsWith(head) ? e.stack : `${head}\n${e.stack}`) : head;
+  }
   try {
     return String(e);
   } catch {
