@@ -53,6 +53,11 @@ build_hermes() {  # SRC BUILD
   mkdir -p "$2"
   exec 8>"$2.lock"
   flock 8   # one build at a time in this dir
+  # A build someone started by hand in the same dir (ninja has no lock of its own): wait for it.
+  while pgrep -f "ninja -C $2( |\$)" >/dev/null; do
+    log "waiting for the Hermes build already running in $2 ($(grep -ao '^\[[0-9]*/[0-9]*\]' "$2/.ninja_log" 2>/dev/null | tail -1))"
+    sleep 30
+  done
   if ! hermes_built "$2"; then
     log "building Hermes (release; ${HERMES_TARGETS[*]}) in $2: once, about 20-25 min on 2 cores"
     local t0=$SECONDS
@@ -148,22 +153,37 @@ fi
 t0=$SECONDS
 BUNDLES="$OUT/bundles"
 rm -rf "$BUNDLES"
-node "$HERE/jsi/bundle.mjs" "$BUNDLES" "$NM" "${TESTS[@]}"
+CANARY="$HERE/test/jsi/canary.broken.ts"
+node "$HERE/jsi/bundle.mjs" "$BUNDLES" "$NM" "$CANARY" "${TESTS[@]}"
 log "bundled ${#TESTS[@]} test files for Hermes in $((SECONDS - t0)) s"
 
 export LD_LIBRARY_PATH="$HERMES_BUILD/API/hermes:$HERMES_BUILD/jsi:$ROOT/target/debug${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export ROBUST_API_REPO="$ROOT"
 export ROBUST_API_TEST_FLEET="${ROBUST_API_TEST_FLEET:-$ROOT/target/debug/examples/test-fleet}"
 logs="$OUT/logs" && rm -rf "$logs" && mkdir -p "$logs"
-for t in "${TESTS[@]}"; do
-  name="$(basename "$t")" && name="${name%.test.ts}" && name="${name%.ts}"
-  t0=$SECONDS
+run_bundle() {  # NAME: runs BUNDLES/NAME.js in Hermes, output to logs/NAME.log (and stderr); sets rc
   set +e
-  timeout -k 10 600 "$TR/test-runner" "$BUNDLES/$name.js" "$EXT/librn-robust_api.so" "$HOST_SO" \
-    > >(tee "$logs/$name.log" >&2) 2>&1
+  timeout -k 10 600 "$TR/test-runner" "$BUNDLES/$1.js" "$EXT/librn-robust_api.so" "$HOST_SO" \
+    > >(tee "$logs/$1.log" >&2) 2>&1
   rc=$?
   set -e
   wait  # the tee
+}
+
+# The canary first: one deliberately broken expectation must make a suite fail (exit != 0 and
+# `1 passed, 1 failed`); otherwise nothing this route reports can be trusted.
+log "the canary (test/jsi/canary.broken.ts): its second test fails on purpose"
+run_bundle canary.broken
+if [ "$rc" -ne 0 ] && grep -aq '^react-native-jsi: 1 passed, 1 failed' "$logs/canary.broken.log"; then
+  passed=$((passed + 1)); log "ok: the canary's broken expectation failed its suite (exit $rc)"
+else
+  failed=$((failed + 1)); failures+=("canary (exit $rc: a broken expectation did not fail the suite)")
+  log "FAILED: the canary's deliberately broken expectation did not fail its suite (exit $rc)"
+fi
+for t in "${TESTS[@]}"; do
+  name="$(basename "$t")" && name="${name%.test.ts}" && name="${name%.ts}"
+  t0=$SECONDS
+  run_bundle "$name"
   line="$(grep -a '^react-native-jsi: [0-9]* passed, [0-9]* failed' "$logs/$name.log" | head -1 || true)"
   if [ -z "$line" ]; then
     failed=$((failed + 1)); failures+=("$name (exit $rc, no summary)")

@@ -14,7 +14,7 @@ import {
   responseText,
   robustApiService,
 } from './api';
-import { FAST, startFleet, tempDir, totalHits, withOverrides, type Fleet } from './support';
+import { FAST, startFleet, tempDir, totalHits, waitUntil, withOverrides, type Fleet } from './support';
 
 function service(t: TestContext, fleet: Fleet, overrides = {}): RobustApiService {
   const s = new RobustApiService({
@@ -69,26 +69,34 @@ test('executeRequest: typed errors; retries: 0 sends once; timeout is per attemp
 
 test('failover, getServiceStatus (breaker states as strings), resetCircuitBreakers, clearCache', async (t) => {
   const fleet = await startFleet(t, 2);
-  const s = service(t, fleet, { breaker: { openMs: 30_000 }, health: { intervalMs: 60_000 } });
+  // One failure opens a breaker (the SDK ranks a failing backend last, so it would see few calls).
+  const s = service(t, fleet, { breaker: { openMs: 30_000, failureThreshold: 1 }, health: { intervalMs: 60_000 } });
   const first = s.getServiceStatus();
   assert.equal(first.online, true);
   assert.deepEqual(first.backends.map((b) => [b.url, b.circuitBreaker]), fleet.urls.map((u) => [u, 'CLOSED']));
 
-  await fleet.fault(0, 'down');
-  for (let i = 0; i < 10 && s.getServiceStatus().backends[0]!.circuitBreaker !== 'OPEN'; i++) {
+  // The preferred backend goes down (after the start-up probes, so none races with the fault).
+  assert.ok(await waitUntil(() => s.getServiceStatus().details.backends.every((b) => b.lastCheckedMsAgo !== undefined), 5_000));
+  await s.executeRequest('/api/warm');
+  const preferred = s.getServiceStatus().preferredBackend!;
+  const dead = fleet.indexOf(preferred);
+  await fleet.fault(dead, 'down');
+  for (let i = 0; i < 20 && s.getServiceStatus().backends[dead]!.circuitBreaker !== 'OPEN'; i++) {
     const r = await s.executeRequestRaw(`/api/trip/${i}`);
-    assert.equal(r.backend, fleet.urls[1], 'no failover to the live backend');
+    assert.notEqual(r.backend, preferred, 'no failover to the live backend');
   }
   const tripped = s.getServiceStatus();
-  assert.equal(tripped.backends[0]!.circuitBreaker, 'OPEN');
-  assert.equal(tripped.backends[0]!.healthy, false);
+  assert.equal(tripped.backends[dead]!.circuitBreaker, 'OPEN');
+  assert.equal(tripped.backends[dead]!.healthy, false);
   assert.ok(tripped.failovers > 0);
   assert.equal(typeof tripped.requests, 'number');
-  assert.equal(tripped.details.backends[0]!.url, fleet.urls[0]);
+  assert.equal(tripped.details.backends[dead]!.url, preferred);
   s.resetCircuitBreakers();
-  assert.equal(s.getServiceStatus().backends[0]!.circuitBreaker, 'CLOSED');
+  assert.equal(s.getServiceStatus().backends[dead]!.circuitBreaker, 'CLOSED');
 
-  await fleet.fault(0, 'ok');
+  await fleet.fault(dead, 'ok');
+  s.clearCache(); // the GETs above are kept for offline use too
+  assert.equal(s.getServiceStatus().cache.entries, 0);
   const cc = '/cache/svc?cc=max-age%3D60';
   await s.executeRequest(cc);
   assert.equal((await s.executeRequestRaw(cc)).fromCache, true);

@@ -66,9 +66,9 @@ function check(e: unknown, validator: Validator | undefined, message?: string | 
     return;
   }
   if (typeof validator === 'function') {
-    const proto = (validator as { prototype?: unknown }).prototype;
+    const proto = (validator as { prototype?: object }).prototype;
     if (proto !== undefined && e instanceof (validator as new () => unknown)) return;
-    if (proto !== undefined && (validator === Error || Object.prototype.isPrototypeOf.call(Error.prototype, proto))) {
+    if (proto !== undefined && (validator === Error || Error.prototype.isPrototypeOf(proto))) {
       failWith(message, `the error is not an instance of ${(validator as { name?: string }).name}: ${String(e)}`);
     }
     if ((validator as (e: unknown) => boolean)(e) !== true) failWith(message, `the validator did not return true for ${String(e)}`);
