@@ -24,13 +24,16 @@ const host = () => {
 export const REPO = host().getenv('ROBUST_API_REPO') ?? '.';
 const FLEET_BIN = host().getenv('ROBUST_API_TEST_FLEET') ?? `${REPO}/target/debug/examples/test-fleet`;
 
-/** One plain HTTP client per control server (the SDK, with its resilience turned off). */
-function controlClient(base: string): RobustClient {
+/**
+ * One plain HTTP client per control server (the SDK, with its resilience turned off); its health
+ * probe asks the control server's own health route (`/health`, or `/ws` for the WebSocket one).
+ */
+function controlClient(base: string, healthPath: string): RobustClient {
   return new RobustClient(ClientConfig.create({
     backends: [base],
     retry: RetryConfig.create({ maxRetries: 0 }),
     breaker: BreakerConfig.create({ failureThreshold: 1_000_000 }),
-    health: HealthConfig.create({ intervalMs: 3_600_000 }),
+    health: HealthConfig.create({ path: healthPath, intervalMs: 3_600_000 }),
   }));
 }
 
@@ -64,7 +67,7 @@ export class Fleet {
 
   private async call(method: 'GET' | 'POST', route: string, body?: string, base = this.control): Promise<string> {
     let client = this.clients.get(base);
-    if (!client) this.clients.set(base, (client = controlClient(base)));
+    if (!client) this.clients.set(base, (client = controlClient(base, base === this.control ? '/health' : '/ws')));
     const request = ApiRequest.create({
       method: method === 'GET' ? HttpMethod.Get : HttpMethod.Post,
       path: route,
