@@ -55,7 +55,7 @@ build_hermes() {  # SRC BUILD
   flock 8   # one build at a time in this dir
   # A build someone started by hand in the same dir (ninja has no lock of its own): wait for it.
   while pgrep -f "ninja -C $2( |\$)" >/dev/null; do
-    log "waiting for the Hermes build already running in $2 ($(grep -ao '^\[[0-9]*/[0-9]*\]' "$2/.ninja_log" 2>/dev/null | tail -1))"
+    log "waiting for the Hermes build already running in $2 ($(wc -l < "$2/.ninja_log" 2>/dev/null || echo 0) steps done)"
     sleep 30
   done
   if ! hermes_built "$2"; then
