@@ -12,7 +12,6 @@ export interface TestContext {
 type TestFn = (t: TestContext) => unknown;
 
 const tests: { name: string; fn: TestFn }[] = [];
-let scheduled = false;
 const TIMEOUT_MS = Number(globalThis.__testHost?.getenv('JSI_TEST_TIMEOUT_MS') ?? 60_000);
 const FILTER = globalThis.__testHost?.getenv('JSI_TEST_NAME_PATTERN');
 // ubrn's test-runner runs the script twice, each time in a fresh runtime: the tests run in the first.
@@ -24,11 +23,9 @@ export function test(name: string, a: object | TestFn, b?: TestFn): void {
   const fn = (typeof a === 'function' ? a : b) as TestFn;
   if (SECOND_RUN || (FILTER && !new RegExp(FILTER).test(name))) return;
   tests.push({ name, fn });
-  if (!scheduled) {
-    scheduled = true;
-    setTimeout(() => void runAll(), 0);
-  }
 }
+// After the file has registered its tests (a file with none still prints its summary line).
+if (!SECOND_RUN) setTimeout(() => void runAll(), 0);
 export const it = test;
 
 function describe(e: unknown): string {
