@@ -7,9 +7,11 @@
 //      suite's files run unchanged;
 //   2. TypeScript's transpiler lowers the bundle to ES5 (as ubrn's own JSI test pipeline does:
 //      this Hermes compiles no ES6 classes), keeping BigInt literals.
-// Usage: node bundle.mjs OUT_DIR NODE_MODULES TEST.ts...   (writes OUT_DIR/<test name>.js)
+// Usage: node bundle.mjs OUT_DIR NODE_MODULES TEST.ts...   (writes OUT_DIR/<test name>.js; ES5
+// results cached in OUT_DIR/../es5-cache)
 import fs from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 
 const [outDir, nodeModules, ...files] = process.argv.slice(2);
@@ -50,6 +52,12 @@ const hermesShims = {
 };
 
 fs.mkdirSync(outDir, { recursive: true });
+const cacheDir = path.join(outDir, '..', 'es5-cache');
+fs.mkdirSync(cacheDir, { recursive: true });
+for (const f of fs.readdirSync(cacheDir)) {  // entries unused for a week go
+  const p = path.join(cacheDir, f);
+  if (Date.now() - fs.statSync(p).mtimeMs > 7 * 86_400_000) fs.rmSync(p, { force: true });
+}
 for (const file of files) {
   const abs = path.resolve(file);
   const name = path.basename(abs).replace(/\.test\.ts$|\.ts$/, '');
@@ -72,9 +80,20 @@ for (const file of files) {
     banner: { js: `var __JSI_SUITE__ = ${JSON.stringify(name)};` },
     logLevel: 'warning',
   });
-  const es5 = ts.transpileModule(result.outputFiles[0].text, {
-    compilerOptions: { target: ts.ScriptTarget.ES5, downlevelIteration: true, module: ts.ModuleKind.None, removeComments: true },
-    reportDiagnostics: false,
-  }).outputText;
-  fs.writeFileSync(path.join(outDir, `${name}.js`), es5);
+  // The ES5 lowering is the slow step: cached by the bundle's hash (and the TypeScript version).
+  const bundled = result.outputFiles[0].text;
+  const key = createHash('sha256').update(ts.version).update(bundled).digest('hex').slice(0, 24);
+  const cached = path.join(cacheDir, `${key}.js`);
+  if (!fs.existsSync(cached)) {
+    const es5 = ts.transpileModule(bundled, {
+      compilerOptions: { target: ts.ScriptTarget.ES5, downlevelIteration: true, module: ts.ModuleKind.None, removeComments: true },
+      reportDiagnostics: false,
+    }).outputText;
+    fs.writeFileSync(`${cached}.tmp`, es5);
+    fs.renameSync(`${cached}.tmp`, cached);
+  } else {
+    const now = new Date();
+    fs.utimesSync(cached, now, now);
+  }
+  fs.copyFileSync(cached, path.join(outDir, `${name}.js`));
 }
