@@ -1,10 +1,10 @@
 // Bundles TypeScript test files for Hermes (run-jsi-tests.sh): one self-contained script per test
 // file, which ubrn's test-runner evaluates.
 //   1. esbuild bundles the file with its imports (the generated JSI bindings, the package's
-//      hand-written src/, @ubjs/core), the prelude first; the test files' Node imports resolve to
-//      the Hermes shims in jsi/shims (node:test, node:assert/strict, node:fs, ...) and their
-//      './api' / './fleet' to the JSI flavours (shims/api.ts, shims/fleet.ts), so the N-API
-//      suite's files run unchanged;
+//      hand-written src/, @ubjs/core), jsi/shims/error-subclassing.ts and the prelude first; the
+//      test files' Node imports resolve to the Hermes shims in jsi/shims (node:test,
+//      node:assert/strict, node:fs, ...) and their './api' / './fleet' to the JSI flavours
+//      (shims/api.ts, shims/fleet.ts), so the N-API suite's files run unchanged;
 //   2. TypeScript's transpiler lowers the bundle to ES5 (as ubrn's own JSI test pipeline does:
 //      this Hermes compiles no ES6 classes), keeping BigInt literals.
 // Usage: node bundle.mjs OUT_DIR NODE_MODULES TEST.ts...   (writes OUT_DIR/<test name>.js; ES5
@@ -63,7 +63,11 @@ for (const file of files) {
   const name = path.basename(abs).replace(/\.test\.ts$|\.ts$/, '');
   const result = await esbuild.build({
     stdin: {
-      contents: `import ${JSON.stringify(path.join(SHIMS, 'prelude.ts'))};\nimport ${JSON.stringify(abs)};\n`,
+      contents: [
+        `import ${JSON.stringify(path.join(SHIMS, 'error-subclassing.ts'))};`,
+        `import ${JSON.stringify(path.join(SHIMS, 'prelude.ts'))};`,
+        `import ${JSON.stringify(abs)};`,
+      ].join('\n'),
       resolveDir: path.dirname(abs),
       sourcefile: `${name}.entry.ts`,
       loader: 'ts',
