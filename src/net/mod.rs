@@ -8,6 +8,7 @@
 pub(crate) mod attempt;
 mod breaker;
 mod config;
+mod decode;
 mod health;
 mod hedge;
 mod request;
@@ -99,6 +100,7 @@ impl Network {
             settings.connect_timeout,
             tls.as_ref().ok(),
             settings.security.sensitive_query_params.clone(),
+            counters.clone(),
         )?;
         let http = transport.client().clone();
         let mut net = Self::with_transport(
