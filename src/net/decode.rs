@@ -118,11 +118,12 @@ impl Decoder {
     /// reading.
     pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<bool, DecodeError> {
         self.wire += chunk.len() as u64;
+        // Flushed per chunk: what was decoded reaches the bound now, not a buffer later.
         let written = match &mut self.inner {
-            Inner::Gzip(d) => d.write_all(chunk),
-            Inner::Deflate(d) => d.write_all(chunk),
+            Inner::Gzip(d) => d.write_all(chunk).and_then(|()| d.flush()),
+            Inner::Deflate(d) => d.write_all(chunk).and_then(|()| d.flush()),
             #[cfg(feature = "brotli")]
-            Inner::Brotli(d) => d.write_all(chunk),
+            Inner::Brotli(d) => d.write_all(chunk).and_then(|()| d.flush()),
         };
         written.map_err(|e| self.error(e))?;
         Ok(!self.sink().over)
