@@ -37,7 +37,7 @@ lint() {
 }
 run lint lint
 # One feature set for everything (see scripts/build-bindings.sh).
-run rust cargo test --features bindgen
+run rust cargo test --features bindgen --no-fail-fast
 # The shipped library's size against its budget (scripts/size-budget; release build cached).
 run size scripts/size-gate.sh
 # The README's other command: the demo must keep running end to end.
