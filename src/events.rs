@@ -149,7 +149,9 @@ enum Msg {
     ListenerAdded,
 }
 
-type Listeners = Arc<Mutex<Vec<(u64, Arc<dyn StatusListener>)>>>;
+/// The attached listeners, each with its subscription id.
+type ListenerList = Mutex<Vec<(u64, Arc<dyn StatusListener>)>>;
+type Listeners = Arc<ListenerList>;
 
 /// What `add_status_listener` returns: `remove()` stops deliveries to that listener (React Native's
 /// `subscription.remove()`, a Kotlin Flow's `awaitClose`, a Swift stream's `onTermination`).
@@ -157,7 +159,7 @@ type Listeners = Arc<Mutex<Vec<(u64, Arc<dyn StatusListener>)>>>;
 #[derive(uniffi::Object)]
 pub struct StatusSubscription {
     id: u64,
-    listeners: std::sync::Weak<Mutex<Vec<(u64, Arc<dyn StatusListener>)>>>,
+    listeners: std::sync::Weak<ListenerList>,
 }
 
 #[uniffi::export]
