@@ -18,7 +18,8 @@ budget=$(grep -v '^#' scripts/size-budget | tr -d '[:space:]')
 [[ $budget =~ ^[0-9]+$ ]] || die "scripts/size-budget: expected a number of bytes, got '$budget'"
 
 bloat_root="$CACHE/cargo-bloat"
-if [ "$("$bloat_root/bin/cargo-bloat" --version 2>/dev/null)" != "cargo-bloat $BLOAT_VERSION" ]; then
+bloat() { PATH="$bloat_root/bin:$PATH" cargo bloat "$@"; }
+if [ "$(bloat --version 2>/dev/null)" != "$BLOAT_VERSION" ]; then
   log "installing cargo-bloat $BLOAT_VERSION into $bloat_root"
   nice -n 10 cargo install --quiet --locked --root "$bloat_root" --version "$BLOAT_VERSION" \
     cargo-bloat || die "cargo install cargo-bloat failed"
@@ -45,8 +46,8 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
 
 # Per-crate breakdown of the code (.text); C code (SQLite, ring's assembly) shows as [Unknown] or
 # under its -sys crate. Same environment as the build above: nothing is rebuilt.
-PATH="$bloat_root/bin:$PATH" nice -n 10 cargo bloat --release --lib --crates -n 25 --message-format table \
-  2>/dev/null || log "warning: cargo bloat failed (the gate itself still applies)"
+nice -n 10 env PATH="$bloat_root/bin:$PATH" cargo bloat --release --lib --crates -n 25 2>/dev/null ||
+  log "warning: cargo bloat failed (the gate itself still applies)"
 
 printf '\nstripped %s (%s): %s B = %s; budget %s B = %s\n' "${lib##*/}" "$(uname -m)" "$size" \
   "$(mib "$size")" "$budget" "$(mib "$budget")"
