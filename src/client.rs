@@ -16,7 +16,7 @@ use crate::queue::{
 use crate::runtime::ClientRuntime;
 use crate::status::{self, ServiceStatus};
 use crate::store::{FolderLock, LockError, Schema, Store};
-use crate::types::{ApiRequest, ApiResponse, HeaderProvider, QueuedRequestId};
+use crate::types::{ApiRequest, ApiResponse, AppState, HeaderProvider, QueuedRequestId};
 use crate::upload::{self, UploadProgressListener, UploadRequest, UploadSettings};
 use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettings};
 
@@ -417,6 +417,22 @@ impl RobustClient {
     /// no probes are sent; `true` probes every backend right away.
     pub fn set_network_available(&self, available: bool) {
         self.net.set_online(available);
+    }
+
+    /// Forward the app's life cycle here (Android `ProcessLifecycleOwner`, iOS
+    /// `UIApplication.didEnterBackground`/`willEnterForeground`). In the background no health
+    /// probes and no WebSocket heartbeats go out (unless `health.in_background` /
+    /// `websocket.heartbeat_in_background`); calls the app makes still do. Back in the
+    /// foreground: a probe round at once, a ping on every open WebSocket, and a queue flush.
+    pub fn set_app_state(&self, state: AppState) {
+        self.net.set_app_state(state);
+    }
+
+    /// Forward whether the current network is metered (Android
+    /// `NET_CAPABILITY_NOT_METERED`, iOS `NWPath.isExpensive`/`isConstrained`). While metered,
+    /// queued requests marked `unmetered_only` wait; everything else goes out as usual.
+    pub fn set_network_metered(&self, metered: bool) {
+        self.net.set_metered(metered);
     }
 
     /// Adds a listener for breaker, backend-health and network events (called on a background thread).

@@ -53,8 +53,8 @@ pub use queue::{
 };
 pub use status::ServiceStatus;
 pub use types::{
-    ApiRequest, ApiResponse, BreakerState, CachePolicy, HeaderProvider, HttpMethod, OfflinePolicy,
-    QueryParam, QueuedRequestId, RetryMode,
+    ApiRequest, ApiResponse, AppState, BreakerState, CachePolicy, HeaderProvider, HttpMethod,
+    OfflinePolicy, QueryParam, QueuedRequestId, RetryMode,
 };
 pub use upload::{UploadConfig, UploadProgressListener, UploadRequest};
 pub use ws::{

@@ -19,7 +19,8 @@
 //!
 //! # Routes (when no fault is active)
 //! Routing is by path only; every method is accepted.
-//! * `/api/health` → `200`, `text/plain`, body `ok`.
+//! * `/api/health` → `200`, `text/plain`, body `ok`; or `200` `application/json` with the body set
+//!   by [`Server::set_health_body`] (e.g. `{"status":"degraded"}`).
 //! * `/bytes/{n}` → `200`, `application/octet-stream`, `n` bytes (capped at 64 MiB) of
 //!   [`pattern_byte`] content; a non-numeric `n` → `400`.
 //! * `/echo` → `200`, the request body, with the request's `Content-Type`

@@ -7,6 +7,7 @@
 
 pub(crate) mod attempt;
 mod breaker;
+mod conditions;
 mod config;
 mod health;
 mod hedge;
@@ -25,6 +26,7 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName};
 
+pub(crate) use conditions::Conditions;
 pub use config::{BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig};
 pub(crate) use config::{NetConfig, NetSettings};
 pub(crate) use security::SecuritySettings;
@@ -36,7 +38,7 @@ use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusCounters, StatusEvent};
 use crate::http::{idempotency_header, parse_headers};
 use crate::store::Identity;
-use crate::types::{ApiRequest, ApiResponse, HeaderProvider, HttpMethod};
+use crate::types::{ApiRequest, ApiResponse, AppState, HeaderProvider, HttpMethod};
 use retry::RetryBudget;
 use select::BackendSet;
 use transport::{HttpTransport, Transport};
@@ -68,6 +70,8 @@ pub(crate) struct Network {
     online: AtomicBool,
     /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
     online_watch: tokio::sync::watch::Sender<bool>,
+    /// Reachability, metering and the app's life cycle together: see [`Network::conditions`].
+    conditions: tokio::sync::watch::Sender<Conditions>,
     header_provider: RwLock<Option<Arc<dyn HeaderProvider>>>,
     /// The app's current user scope: the header provider is asked for it unless a caller (the
     /// queue's replay) names another.
@@ -143,6 +147,7 @@ impl Network {
             budget: Mutex::new(budget),
             online: AtomicBool::new(true),
             online_watch: tokio::sync::watch::Sender::new(true),
+            conditions: tokio::sync::watch::Sender::new(Conditions::default()),
             header_provider: RwLock::new(None),
             identity: Arc::default(),
             jitter,
@@ -255,11 +260,51 @@ impl Network {
             return;
         }
         self.online_watch.send_replace(available);
+        self.conditions.send_modify(|c| c.online = available);
         self.events.emit(StatusEvent::NetworkChanged { available });
         if available {
             self.backends.make_all_due();
         }
         self.backends.probe_wake.notify_one();
+    }
+
+    /// The device conditions (online, metered, foreground/background) as a watch: `borrow()` is
+    /// the current value, `changed()` wakes on every change. Long-lived work that must respect
+    /// them (probes, queue replay, heartbeats, resumable uploads marked "unmetered only") waits
+    /// here rather than polling: `wait_for(|c| c.may_send(unmetered_only))`.
+    pub(crate) fn conditions(&self) -> tokio::sync::watch::Receiver<Conditions> {
+        self.conditions.subscribe()
+    }
+
+    /// The device conditions now.
+    pub(crate) fn current_conditions(&self) -> Conditions {
+        *self.conditions.borrow()
+    }
+
+    /// Follows `set_app_state`. Back in the foreground, every backend is due for a probe at once
+    /// (the watchers — queue replay, WebSockets — do their own part on the change).
+    pub(crate) fn set_app_state(&self, state: AppState) {
+        let changed = self.conditions.send_if_modified(|c| {
+            let changed = c.app_state != state;
+            c.app_state = state;
+            changed
+        });
+        if changed {
+            log::info!("robust-api: app state {state:?}");
+            if state == AppState::Foreground {
+                self.backends.make_all_due();
+            }
+            self.backends.probe_wake.notify_one();
+        }
+    }
+
+    /// Follows `set_network_metered`.
+    pub(crate) fn set_metered(&self, metered: bool) {
+        self.conditions.send_if_modified(|c| {
+            let changed = c.metered != metered;
+            c.metered = metered;
+            changed
+        });
     }
 
     // ---- status ----------------------------------------------------------------------------

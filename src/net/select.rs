@@ -1,8 +1,8 @@
 //! The backends and the choice among them.
 //!
 //! Each backend carries its breaker, a health flag (from probes and real traffic), a latency EWMA and
-//! its last error. [`BackendSet::acquire_best`] picks the best admissible backend — healthy first, then
-//! lowest EWMA (quantised, so near-equal backends don't flap; ties go to configured order) — and returns
+//! its last error. [`BackendSet::acquire_best`] picks the best admissible backend — healthy first,
+//! then not degraded (a health body said so), then lowest EWMA (quantised, so near-equal backends don't flap; ties go to configured order) — and returns
 //! a [`Permit`]: the attempt reports its outcome through it, and dropping it unreported (a cancelled
 //! hedge leg) releases a HALF_OPEN trial instead of wedging the breaker.
 
@@ -26,6 +26,9 @@ pub struct BackendStatus {
     pub breaker_state: BreakerState,
     /// Consecutive failures the breaker has counted.
     pub consecutive_failures: i32,
+    /// The last health probe answered 2xx with a body reporting `degraded`: still used, but
+    /// after every healthy backend that is not.
+    pub degraded: bool,
     /// Latency EWMA over probes and real traffic; `None` before the first sample.
     pub latency_ewma_ms: Option<f64>,
     /// The last failure seen on this backend.
@@ -44,6 +47,8 @@ const EWMA_ALPHA: f64 = 0.3;
 struct State {
     breaker: Breaker,
     healthy: bool,
+    /// The last probe's body said `degraded`.
+    degraded: bool,
     ewma_ms: Option<f64>,
     last_error: Option<String>,
     last_checked: Option<Instant>,
@@ -112,6 +117,7 @@ impl BackendSet {
                 state: Mutex::new(State {
                     breaker: Breaker::new(threshold, open_for),
                     healthy: true,
+                    degraded: false,
                     ewma_ms: None,
                     last_error: None,
                     last_checked: None,
@@ -147,13 +153,13 @@ impl BackendSet {
 
     /// Admissible backends not in `exclude`, best first.
     pub(crate) fn ranked(&self, now: Instant, exclude: &[usize]) -> Vec<usize> {
-        let mut keyed: Vec<((bool, u32, usize), usize)> = (0..self.backends.len())
+        let mut keyed: Vec<((bool, bool, u32, usize), usize)> = (0..self.backends.len())
             .filter(|i| !exclude.contains(i))
             .filter_map(|i| {
                 let s = self.lock(i);
                 s.breaker
                     .would_admit(now)
-                    .then(|| ((!s.healthy, latency_bucket(s.ewma_ms), i), i))
+                    .then(|| ((!s.healthy, s.degraded, latency_bucket(s.ewma_ms), i), i))
             })
             .collect();
         keyed.sort_unstable_by_key(|k| k.0);
@@ -222,6 +228,11 @@ impl BackendSet {
         }
     }
 
+    /// Records what backend `i`'s last probe body said: degraded or not.
+    pub(crate) fn set_degraded(&self, i: usize, degraded: bool) {
+        self.lock(i).degraded = degraded;
+    }
+
     /// Marks a probe as started on backend `i`.
     pub(crate) fn mark_probed(&self, i: usize, now: Instant) {
         let mut s = self.lock(i);
@@ -246,6 +257,7 @@ impl BackendSet {
                     url: self.backends[i].name.clone(),
                     healthy: s.healthy && state != BreakerState::Open,
                     breaker_state: state,
+                    degraded: s.degraded,
                     consecutive_failures: crate::defaults::saturating_i32(u64::from(
                         s.breaker.consecutive_failures(),
                     )),
