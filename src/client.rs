@@ -10,6 +10,7 @@ use crate::config::{ClientConfig, Settings};
 use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusListener, StorageRecovery};
 use crate::net::Network;
+use crate::observe::AttemptListener;
 use crate::queue::{
     self, DeadLetter, Queue, QueueLayer, QueueListener, QueueOutcome, QueuedRequestInfo,
 };
@@ -435,6 +436,18 @@ impl RobustClient {
         self.net.set_metered(metered);
     }
 
+    /// Sets (replaces; `None`: removes) the listener of attempt records: one per HTTP attempt
+    /// of a call (`request`, `get`, `post_json`, queued replays) — backend, method, path without
+    /// query, attempt number and reason, new or reused connection, time to first byte and total,
+    /// body bytes, outcome. A cache hit makes no attempt and no record. Called on a thread of
+    /// the client's own; a slow listener loses records (counted), never slows a call.
+    pub fn set_attempt_listener(
+        &self,
+        listener: Option<Arc<dyn AttemptListener>>,
+    ) -> Result<(), ApiError> {
+        self.net.set_attempt_listener(listener)
+    }
+
     /// Adds a listener for breaker, backend-health and network events (called on a background thread).
     pub fn add_status_listener(&self, listener: Arc<dyn StatusListener>) {
         self.events.add(listener);
@@ -454,6 +467,7 @@ impl RobustClient {
         self.cache.close(); // releases the database files
         self.queue.close();
         self.events.close();
+        self.net.close_recorder();
         self.storage.release(); // another client may use the folder now
     }
 }

@@ -27,6 +27,10 @@ pub struct StatusCounters {
     pub budget_exhausted: i64,
     /// Status events dropped because listeners were too slow (bounded queue).
     pub events_dropped: i64,
+    /// Attempt records dropped because the attempt listener was too slow (bounded buffer).
+    pub attempt_records_dropped: i64,
+    /// Log records dropped because the log listener was too slow (process-wide).
+    pub log_records_dropped: i64,
 }
 
 /// Something changed.
@@ -131,6 +135,9 @@ impl Counters {
             hedges: g(&self.hedges),
             budget_exhausted: g(&self.budget_exhausted),
             events_dropped: g(&self.events_dropped),
+            attempt_records_dropped: 0,
+            // Filled in by the network layer (its recorder; the process-wide log forwarder).
+            log_records_dropped: 0,
         }
     }
 }

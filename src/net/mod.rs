@@ -11,6 +11,7 @@ mod conditions;
 mod config;
 mod health;
 mod hedge;
+mod record;
 mod request;
 pub(crate) mod retry;
 mod security;
@@ -70,6 +71,8 @@ pub(crate) struct Network {
     online: AtomicBool,
     /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
     online_watch: tokio::sync::watch::Sender<bool>,
+    /// The attempt listener (records of every plain request's attempts).
+    recorder: record::Recorder,
     /// Reachability, metering and the app's life cycle together: see [`Network::conditions`].
     conditions: tokio::sync::watch::Sender<Conditions>,
     header_provider: RwLock<Option<Arc<dyn HeaderProvider>>>,
@@ -148,6 +151,7 @@ impl Network {
             online: AtomicBool::new(true),
             online_watch: tokio::sync::watch::Sender::new(true),
             conditions: tokio::sync::watch::Sender::new(Conditions::default()),
+            recorder: record::Recorder::default(),
             header_provider: RwLock::new(None),
             identity: Arc::default(),
             jitter,
@@ -322,7 +326,23 @@ impl Network {
     }
 
     pub(crate) fn counters(&self) -> StatusCounters {
-        self.counters.snapshot()
+        let mut c = self.counters.snapshot();
+        c.attempt_records_dropped = self.recorder.dropped().min(i64::MAX as u64) as i64;
+        c.log_records_dropped = crate::logs::dropped().min(i64::MAX as u64) as i64;
+        c
+    }
+
+    /// Installs (replaces; `None`: removes) the listener of attempt records.
+    pub(crate) fn set_attempt_listener(
+        &self,
+        listener: Option<Arc<dyn crate::observe::AttemptListener>>,
+    ) -> Result<(), ApiError> {
+        self.recorder.set(listener)
+    }
+
+    /// Stops delivering attempt records (client shutdown).
+    pub(crate) fn close_recorder(&self) {
+        self.recorder.close();
     }
 
     /// Closes every breaker.

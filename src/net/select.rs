@@ -13,6 +13,7 @@ use reqwest::Url;
 
 use super::breaker::{Admission, Breaker, Transition};
 use crate::events::{EventBus, StatusEvent};
+use crate::observe::RecentWindow;
 use crate::types::BreakerState;
 
 /// One backend, as of the snapshot.
@@ -35,6 +36,16 @@ pub struct BackendStatus {
     pub last_error: Option<String>,
     /// Time since the last probe or request finished; `None` if never.
     pub last_checked_ms_ago: Option<i32>,
+    /// Request attempts in the recent window (the last 128, at most 5 minutes old; probes are
+    /// not counted).
+    pub recent_attempts: i32,
+    /// Median latency of the recent attempts that got a response.
+    pub latency_p50_ms: Option<i32>,
+    /// 95th percentile latency of the recent attempts that got a response.
+    pub latency_p95_ms: Option<i32>,
+    /// Share of the recent attempts that failed (no response, or a 5xx), 0.0–1.0; `None`
+    /// without recent attempts.
+    pub error_rate: Option<f64>,
 }
 
 /// Minimum time between a request failure's extra probe and the previous probe of that backend.
@@ -55,6 +66,8 @@ struct State {
     last_probe: Option<Instant>,
     /// A failure made this backend suspect: probe it at this time (sooner than the interval).
     probe_soon_at: Option<Instant>,
+    /// The recent request attempts (latency percentiles, error rate).
+    recent: RecentWindow,
 }
 
 /// One configured backend.
@@ -123,6 +136,7 @@ impl BackendSet {
                     last_checked: None,
                     last_probe: None,
                     probe_soon_at: None,
+                    recent: RecentWindow::default(),
                 }),
             })
             .collect();
@@ -228,6 +242,11 @@ impl BackendSet {
         }
     }
 
+    /// Adds one request attempt to backend `i`'s recent window.
+    pub(crate) fn observe(&self, i: usize, now: Instant, latency: Duration, failed: bool) {
+        self.lock(i).recent.push(now, latency, failed);
+    }
+
     /// Records what backend `i`'s last probe body said: degraded or not.
     pub(crate) fn set_degraded(&self, i: usize, degraded: bool) {
         self.lock(i).degraded = degraded;
@@ -253,6 +272,7 @@ impl BackendSet {
             .map(|i| {
                 let s = self.lock(i);
                 let state = s.breaker.state();
+                let recent = s.recent.summary(now);
                 BackendStatus {
                     url: self.backends[i].name.clone(),
                     healthy: s.healthy && state != BreakerState::Open,
@@ -266,6 +286,11 @@ impl BackendSet {
                     last_checked_ms_ago: s
                         .last_checked
                         .map(|t| crate::defaults::ms_i32(now.saturating_duration_since(t))),
+                    recent_attempts: recent
+                        .map_or(0, |r| crate::defaults::saturating_i32(r.attempts as u64)),
+                    latency_p50_ms: recent.and_then(|r| r.p50).map(crate::defaults::ms_i32),
+                    latency_p95_ms: recent.and_then(|r| r.p95).map(crate::defaults::ms_i32),
+                    error_rate: recent.map(|r| r.error_rate),
                 }
             })
             .collect()

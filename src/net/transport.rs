@@ -3,9 +3,11 @@
 //! configuration ([`crate::tls`]; no OpenSSL, so it cross-compiles to Android and iOS). No policy
 //! lives here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -26,6 +28,10 @@ pub(crate) struct RawResponse {
     pub(crate) body: Vec<u8>,
     /// Parsed `Retry-After`, if present.
     pub(crate) retry_after: Option<Duration>,
+    /// How long until the response head arrived (time to first byte; `None`: not measured).
+    pub(crate) head_after: Option<Duration>,
+    /// Came over a pooled connection (`Some(false)`: a new one; `None`: not known).
+    pub(crate) reused: Option<bool>,
 }
 
 /// How an attempt failed before a complete response arrived.
@@ -102,6 +108,38 @@ pub(crate) struct HttpTransport {
     client: reqwest::Client,
     /// Query parameters redacted from error texts.
     sensitive: Vec<String>,
+    /// Connections seen, by (local, remote) address: a response over one already seen came over
+    /// a reused connection.
+    seen: Arc<Mutex<SeenConnections>>,
+}
+
+/// Connections remembered at most (a client keeps at most 8 idle per host).
+const SEEN_CONNECTIONS: usize = 256;
+
+/// The last [`SEEN_CONNECTIONS`] connections by address pair. A local port is unique among open
+/// connections, so a pair seen before is the same connection — unless the OS reused the port for
+/// a new one after the old closed, which this bound makes rare, never a wrong "new".
+#[derive(Debug, Default)]
+struct SeenConnections {
+    order: VecDeque<(SocketAddr, SocketAddr)>,
+    set: HashSet<(SocketAddr, SocketAddr)>,
+}
+
+impl SeenConnections {
+    /// Was `pair` seen before? Remembers it either way.
+    fn reused(&mut self, pair: (SocketAddr, SocketAddr)) -> bool {
+        if self.set.contains(&pair) {
+            return true;
+        }
+        if self.order.len() == SEEN_CONNECTIONS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(pair);
+        self.set.insert(pair);
+        false
+    }
 }
 
 impl HttpTransport {
@@ -126,7 +164,11 @@ impl HttpTransport {
         let client = builder.build().map_err(|e| ApiError::Internal {
             reason: format!("building the HTTP client: {}", error_chain(&e)),
         })?;
-        Ok(HttpTransport { client, sensitive })
+        Ok(HttpTransport {
+            client,
+            sensitive,
+            seen: Arc::default(),
+        })
     }
 
     /// The pooled reqwest client (uploads stream their own bodies through it).
@@ -147,7 +189,19 @@ impl Transport for HttpTransport {
                 rb = rb.body(body.to_vec());
             }
             let err = |e| attempt_error(e, &self.sensitive);
+            let started = tokio::time::Instant::now();
             let resp = rb.send().await.map_err(err)?;
+            let head_after = started.elapsed();
+            let reused = resp
+                .extensions()
+                .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                .map(|info| {
+                    let pair = (info.local_addr(), info.remote_addr());
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .reused(pair)
+                });
             let status = resp.status().as_u16();
             let retry_after = retry_after_of(resp.headers());
             let headers = flatten_headers(resp.headers());
@@ -157,6 +211,8 @@ impl Transport for HttpTransport {
                 headers,
                 body,
                 retry_after,
+                head_after: Some(head_after),
+                reused,
             })
         })
     }
