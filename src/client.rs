@@ -436,16 +436,19 @@ impl RobustClient {
         self.net.set_metered(metered);
     }
 
-    /// Sets (replaces; `None`: removes) the listener of attempt records: one per HTTP attempt
+    /// Sets (replaces) the listener of attempt records (`clear_attempt_listener` removes it): one per HTTP attempt
     /// of a call (`request`, `get`, `post_json`, queued replays) — backend, method, path without
     /// query, attempt number and reason, new or reused connection, time to first byte and total,
     /// body bytes, outcome. A cache hit makes no attempt and no record. Called on a thread of
     /// the client's own; a slow listener loses records (counted), never slows a call.
-    pub fn set_attempt_listener(
-        &self,
-        listener: Option<Arc<dyn AttemptListener>>,
-    ) -> Result<(), ApiError> {
-        self.net.set_attempt_listener(listener)
+    pub fn set_attempt_listener(&self, listener: Arc<dyn AttemptListener>) -> Result<(), ApiError> {
+        self.net.set_attempt_listener(Some(listener))
+    }
+
+    /// Removes the attempt listener (records stop; the recent windows keep counting).
+    pub fn clear_attempt_listener(&self) {
+        // Removing starts no thread: it cannot fail.
+        let _ = self.net.set_attempt_listener(None);
     }
 
     /// Adds a listener for breaker, backend-health and network events (called on a background thread).

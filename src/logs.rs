@@ -117,11 +117,21 @@ impl log::Log for Forwarder {
     fn flush(&self) {}
 }
 
-/// Routes the SDK's log records at `level` and above to `listener` (`None`: stops). Process-wide
-/// (the last call wins, whichever client it came through). Returns `false` if the process
-/// already had another logger (a Rust app's own): then the records keep going there.
+/// Routes the SDK's log records at `level` and above to `listener` (`clear_log_listener` stops).
+/// Process-wide (the last call wins). Returns `false` if the process already had another logger
+/// (a Rust app's own): then the records keep going there.
 #[uniffi::export]
-pub fn set_log_listener(listener: Option<Arc<dyn LogListener>>, level: LogLevel) -> bool {
+pub fn set_log_listener(listener: Arc<dyn LogListener>, level: LogLevel) -> bool {
+    install(Some(listener), level)
+}
+
+/// Stops forwarding log records (the buffered ones are still delivered).
+#[uniffi::export]
+pub fn clear_log_listener() {
+    install(None, LogLevel::Error);
+}
+
+fn install(listener: Option<Arc<dyn LogListener>>, level: LogLevel) -> bool {
     static FORWARDER: Forwarder = Forwarder;
     let installed = *INSTALLED.get_or_init(|| log::set_logger(&FORWARDER).is_ok());
     if !installed {

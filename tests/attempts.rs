@@ -62,7 +62,7 @@ async fn client(c: ClientConfig) -> (Arc<RobustClient>, Arc<Records>) {
     })
     .await;
     let rec = Arc::new(Records::default());
-    client.set_attempt_listener(Some(rec.clone())).unwrap();
+    client.set_attempt_listener(rec.clone()).unwrap();
     (client, rec)
 }
 
@@ -199,7 +199,7 @@ async fn a_cache_hit_makes_no_record_and_the_window_fills() {
     assert_eq!(b.error_rate, Some(0.0));
     assert!(b.latency_p50_ms.is_some() && b.latency_p50_ms <= b.latency_p95_ms);
     // Removing the listener stops the records; the window still counts.
-    client.set_attempt_listener(None).unwrap();
+    client.clear_attempt_listener();
     client.get("/x/after".into()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(rec.all().len(), 6);

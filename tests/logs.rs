@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use robust_api::{
-    set_log_listener, ApiError, AppState, ClientConfig, LogLevel, LogListener, LogRecord,
-    RobustClient, StatusEvent, StatusListener,
+    clear_log_listener, set_log_listener, ApiError, AppState, ClientConfig, LogLevel, LogListener,
+    LogRecord, RobustClient, StatusEvent, StatusListener,
 };
 use robust_api_fleet::{wait_until, Fleet};
 
@@ -51,7 +51,7 @@ impl StatusListener for Leaky {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_records_reach_the_listener_scrubbed_and_off_the_workers() {
     let lines = Arc::new(Lines::default());
-    assert!(set_log_listener(Some(lines.clone()), LogLevel::Info));
+    assert!(set_log_listener(lines.clone(), LogLevel::Info));
     let fleet = Fleet::start(1).await;
     let client = RobustClient::new(ClientConfig::new(fleet.urls())).unwrap();
     client.add_status_listener(Arc::new(Leaky));
@@ -87,7 +87,7 @@ async fn log_records_reach_the_listener_scrubbed_and_off_the_workers() {
     assert!(warning.message.contains("REDACTED"), "{warning:?}");
 
     // A higher level filters; `None` stops.
-    assert!(set_log_listener(Some(lines.clone()), LogLevel::Error));
+    assert!(set_log_listener(lines.clone(), LogLevel::Error));
     let before = lines.records().len();
     client.set_app_state(AppState::Foreground);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -96,7 +96,7 @@ async fn log_records_reach_the_listener_scrubbed_and_off_the_workers() {
         before,
         "an info record is below Error"
     );
-    assert!(set_log_listener(None, LogLevel::Trace));
+    clear_log_listener();
     client.set_network_available(true);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(lines.records().len(), before);

@@ -608,7 +608,7 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
     let provider = Provider::fixed("Authorization", "Bearer SWEEP-PROVIDER-TOKEN-1");
     client.set_header_provider(provider);
     let attempts = Arc::new(Attempts::default());
-    client.set_attempt_listener(Some(attempts.clone())).unwrap();
+    client.set_attempt_listener(attempts.clone()).unwrap();
     plant(&client, &fleet).await;
     // The server saw the credentials: they were sent, just never stored.
     let seen = fleet.server(0).requests();
@@ -647,7 +647,10 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
     assert_no_secret_in("error texts", &texts);
     // Attempt records: every attempt of every path above, as the app's listener sees it.
     let records = attempts.0.lock().unwrap().clone();
-    assert!(records.len() >= 5, "the listener saw the attempts: {records:?}");
+    assert!(
+        records.len() >= 5,
+        "the listener saw the attempts: {records:?}"
+    );
     assert_no_secret_in("attempt records", &records);
 
     let files = sweep::assert_no_secret(&dir, SECRETS, "while running");

@@ -80,4 +80,4 @@ def test_log_records_reach_a_python_listener(fleet, make_client):
         assert client.service_status().network_metered
         client.set_app_state(AppState.FOREGROUND)
     finally:
-        robust_api.set_log_listener(None, LogLevel.INFO)
+        robust_api.clear_log_listener()

@@ -41,7 +41,7 @@ final class ObserveTests: XCTestCase {
         defer { fleet.stop() }
         let sink = LogSink()
         XCTAssertTrue(setLogListener(listener: sink, level: .info))
-        defer { _ = setLogListener(listener: nil, level: .info) }
+        defer { clearLogListener() }
         let client = try RobustClient(config: fastConfig(fleet))
         defer { client.shutdown() }
         client.setAppState(state: .background)

@@ -11,6 +11,7 @@ import dev.robustapi.LogLevel
 import dev.robustapi.LogListener
 import dev.robustapi.LogRecord
 import dev.robustapi.RobustClient
+import dev.robustapi.clearLogListener
 import dev.robustapi.setLogListener
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.AfterEach
@@ -71,7 +72,7 @@ class ObserveTest {
                 client.setAppState(AppState.FOREGROUND)
             }
         } finally {
-            setLogListener(null, LogLevel.INFO)
+            clearLogListener()
         }
     }
 }
