@@ -30,6 +30,10 @@ pub struct StatusCounters {
     /// Response bytes that compression kept off the network: decoded minus received, summed over
     /// every compressed response (gzip/deflate, and brotli with the `brotli` feature).
     pub compression_saved_bytes: i64,
+    /// Attempt records dropped because the attempt listener was too slow (bounded buffer).
+    pub attempt_records_dropped: i64,
+    /// Log records dropped because the log listener was too slow (process-wide).
+    pub log_records_dropped: i64,
 }
 
 /// Something changed.
@@ -136,6 +140,9 @@ impl Counters {
             budget_exhausted: g(&self.budget_exhausted),
             events_dropped: g(&self.events_dropped),
             compression_saved_bytes: g(&self.compression_saved),
+            attempt_records_dropped: 0,
+            // Filled in by the network layer (its recorder; the process-wide log forwarder).
+            log_records_dropped: 0,
         }
     }
 }

@@ -51,6 +51,16 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+/// Where the app is in its life cycle (`set_app_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum AppState {
+    /// Visible: probes, heartbeats and the queue run normally.
+    Foreground,
+    /// In the background: no health probes and no WebSocket heartbeats (unless configured), so
+    /// the radio can sleep; calls the app makes still go out.
+    Background,
+}
+
 /// HTTP method of an [`ApiRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
 pub enum HttpMethod {
@@ -156,6 +166,10 @@ pub struct ApiRequest {
     /// for queued requests (`InvalidRequest`: a replay is always authenticated).
     #[uniffi(default = false)]
     pub skip_authentication: bool,
+    /// Queued (`enqueue`, `OfflinePolicy::Queue`): deliver only over an unmetered network — it
+    /// waits while the app reports a metered one (`set_network_metered`). A live call ignores it.
+    #[uniffi(default = false)]
+    pub unmetered_only: bool,
 }
 
 impl ApiRequest {
@@ -175,6 +189,7 @@ impl ApiRequest {
             queue_group: None,
             max_response_bytes: None,
             skip_authentication: false,
+            unmetered_only: false,
         }
     }
 

@@ -641,6 +641,8 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
         "{refused:?}"
     );
     client.credentials_changed(); // the queue resumes for plant()
+    let attempts = Arc::new(Attempts::default());
+    client.set_attempt_listener(attempts.clone()).unwrap();
     plant(&client, &fleet).await;
     // The server saw the credentials: they were sent, just never stored.
     let seen = fleet.server(0).requests();
@@ -680,6 +682,13 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
             .filter_map(|b| b.last_error),
     );
     assert_no_secret_in("error texts", &texts);
+    // Attempt records: every attempt of every path above, as the app's listener sees it.
+    let records = attempts.0.lock().unwrap().clone();
+    assert!(
+        records.len() >= 5,
+        "the listener saw the attempts: {records:?}"
+    );
+    assert_no_secret_in("attempt records", &records);
 
     let files = sweep::assert_no_secret(&dir, SECRETS, "while running");
     assert!(
@@ -751,6 +760,17 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
     let lines = Logs::lines();
     assert!(!lines.is_empty(), "the client logs (the capture works)");
     assert_no_secret_in("log lines", &lines);
+}
+
+/// Every attempt record, as text.
+#[derive(Default)]
+struct Attempts(std::sync::Mutex<Vec<String>>);
+
+impl robust_api::AttemptListener for Attempts {
+    fn on_attempt(&self, record: robust_api::AttemptRecord) -> Result<(), ApiError> {
+        self.0.lock().unwrap().push(format!("{record:?}"));
+        Ok(())
+    }
 }
 
 fn assert_no_secret_in(what: &str, texts: &[String]) {

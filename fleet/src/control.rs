@@ -37,6 +37,7 @@ use crate::tasks::TaskSet;
 /// | `POST /auth/expire` | `ok`: the access token stops working |
 /// | `POST /auth/refresh-fails` with `on` or `off` | `ok` |
 /// | `GET /auth/refreshes`, `/auth/reused`, `/auth/rejected` | decimal count (see [`TokenService`](crate::TokenService)) |
+/// | `POST /backends/{i}/health-body` with a JSON body (empty: back to `ok`) | `ok` |
 ///
 /// Errors: `400` (bad index, bad fault syntax), `404` (unknown route or index out of range),
 /// `405` (wrong method), `500` (the port could not be re-bound), each with a message body.
@@ -252,12 +253,18 @@ async fn control_route(servers: &[Server], head: &Head, body: &[u8]) -> Response
                         },
                     }
                 }
+                "health-body" if post => {
+                    let text = String::from_utf8_lossy(body);
+                    let text = text.trim();
+                    server.set_health_body((!text.is_empty()).then_some(text));
+                    Response::text(200, "ok")
+                }
                 "reset-uploads" if post => {
                     server.reset_uploads();
                     Response::text(200, "ok")
                 }
                 "uploads" | "upload-bytes" => wrong_method("GET"),
-                "upload-reset-after" | "reset-uploads" => wrong_method("POST"),
+                "upload-reset-after" | "reset-uploads" | "health-body" => wrong_method("POST"),
                 other => Response::text(404, format!("unknown action {other:?}")),
             }
         }

@@ -21,7 +21,8 @@
 //!
 //! # Routes (when no fault is active)
 //! Routing is by path only; every method is accepted.
-//! * `/api/health` → `200`, `text/plain`, body `ok`.
+//! * `/api/health` → `200`, `text/plain`, body `ok`; or `200` `application/json` with the body set
+//!   by [`Server::set_health_body`] (e.g. `{"status":"degraded"}`).
 //! * `/bytes/{n}` → `200`, `application/octet-stream`, `n` bytes (capped at 64 MiB) of
 //!   [`pattern_byte`] content; a non-numeric `n` → `400`.
 //! * `/gzip/{n}` → `200`, the `/bytes/{n}` content, gzip-compressed (`Content-Encoding: gzip`) when
@@ -74,8 +75,8 @@
 //! `409` `request with this key in progress`. [`Fleet::start_sharing_keys`] makes the servers share
 //! one store. The store keeps the last 100 000 keys.
 
-mod auth;
 mod alpn;
+mod auth;
 mod control;
 mod fault;
 pub mod gzip;
@@ -91,8 +92,8 @@ pub mod ws;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use auth::TokenService;
 pub use alpn::{AlpnServer, Protocol};
+pub use auth::TokenService;
 pub use control::ControlServer;
 pub use fault::{Fault, BROKEN_DECLARED_LEN, BROKEN_SENT_LEN};
 pub use helpers::{json_num, json_str, make_file, sha256_file, wait_until};

@@ -18,7 +18,14 @@ impl ServerInner {
     pub(crate) fn route(&self, head: &Head, body: &[u8], effect: Option<u64>) -> Response {
         let path = path_only(&head.target);
         if path == "/api/health" {
-            return Response::text(200, "ok");
+            return match lock(&self.health_body).clone() {
+                Some(json) => Response {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/json".to_owned())],
+                    body: Body::Bytes(json.into_bytes()),
+                },
+                None => Response::text(200, "ok"),
+            };
         }
         if let Some(n) = path.strip_prefix("/bytes/") {
             return match n.parse::<usize>() {

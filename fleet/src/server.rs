@@ -220,6 +220,8 @@ pub(crate) struct ServerInner {
     pub(crate) upload: UploadSink,
     /// The fleet's token service (see `auth`).
     pub(crate) tokens: Arc<TokenService>,
+    /// `Some(body)`: `/api/health` answers `200` `application/json` with it instead of `ok`.
+    pub(crate) health_body: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -276,6 +278,7 @@ impl Server {
             unique_effects: AtomicU64::new(0),
             upload: UploadSink::default(),
             tokens,
+            health_body: Mutex::new(None),
         }));
         let task = tokio::spawn(accept_loop(Arc::clone(&server.0), listener));
         *lock(&server.0.listener_task) = Some(task);
@@ -357,6 +360,12 @@ impl Server {
     /// A request counts once its head is parsed, whatever the fault (except `Down`).
     pub fn hits(&self) -> u64 {
         self.0.hits.load(Ordering::SeqCst)
+    }
+
+    /// Makes `/api/health` answer `200` `application/json` with `body` (e.g.
+    /// `{"status":"degraded"}`); `None`: back to `200` `text/plain` `ok`. Faults still win.
+    pub fn set_health_body(&self, body: Option<&str>) {
+        *lock(&self.0.health_body) = body.map(str::to_owned);
     }
 
     /// Hits for one path, compared without the query string (`/x` matches `/x?q=1`).

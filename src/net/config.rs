@@ -70,6 +70,9 @@ config_record! {
         pub path: String = "/api/health",
         /// Probe interval. Probes never run while the app reports it is offline.
         pub interval_ms: i32 = 60000,
+        /// Keep probing while the app is in the background (`set_app_state`). Off by default:
+        /// a probe wakes the radio; the first probe round runs on the return to the foreground.
+        pub in_background: bool = false,
     }
 }
 
@@ -111,6 +114,7 @@ pub(crate) struct NetSettings {
     pub slow_call_threshold: Option<Duration>,
     pub health_path: String,
     pub health_check_interval: Duration,
+    pub probe_in_background: bool,
     pub security: super::SecuritySettings,
 }
 
@@ -230,6 +234,7 @@ impl NetSettings {
             )?,
             health_path: path.clone(),
             health_check_interval: positive_ms("health.interval_ms", c.health.interval_ms)?,
+            probe_in_background: c.health.in_background,
             security: super::SecuritySettings::default(),
         })
     }

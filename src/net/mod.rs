@@ -8,10 +8,12 @@
 pub(crate) mod attempt;
 mod auth;
 mod breaker;
+mod conditions;
 mod config;
 mod decode;
 mod health;
 mod hedge;
+mod record;
 mod request;
 pub(crate) mod retry;
 mod security;
@@ -27,6 +29,7 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName};
 
+pub(crate) use conditions::Conditions;
 pub use config::{
     AuthConfig, BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig,
 };
@@ -40,7 +43,7 @@ use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusCounters, StatusEvent};
 use crate::http::{idempotency_header, parse_headers};
 use crate::store::Identity;
-use crate::types::{ApiRequest, ApiResponse, Authenticator, HeaderProvider, HttpMethod};
+use crate::types::{ApiRequest, ApiResponse, AppState, Authenticator, HeaderProvider, HttpMethod};
 use auth::Auth;
 use retry::RetryBudget;
 use select::BackendSet;
@@ -73,6 +76,10 @@ pub(crate) struct Network {
     online: AtomicBool,
     /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
     online_watch: tokio::sync::watch::Sender<bool>,
+    /// The attempt listener (records of every plain request's attempts).
+    recorder: record::Recorder,
+    /// Reachability, metering and the app's life cycle together: see [`Network::conditions`].
+    conditions: tokio::sync::watch::Sender<Conditions>,
     header_provider: RwLock<Option<Arc<dyn HeaderProvider>>>,
     /// The authenticator and each scope's credentials (in memory only).
     auth: Arc<Auth>,
@@ -152,6 +159,8 @@ impl Network {
             budget: Mutex::new(budget),
             online: AtomicBool::new(true),
             online_watch: tokio::sync::watch::Sender::new(true),
+            conditions: tokio::sync::watch::Sender::new(Conditions::default()),
+            recorder: record::Recorder::default(),
             header_provider: RwLock::new(None),
             auth,
             identity: Arc::default(),
@@ -265,11 +274,51 @@ impl Network {
             return;
         }
         self.online_watch.send_replace(available);
+        self.conditions.send_modify(|c| c.online = available);
         self.events.emit(StatusEvent::NetworkChanged { available });
         if available {
             self.backends.make_all_due();
         }
         self.backends.probe_wake.notify_one();
+    }
+
+    /// The device conditions (online, metered, foreground/background) as a watch: `borrow()` is
+    /// the current value, `changed()` wakes on every change. Long-lived work that must respect
+    /// them (probes, queue replay, heartbeats, resumable uploads marked "unmetered only") waits
+    /// here rather than polling: `wait_for(|c| c.may_send(unmetered_only))`.
+    pub(crate) fn conditions(&self) -> tokio::sync::watch::Receiver<Conditions> {
+        self.conditions.subscribe()
+    }
+
+    /// The device conditions now.
+    pub(crate) fn current_conditions(&self) -> Conditions {
+        *self.conditions.borrow()
+    }
+
+    /// Follows `set_app_state`. Back in the foreground, every backend is due for a probe at once
+    /// (the watchers — queue replay, WebSockets — do their own part on the change).
+    pub(crate) fn set_app_state(&self, state: AppState) {
+        let changed = self.conditions.send_if_modified(|c| {
+            let changed = c.app_state != state;
+            c.app_state = state;
+            changed
+        });
+        if changed {
+            log::info!("robust-api: app state {state:?}");
+            if state == AppState::Foreground {
+                self.backends.make_all_due();
+            }
+            self.backends.probe_wake.notify_one();
+        }
+    }
+
+    /// Follows `set_network_metered`.
+    pub(crate) fn set_metered(&self, metered: bool) {
+        self.conditions.send_if_modified(|c| {
+            let changed = c.metered != metered;
+            c.metered = metered;
+            changed
+        });
     }
 
     // ---- status ----------------------------------------------------------------------------
@@ -287,7 +336,23 @@ impl Network {
     }
 
     pub(crate) fn counters(&self) -> StatusCounters {
-        self.counters.snapshot()
+        let mut c = self.counters.snapshot();
+        c.attempt_records_dropped = self.recorder.dropped().min(i64::MAX as u64) as i64;
+        c.log_records_dropped = crate::logs::dropped().min(i64::MAX as u64) as i64;
+        c
+    }
+
+    /// Installs (replaces; `None`: removes) the listener of attempt records.
+    pub(crate) fn set_attempt_listener(
+        &self,
+        listener: Option<Arc<dyn crate::observe::AttemptListener>>,
+    ) -> Result<(), ApiError> {
+        self.recorder.set(listener)
+    }
+
+    /// Stops delivering attempt records (client shutdown).
+    pub(crate) fn close_recorder(&self) {
+        self.recorder.close();
     }
 
     /// Closes every breaker.

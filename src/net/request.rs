@@ -9,6 +9,7 @@ use reqwest::Url;
 
 use super::attempt::{self, Exchange, Failed, Health, Plan, Step, Stop, Tried};
 use super::auth::{self, AuthStep};
+use super::record::Wire;
 use super::retry::{classify, Verdict};
 use super::select::Backend;
 use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse};
@@ -16,6 +17,7 @@ use super::{Network, Rounds};
 use crate::defaults::{ms_i32, saturating_i32};
 use crate::error::ApiError;
 use crate::http::{header_value, idempotency_header, join_url, parse_headers};
+use crate::observe::AttemptOutcome;
 use crate::types::{ApiRequest, ApiResponse, HttpMethod};
 
 type Outcome = Result<RawResponse, AttemptError>;
@@ -23,6 +25,8 @@ type Outcome = Result<RawResponse, AttemptError>;
 /// A request checked and converted once, before the first attempt.
 struct Prepared {
     method: HttpMethod,
+    /// The request's path (no query), for attempt records.
+    path: String,
     /// The full URL per backend, by index.
     urls: Vec<Url>,
     headers: HeaderMap,
@@ -102,6 +106,7 @@ async fn prepare(
     };
     Ok(Prepared {
         method: req.method,
+        path: req.path.clone(),
         urls,
         headers,
         body: req.body.clone(),
@@ -121,6 +126,44 @@ struct Plain<'a> {
 
 impl Exchange for Plain<'_> {
     type Value = Outcome;
+
+    fn describe(&self) -> Option<(HttpMethod, &str)> {
+        Some((self.p.method, &self.p.path))
+    }
+
+    fn wire(&self, value: &Outcome) -> Option<Wire> {
+        let body = self.p.body.as_ref().map_or(0, |b| b.len() as u64);
+        Some(match value {
+            Ok(r) => Wire {
+                outcome: AttemptOutcome::Response,
+                status: Some(r.status),
+                head_after: r.head_after,
+                reused: r.reused,
+                bytes_sent: body,
+                bytes_received: r.body.len() as u64,
+                error: None,
+            },
+            Err(e) => Wire {
+                outcome: match e.kind {
+                    AttemptErrorKind::Connect => AttemptOutcome::ConnectFailed,
+                    AttemptErrorKind::Timeout => AttemptOutcome::TimedOut,
+                    AttemptErrorKind::Broken => AttemptOutcome::Broken,
+                    AttemptErrorKind::PinMismatch => AttemptOutcome::PinMismatch,
+                    AttemptErrorKind::TooLarge => AttemptOutcome::TooLarge,
+                },
+                status: None,
+                head_after: None,
+                reused: None,
+                bytes_sent: if e.kind == AttemptErrorKind::Connect {
+                    0
+                } else {
+                    body
+                },
+                bytes_received: 0,
+                error: Some(e.to_string()),
+            },
+        })
+    }
 
     async fn send(&self, index: usize, _backend: &Backend) -> Result<Tried<Outcome>, ApiError> {
         let started = self.net.now();

@@ -30,6 +30,8 @@ fn status(code: u16) -> Reply {
             headers: HashMap::new(),
             body: code.to_string().into_bytes(),
             retry_after: None,
+            head_after: None,
+            reused: None,
         }),
     }
 }

@@ -3,12 +3,12 @@
 //! configuration ([`crate::tls`]; no OpenSSL, so it cross-compiles to Android and iOS). No policy
 //! lives here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, RANGE};
 use reqwest::Url;
@@ -30,6 +30,10 @@ pub(crate) struct RawResponse {
     pub(crate) body: Vec<u8>,
     /// Parsed `Retry-After`, if present.
     pub(crate) retry_after: Option<Duration>,
+    /// How long until the response head arrived (time to first byte; `None`: not measured).
+    pub(crate) head_after: Option<Duration>,
+    /// Came over a pooled connection (`Some(false)`: a new one; `None`: not known).
+    pub(crate) reused: Option<bool>,
 }
 
 /// How an attempt failed before a complete response arrived.
@@ -108,6 +112,38 @@ pub(crate) struct HttpTransport {
     sensitive: Vec<String>,
     /// `compression_saved` is counted here.
     counters: Arc<Counters>,
+    /// Connections seen, by (local, remote) address: a response over one already seen came over
+    /// a reused connection.
+    seen: Arc<Mutex<SeenConnections>>,
+}
+
+/// Connections remembered at most (a client keeps at most 8 idle per host).
+const SEEN_CONNECTIONS: usize = 256;
+
+/// The last [`SEEN_CONNECTIONS`] connections by address pair. A local port is unique among open
+/// connections, so a pair seen before is the same connection — unless the OS reused the port for
+/// a new one after the old closed, which this bound makes rare, never a wrong "new".
+#[derive(Debug, Default)]
+struct SeenConnections {
+    order: VecDeque<(SocketAddr, SocketAddr)>,
+    set: HashSet<(SocketAddr, SocketAddr)>,
+}
+
+impl SeenConnections {
+    /// Was `pair` seen before? Remembers it either way.
+    fn reused(&mut self, pair: (SocketAddr, SocketAddr)) -> bool {
+        if self.set.contains(&pair) {
+            return true;
+        }
+        if self.order.len() == SEEN_CONNECTIONS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(pair);
+        self.set.insert(pair);
+        false
+    }
 }
 
 impl HttpTransport {
@@ -137,6 +173,7 @@ impl HttpTransport {
             client,
             sensitive,
             counters,
+            seen: Arc::default(),
         })
     }
 
@@ -169,7 +206,19 @@ impl Transport for HttpTransport {
                 rb = rb.body(body.to_vec());
             }
             let err = |e| attempt_error(e, &self.sensitive);
+            let started = tokio::time::Instant::now();
             let resp = rb.send().await.map_err(err)?;
+            let head_after = started.elapsed();
+            let reused = resp
+                .extensions()
+                .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                .map(|info| {
+                    let pair = (info.local_addr(), info.remote_addr());
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .reused(pair)
+                });
             let status = resp.status().as_u16();
             let retry_after = retry_after_of(resp.headers());
             let mut headers = flatten_headers(resp.headers());
@@ -199,6 +248,8 @@ impl Transport for HttpTransport {
                 headers,
                 body,
                 retry_after,
+                head_after: Some(head_after),
+                reused,
             })
         })
     }
