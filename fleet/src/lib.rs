@@ -14,6 +14,8 @@
 //! * `control`: the [`ControlServer`] (plain-text control API for the binding suites).
 //! * `upload`: the streaming upload route ([`StoredUpload`]); [`multipart`]: its body parser.
 //! * `tls`: [`TlsFront`], TLS termination in front of any server (HTTPS/WSS tests).
+//! * `proxy`: [`HttpProxy`], an HTTP relay that counts wire bytes, cuts connections mid-body and
+//!   answers chosen requests itself (resumable-upload tests).
 //! * [`ws`]: WebSocket servers ([`ws::WsFleet`]) and their control API.
 //! * helpers for tests: [`wait_until`], [`make_file`], [`sha256_file`], [`json_str`], [`json_num`].
 //!
@@ -69,6 +71,7 @@ mod fault;
 mod helpers;
 mod http;
 pub mod multipart;
+mod proxy;
 mod routes;
 mod server;
 mod tasks;
@@ -83,6 +86,7 @@ pub use fault::{Fault, BROKEN_DECLARED_LEN, BROKEN_SENT_LEN};
 pub use helpers::{json_num, json_str, make_file, sha256_file, wait_until};
 pub use http::{pattern_byte, MAX_BODY, MAX_HEAD};
 pub use multipart::MAX_UPLOAD_FIELD;
+pub use proxy::{Canned, HttpProxy};
 pub use routes::expected_bytes;
 pub use routes::MAX_BYTES_ROUTE;
 pub use server::{
