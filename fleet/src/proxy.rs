@@ -5,7 +5,7 @@
 //!   connection carrying them is reset (RST) in both directions — a network cut mid-`PATCH`;
 //! - [`HttpProxy::answer_next`]: the next request with that method is not forwarded; its body is
 //!   read and dropped and the client gets the canned answer (a `409`, a lying `Upload-Offset`, …);
-//! - [`HttpProxy::set_down`]: new connections are accepted and closed at once, open ones reset.
+//! - [`HttpProxy::set_down`]: new connections are accepted and closed at once, open ones cut.
 //!
 //! Requests are framed by `Content-Length` (no chunked request bodies); responses are relayed as
 //! they come. One upstream connection per client connection.
@@ -72,7 +72,6 @@ impl HttpProxy {
                     continue;
                 };
                 if s.down.load(Ordering::SeqCst) {
-                    let _ = client.set_linger(Some(std::time::Duration::ZERO));
                     drop(client);
                     continue;
                 }
@@ -100,7 +99,7 @@ impl HttpProxy {
         self.state.body_bytes.load(Ordering::SeqCst)
     }
 
-    /// After `n` more request-body bytes, resets the connection carrying them (once).
+    /// After `n` more request-body bytes, cuts the connection carrying them (once).
     pub fn cut_after_body_bytes(&self, n: u64) {
         let now = self.state.body_bytes.load(Ordering::SeqCst);
         self.state.cut_at.store(now + n, Ordering::SeqCst);
@@ -117,7 +116,7 @@ impl HttpProxy {
         lock(&self.state.canned).push_back(canned);
     }
 
-    /// Down: connections are refused (accepted and reset); open ones are reset.
+    /// Down: connections are refused (accepted and closed); open ones are cut.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
         if down {
@@ -162,8 +161,6 @@ async fn read_head(
 
 async fn relay(state: Arc<State>, client: TcpStream, upstream: SocketAddr) -> io::Result<()> {
     let server = TcpStream::connect(upstream).await?;
-    // A cut is a reset, not a clean close.
-    let _ = client.set_linger(Some(std::time::Duration::ZERO));
     let epoch = state.epoch.load(Ordering::SeqCst);
     let client_std = client.into_std()?;
     let client_clone = client_std.try_clone()?;

@@ -257,22 +257,23 @@ impl Records {
         })
     }
 
-    /// Every record of `scope` (a tag), oldest first; finished ones too when `finished`.
+    /// Every record of `scope` (a tag) but the completed ones (all when `completed`), oldest
+    /// first.
     pub(crate) fn list(
         &self,
         scope: Option<&str>,
-        finished: bool,
+        completed: bool,
     ) -> Result<Vec<Record>, ApiError> {
         crate::runtime::blocking_io(|| {
             let c = self.store.conn();
             let mut s = c
                 .prepare_cached(
                     "SELECT * FROM uploads WHERE scope IS ?1
-                       AND (?2 OR state IN ('active', 'paused')) ORDER BY seq",
+                       AND (?2 OR state != 'completed') ORDER BY seq",
                 )
                 .map_err(storage)?;
             let rows = s
-                .query_map(params![scope, finished], Record::from_row)
+                .query_map(params![scope, completed], Record::from_row)
                 .map_err(storage)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(storage)
         })
