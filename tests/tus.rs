@@ -9,9 +9,9 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use robust_api::{
@@ -127,14 +127,20 @@ async fn a_200_mib_upload_survives_cuts_at_30_60_90_percent_and_arrives_intact()
                 let at = size * pct / 100;
                 let now = p.body_bytes();
                 p.cut_after_body_bytes(at.saturating_sub(now));
-                wait_until("the upload to get there", Duration::from_secs(120), || p.cuts() > i as u64).await;
+                wait_until("the upload to get there", Duration::from_secs(120), || {
+                    p.cuts() > i as u64
+                })
+                .await;
             }
         });
         (proxy_state, task)
     };
     let (proxy, task) = cutter;
     let r = client
-        .upload_file(video(&path, "Beach, day 1"), Some(Box::new(progress.clone())))
+        .upload_file(
+            video(&path, "Beach, day 1"),
+            Some(Box::new(progress.clone())),
+        )
         .await
         .unwrap();
     task.await.unwrap();
@@ -144,16 +150,26 @@ async fn a_200_mib_upload_survives_cuts_at_30_60_90_percent_and_arrives_intact()
     assert_eq!(total as u64, size);
     // The server's file is the source, byte for byte, and the metadata arrived.
     let records = client.pending_uploads().unwrap();
-    assert!(records.is_empty(), "a completed upload is no longer pending: {records:?}");
+    assert!(
+        records.is_empty(),
+        "a completed upload is no longer pending: {records:?}"
+    );
     let heads: Vec<String> = proxy
         .requests()
         .into_iter()
         .filter(|r| r.starts_with("HEAD"))
         .collect();
-    assert!(heads.len() >= 3, "each cut is followed by a HEAD: {heads:?}");
+    assert!(
+        heads.len() >= 3,
+        "each cut is followed by a HEAD: {heads:?}"
+    );
     let url = heads[0].split(' ').nth(1).unwrap().to_string();
     let (file, info) = server.stored(&url);
-    assert_eq!(sha256_file(&file), want, "the server's file equals the source");
+    assert_eq!(
+        sha256_file(&file),
+        want,
+        "the server's file equals the source"
+    );
     assert!(info.contains("\"title\":\"Beach, day 1\""), "{info}");
     assert!(info.contains("\"filename\":\"clip.mp4\""), "{info}");
     let wire = proxy.bytes_from_clients() - before;
@@ -181,10 +197,7 @@ async fn a_409_is_answered_with_a_head_and_the_upload_continues() {
         status: 409,
         headers: vec![("Tus-Resumable".into(), "1.0.0".into())],
     });
-    let r = client
-        .upload_file(video(&path, "t"), None)
-        .await
-        .unwrap();
+    let r = client.upload_file(video(&path, "t"), None).await.unwrap();
     assert_eq!(r.status, 204);
     let reqs = proxy.requests();
     let first_patch = reqs.iter().position(|r| r.starts_with("PATCH")).unwrap();
@@ -213,14 +226,21 @@ async fn a_server_claiming_more_than_was_sent_is_a_typed_error() {
             ("Upload-Offset".into(), (3 * MB).to_string()),
         ],
     });
-    let err = client.upload_file(video(&path, "t"), None).await.unwrap_err();
+    let err = client
+        .upload_file(video(&path, "t"), None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, ApiError::UploadProtocolViolation { reason, .. } if reason.contains("Upload-Offset")),
         "{err:?}"
     );
     assert!(err.to_string().contains("broke the tus protocol"), "{err}");
     let p = client.pending_uploads().unwrap();
-    assert_eq!(p[0].state, UploadState::Failed, "kept for inspection: {p:?}");
+    assert_eq!(
+        p[0].state,
+        UploadState::Failed,
+        "kept for inspection: {p:?}"
+    );
     // A HEAD lying the same way (after a pause).
     let path2 = make_file(dir.path(), "lie2.bin", size);
     let client2_store = tempfile::tempdir().unwrap();
@@ -239,10 +259,15 @@ async fn a_server_claiming_more_than_was_sent_is_a_typed_error() {
         ],
     });
     let heard = Arc::new(Heard::default());
-    assert!(client2.attach_upload_listener(up.id.clone(), heard.clone()).unwrap());
+    assert!(client2
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap());
     let confirmed = client2.pending_uploads().unwrap()[0].confirmed_bytes as u64;
     assert!(client2.resume_upload(up.id.clone()).unwrap());
-    wait_until("the upload to get there", Duration::from_secs(20), || heard.failed.lock().unwrap().is_some()).await;
+    wait_until("the upload to get there", Duration::from_secs(20), || {
+        heard.failed.lock().unwrap().is_some()
+    })
+    .await;
     let text = heard.failed.lock().unwrap().clone().unwrap();
     if confirmed + MB < size {
         assert!(text.contains("beyond the"), "{text}");
@@ -265,15 +290,23 @@ async fn a_lost_upload_is_created_anew_and_an_expired_one_too() {
     confirmed_at_least(&client, &up.id, MB as i64).await;
     client.pause_upload(up.id.clone()).unwrap();
     let _ = call.await.unwrap();
-    let url = client.pending_uploads().unwrap()[0].upload_url.clone().unwrap();
+    let url = client.pending_uploads().unwrap()[0]
+        .upload_url
+        .clone()
+        .unwrap();
     // The server loses it: 404 on HEAD.
     let (file, _) = server.stored(&url);
     std::fs::remove_file(&file).unwrap();
     std::fs::remove_file(format!("{}.json", file.display())).unwrap();
     let heard = Arc::new(Heard::default());
-    client.attach_upload_listener(up.id.clone(), heard.clone()).unwrap();
+    client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap();
     client.resume_upload(up.id.clone()).unwrap();
-    wait_until("the upload to get there", Duration::from_secs(30), || heard.completed.lock().unwrap().is_some()).await;
+    wait_until("the upload to get there", Duration::from_secs(30), || {
+        heard.completed.lock().unwrap().is_some()
+    })
+    .await;
     assert_eq!(server.upload_count(), 1, "one new upload");
     let p = heard.progress.lock().unwrap().clone();
     assert_eq!(p.last().unwrap().0 as u64, size);
@@ -291,16 +324,26 @@ async fn a_lost_upload_is_created_anew_and_an_expired_one_too() {
     confirmed_at_least(&client, &up.id, MB as i64).await;
     client.pause_upload(up.id.clone()).unwrap();
     let _ = call.await.unwrap();
-    let first_url = client.pending_uploads().unwrap()[0].upload_url.clone().unwrap();
+    let first_url = client.pending_uploads().unwrap()[0]
+        .upload_url
+        .clone()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1_700)).await;
     let heard = Arc::new(Heard::default());
-    client.attach_upload_listener(up.id.clone(), heard.clone()).unwrap();
+    client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap();
     client.resume_upload(up.id.clone()).unwrap();
     wait_until("the upload to get there", Duration::from_secs(30), || {
         heard.completed.lock().unwrap().is_some() || heard.failed.lock().unwrap().is_some()
     })
     .await;
-    assert_eq!(*heard.completed.lock().unwrap(), Some(204), "{:?}", heard.failed.lock().unwrap());
+    assert_eq!(
+        *heard.completed.lock().unwrap(),
+        Some(204),
+        "{:?}",
+        heard.failed.lock().unwrap()
+    );
     let _ = first_url;
 }
 
@@ -322,14 +365,25 @@ async fn a_changed_or_deleted_file_is_a_typed_error_and_cancel_deletes_the_serve
     bytes[(size - 10) as usize] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let heard = Arc::new(Heard::default());
-    client.attach_upload_listener(up.id.clone(), heard.clone()).unwrap();
+    client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap();
     client.resume_upload(up.id.clone()).unwrap();
-    wait_until("the upload to get there", Duration::from_secs(20), || heard.failed.lock().unwrap().is_some()).await;
+    wait_until("the upload to get there", Duration::from_secs(20), || {
+        heard.failed.lock().unwrap().is_some()
+    })
+    .await;
     let text = heard.failed.lock().unwrap().clone().unwrap();
     assert!(text.contains("changed since its upload began"), "{text}");
-    assert_eq!(client.pending_uploads().unwrap()[0].state, UploadState::Failed);
+    assert_eq!(
+        client.pending_uploads().unwrap()[0].state,
+        UploadState::Failed
+    );
     // Cancel: the server's copy is deleted, the record removed.
-    let url = client.pending_uploads().unwrap()[0].upload_url.clone().unwrap();
+    let url = client.pending_uploads().unwrap()[0]
+        .upload_url
+        .clone()
+        .unwrap();
     assert!(server.stored(&url).0.exists());
     assert!(client.cancel_upload(up.id.clone()).await.unwrap());
     assert!(!server.stored(&url).0.exists(), "termination deleted it");
@@ -343,12 +397,20 @@ async fn a_changed_or_deleted_file_is_a_typed_error_and_cancel_deletes_the_serve
     let _ = call.await.unwrap();
     std::fs::remove_file(&path).unwrap();
     let heard = Arc::new(Heard::default());
-    client.attach_upload_listener(up.id.clone(), heard.clone()).unwrap();
+    client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap();
     client.resume_upload(up.id.clone()).unwrap();
-    wait_until("the upload to get there", Duration::from_secs(20), || heard.failed.lock().unwrap().is_some()).await;
+    wait_until("the upload to get there", Duration::from_secs(20), || {
+        heard.failed.lock().unwrap().is_some()
+    })
+    .await;
     let text = heard.failed.lock().unwrap().clone().unwrap();
     assert!(text.contains("record was removed"), "{text}");
-    assert!(client.pending_uploads().unwrap().is_empty(), "the record is gone");
+    assert!(
+        client.pending_uploads().unwrap().is_empty(),
+        "the record is gone"
+    );
 
     // Cancel through a token while running.
     let path = make_file(dir.path(), "token.bin", 32 * MB);
@@ -365,7 +427,11 @@ async fn a_changed_or_deleted_file_is_a_typed_error_and_cancel_deletes_the_serve
         .await
         .unwrap_err();
     assert!(matches!(err, ApiError::Cancelled { .. }), "{err:?}");
-    assert_eq!(server.upload_count(), before, "the server's copy was deleted");
+    assert_eq!(
+        server.upload_count(),
+        before,
+        "the server's copy was deleted"
+    );
     assert!(client.pending_uploads().unwrap().is_empty());
 }
 
@@ -391,21 +457,37 @@ async fn uploads_of_one_user_never_resume_under_another_and_nothing_goes_out_off
     assert!(!client.pause_upload(up.id.clone()).unwrap());
     assert!(!client.cancel_upload(up.id.clone()).await.unwrap());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(proxy.requests().len(), seen, "nothing sent for alice while bob is current");
+    assert_eq!(
+        proxy.requests().len(),
+        seen,
+        "nothing sent for alice while bob is current"
+    );
     // Offline: nothing goes out, for anyone.
     client.set_network_available(false);
     client.set_user_scope(Some("alice".into()));
     let other = make_file(dir.path(), "offline.bin", MB);
-    let err = client.upload_file(video(&other, "t"), None).await.unwrap_err();
+    let err = client
+        .upload_file(video(&other, "t"), None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ApiError::Offline), "{err:?}");
     client.resume_uploads().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(proxy.requests().len(), seen, "no upload traffic while offline");
+    assert_eq!(
+        proxy.requests().len(),
+        seen,
+        "no upload traffic while offline"
+    );
     // Online again as alice: her upload resumes by itself and completes.
     let heard = Arc::new(Heard::default());
-    client.attach_upload_listener(up.id.clone(), heard.clone()).unwrap();
+    client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap();
     client.set_network_available(true);
-    wait_until("the upload to get there", Duration::from_secs(30), || heard.completed.lock().unwrap().is_some()).await;
+    wait_until("the upload to get there", Duration::from_secs(30), || {
+        heard.completed.lock().unwrap().is_some()
+    })
+    .await;
     let p = heard.progress.lock().unwrap().clone();
     assert!(p.windows(2).all(|w| w[0].0 <= w[1].0), "monotonic: {p:?}");
 }
@@ -423,13 +505,14 @@ fn tus_child() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client =
-            RobustClient::new(config(vec![backend], Path::new(&store), 4 * MB)).unwrap();
+        let client = RobustClient::new(config(vec![backend], Path::new(&store), 4 * MB)).unwrap();
         let pending = client.pending_uploads().unwrap();
         let heard = Arc::new(Heard::default());
         if let Some(p) = pending.first() {
             println!("RESUMING {} at {}", p.id, p.confirmed_bytes);
-            client.attach_upload_listener(p.id.clone(), heard.clone()).unwrap();
+            client
+                .attach_upload_listener(p.id.clone(), heard.clone())
+                .unwrap();
             // (it resumes by itself: the client is online at start)
         } else {
             let c = client.clone();
@@ -502,7 +585,10 @@ async fn a_200_mib_upload_survives_three_sigkills() {
         child.wait().unwrap();
         killed_at.push(proxy.body_bytes());
         let l = lines.lock().unwrap().clone();
-        assert!(!l.iter().any(|l| l.contains("DONE") || l.contains("FAILED")), "{l:?}");
+        assert!(
+            !l.iter().any(|l| l.contains("DONE") || l.contains("FAILED")),
+            "{l:?}"
+        );
     }
     let (mut child, lines, _) = run(None);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
@@ -530,4 +616,35 @@ async fn a_200_mib_upload_survives_three_sigkills() {
         proxy.body_bytes() as f64 / size as f64,
         proxy.bytes_from_clients()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_is_not_tus_gets_multipart_and_is_asked_once() {
+    let fleet = robust_api_fleet::Fleet::start(1).await;
+    let (dir, store) = (files(), tempfile::tempdir().unwrap());
+    let path = make_file(dir.path(), "plain.mp4", 2 * MB);
+    let mut c = config(fleet.urls(), store.path(), MB);
+    c.upload.video_path = "/api/videos".into();
+    let client = RobustClient::new(c).unwrap();
+    for _ in 0..2 {
+        let r = client
+            .upload_video_file(path.to_string_lossy().into_owned(), "T".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "the fleet's multipart route stored it");
+    }
+    // Two POSTs and one OPTIONS: discovery is remembered per backend and endpoint.
+    assert_eq!(fleet.server(0).hits_for("/api/videos"), 3);
+    assert_eq!(fleet.server(0).uploads().len(), 2);
+    assert!(client.pending_uploads().unwrap().is_empty());
+    // Configured "tus" against a non-tus endpoint: InvalidRequest, nothing stored.
+    let store2 = tempfile::tempdir().unwrap();
+    let mut c = config(fleet.urls(), store2.path(), MB);
+    c.upload.resumable = "tus".into();
+    let strict = RobustClient::new(c).unwrap();
+    let err = strict
+        .upload_video_file(path.to_string_lossy().into_owned(), "T".into(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::InvalidRequest { .. }), "{err:?}");
 }

@@ -222,7 +222,7 @@ async fn relay(state: Arc<State>, client: TcpStream, upstream: SocketAddr) -> io
                 i.and_then(|i| q.remove(i))
             };
             let rest = buf.split_off(head_len);
-            let head_bytes = std::mem::replace(&mut buf, Vec::new());
+            let head_bytes = std::mem::take(&mut buf);
             let mut body_left = length;
             let mut pending = rest;
             if canned.is_none() {

@@ -727,7 +727,12 @@ pub(crate) async fn send(
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(cancelled_error());
     }
-    if settings.resumable != "multipart" {
+    // A missing or unreadable file is reported by the multipart path's checks, before any I/O.
+    let readable = tokio::fs::metadata(&req.file_path)
+        .await
+        .is_ok_and(|m| m.is_file())
+        && tokio::fs::File::open(&req.file_path).await.is_ok();
+    if settings.resumable != "multipart" && readable {
         if !net.is_online() {
             return Err(ApiError::Offline);
         }

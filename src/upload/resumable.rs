@@ -107,11 +107,14 @@ struct Job {
     phase: watch::Receiver<Phase>,
 }
 
+/// A final outcome for a listener: `(status, body)` or the error's text.
+type Final = Result<(u16, Vec<u8>), String>;
+
 /// What the listener thread still has to tell, per upload.
 #[derive(Default)]
 struct Mailbox {
     progress: HashMap<String, (u64, u64)>,
-    finals: Vec<(String, Result<(u16, Vec<u8>), String>)>,
+    finals: Vec<(String, Final)>,
 }
 
 /// The resumable uploads of one client.
@@ -271,7 +274,7 @@ impl Uploads {
         self.poke();
     }
 
-    fn tell_final(&self, id: &str, outcome: Result<(u16, Vec<u8>), String>) {
+    fn tell_final(&self, id: &str, outcome: Final) {
         {
             let mut m = self.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
             m.finals.push((id.to_string(), outcome));
@@ -298,19 +301,23 @@ impl Uploads {
         if mode == "multipart" {
             return Ok(None);
         }
+        // What the preferred backend said (or, before any ranking, the first that answered).
         let preferred = self.net.preferred_backend().and_then(|name| {
             (0..self.net.backend_count()).find(|&i| self.net.backend(i).name == name)
         });
-        if let Some(i) = preferred {
-            let known = self
+        let known = {
+            let d = self
                 .discovered
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&(i, req.path.clone()))
-                .cloned();
-            if let Some(known) = known {
-                return Ok(known.map(|c| (i, c)));
+                .unwrap_or_else(PoisonError::into_inner);
+            let of = |i: usize| d.get(&(i, req.path.clone())).cloned().map(|c| (i, c));
+            match preferred {
+                Some(i) => of(i),
+                None => (0..self.net.backend_count()).find_map(of),
             }
+        };
+        if let Some((i, known)) = known {
+            return Ok(known.map(|c| (i, c)));
         }
         let source = Source {
             endpoint: req.path.clone(),
@@ -404,12 +411,12 @@ impl Uploads {
             created_at_ms: now_ms(),
         };
         self.records.insert(&record)?;
-        let phase = self.spawn(record, Some(caps), req.headers.clone());
+        let phase = self.launch(record, Some(caps), req.headers.clone());
         Ok((id, phase))
     }
 
     /// Starts `record`'s job unless it runs already; its phase.
-    fn spawn(
+    fn launch(
         self: &Arc<Self>,
         record: Record,
         caps: Option<(usize, policy::Capabilities)>,
@@ -611,7 +618,7 @@ impl Uploads {
         let tag = self.current_tag();
         for r in self.records.list(tag.as_deref(), false)? {
             if r.state == UploadState::Active {
-                drop(self.spawn(r, None, HashMap::new()));
+                drop(self.launch(r, None, HashMap::new()));
             }
         }
         Ok(())
@@ -708,7 +715,7 @@ impl Uploads {
                         state: UploadState::Active,
                         ..r
                     };
-                    drop(self.spawn(r, None, HashMap::new()));
+                    drop(self.launch(r, None, HashMap::new()));
                 }
                 Ok(true)
             }

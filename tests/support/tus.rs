@@ -98,4 +98,3 @@ impl Drop for TusServer {
         let _ = self.child.wait();
     }
 }
-
