@@ -2,9 +2,9 @@
 // package-lock.json), for robust-api's resumable-upload tests (tests/tus.rs). Not our code: the
 // tests check our client against a server no one here wrote.
 //
-//   node server.mjs <directory> [expiration ms]
+//   node server.mjs <directory> [expiration ms] [port]
 //
-// Listens on 127.0.0.1 (a free port) and prints `LISTENING <port>` on stdout. Uploads go to
+// Listens on 127.0.0.1 (the port, or a free one) and prints `LISTENING <port>` on stdout. Uploads go to
 // `/files/`; `/api/health` answers 200 (the client's health probes). Stored files land in
 // <directory>/<id> with their metadata in <directory>/<id>.json.
 import http from 'node:http';
@@ -13,7 +13,7 @@ import { FileStore } from '@tus/file-store';
 
 const directory = process.argv[2];
 if (!directory) {
-  console.error('usage: node server.mjs <directory> [expiration ms]');
+  console.error('usage: node server.mjs <directory> [expiration ms] [port]');
   process.exit(2);
 }
 const expirationPeriodInMilliseconds = Number(process.argv[3] || 0);
@@ -29,7 +29,7 @@ const server = http.createServer((req, res) => {
   }
   tus.handle(req, res);
 });
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(process.argv[4] || 0), '127.0.0.1', () => {
   console.log(`LISTENING ${server.address().port}`);
 });
 // The test owns this process: it ends when its stdin closes (the test died) or on SIGTERM.
