@@ -648,3 +648,59 @@ async fn an_endpoint_that_is_not_tus_gets_multipart_and_is_asked_once() {
         .unwrap_err();
     assert!(matches!(err, ApiError::InvalidRequest { .. }), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_backend_stays_down_waits_then_restarts_on_another_after_the_bound() {
+    let size = 4 * MB;
+    let (a, b) = (TusServer::start(0), TusServer::start(0));
+    let proxy = HttpProxy::start(a.addr()).await.unwrap();
+    let proxy_b = HttpProxy::start(b.addr()).await.unwrap();
+    proxy_b.set_down(true); // the upload is created on A
+    let (dir, store) = (files(), tempfile::tempdir().unwrap());
+    let path = make_file(dir.path(), "moved.bin", size);
+    let mut c = config(vec![proxy.url(), proxy_b.url()], store.path(), MB);
+    c.upload.restart_elsewhere_after_ms = 300;
+    c.upload.max_retries = 1;
+    let client = RobustClient::new(c).unwrap();
+    let (call, up) = start(&client, video(&path, "t"), None).await;
+    confirmed_at_least(&client, &up.id, MB as i64).await;
+    client.pause_upload(up.id.clone()).unwrap();
+    let _ = call.await.unwrap();
+    let held = client.pending_uploads().unwrap()[0].backend.clone();
+    assert_eq!(held.as_deref(), Some(proxy.url().as_str()));
+    proxy.set_down(true);
+    proxy_b.set_down(false);
+    let heard = Arc::new(Heard::default());
+    client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap();
+    // First resume: the holder is unreachable, the bound not reached: it waits (still Active).
+    client.resume_upload(up.id.clone()).unwrap();
+    wait_until(
+        "the first resume to give up",
+        Duration::from_secs(20),
+        || {
+            client.pending_uploads().unwrap()[0].last_error.is_some()
+                || client.pending_uploads().unwrap()[0].state == UploadState::Active
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(heard.completed.lock().unwrap().is_none());
+    assert_eq!(b.upload_count(), 0, "not moved before the bound");
+    // Past the bound: created anew on the other backend, from byte 0, and completed.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    client.resume_uploads().unwrap();
+    wait_until("completed elsewhere", Duration::from_secs(30), || {
+        heard.completed.lock().unwrap().is_some() || heard.failed.lock().unwrap().is_some()
+    })
+    .await;
+    assert_eq!(
+        *heard.completed.lock().unwrap(),
+        Some(204),
+        "{:?}",
+        heard.failed.lock().unwrap()
+    );
+    assert_eq!(b.upload_count(), 1);
+    assert_eq!(sha256_file(&b.newest_upload()), sha256_file(&path));
+}

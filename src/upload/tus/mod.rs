@@ -389,7 +389,8 @@ impl Session<'_> {
             max_rounds: self.settings.max_retries,
             max_sends: self.settings.max_retries.saturating_add(1),
             retry_after_cap: super::policy::RETRY_AFTER_CAP,
-            pin_on_retry: true,
+            // Discovery may go anywhere; everything else stays on its backend.
+            pin_on_retry: only.is_some(),
             only,
             ..Plan::new(s.retry_base_delay, s.retry_max_delay)
         }
@@ -463,12 +464,12 @@ impl Session<'_> {
         }
     }
 
-    /// Creates the upload on `backend`; `(url, offset)`.
+    /// Creates the upload on `backend`: `(url, confirmed offset if known, bytes sent, attempts)`.
     async fn create(
         &self,
         backend: usize,
         caps: &Capabilities,
-    ) -> Result<(Url, u64, u32), ApiError> {
+    ) -> Result<(Url, Option<u64>, u64, u32), ApiError> {
         if let Some(max) = caps.max_size {
             if self.source.size > max {
                 return Err(ApiError::invalid_request(format!(
@@ -517,20 +518,25 @@ impl Session<'_> {
         }
         let offset = if with_bytes > 0 {
             match crate::http::header_value(&r.headers, "upload-offset") {
-                Some(v) => policy::judge_patch_offset(Some(v), 0, with_bytes)
-                    .map_err(|p| self.violation(backend, p.to_string()))?,
-                None => 0,
+                Some(v) => Some(
+                    policy::judge_patch_offset(Some(v), 0, with_bytes)
+                        .map_err(|p| self.violation(backend, p.to_string()))?,
+                ),
+                None => None, // bytes went out, the answer did not say how many stuck: ask
             }
         } else {
-            0
+            Some(0)
         };
         self.journal.created(
             backend,
             url.as_str(),
-            offset,
+            offset.unwrap_or(0),
             policy::expires_at_ms(&r.headers),
         )?;
-        Ok((url, offset, done.attempts))
+        if with_bytes > 0 {
+            self.journal.sending(with_bytes)?;
+        }
+        Ok((url, offset, with_bytes, done.attempts))
     }
 
     /// Deletes the upload at `url` (termination); a `404`/`410` counts as deleted.
@@ -587,11 +593,11 @@ impl Session<'_> {
                             self.violation(b, "the server does not offer the creation extension")
                         );
                     }
-                    let (url, offset, n) = self.create(b, &c).await?;
+                    let (url, offset, sent, n) = self.create(b, &c).await?;
                     attempts += n;
                     resume.target = Some((b, url.clone()));
-                    resume.sent_high = offset;
-                    (b, url, Some(offset))
+                    resume.sent_high = sent.max(offset.unwrap_or(0));
+                    (b, url, offset)
                 }
             };
             let state = Mutex::new(ChunkState {
