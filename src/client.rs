@@ -20,7 +20,10 @@ use crate::store::{FolderLock, LockError, Schema, Store};
 use crate::types::{
     ApiRequest, ApiResponse, AppState, Authenticator, HeaderProvider, QueuedRequestId,
 };
-use crate::upload::{self, UploadProgressListener, UploadRequest, UploadSettings};
+use crate::upload::{
+    self, PendingUpload, Records, ResumableUploadListener, UploadProgressListener, UploadRequest,
+    UploadSettings, Uploads,
+};
 use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettings};
 
 /// Where the client keeps its files; a temporary directory is removed with the client (and the
@@ -95,6 +98,7 @@ pub struct RobustClient {
     /// The request stack's top: queue layer → cache layer → network.
     stack: QueueLayer,
     upload: UploadSettings,
+    uploads: Arc<Uploads>,
     ws: WsSettings,
     runtime: ClientRuntime,
     events: Arc<EventBus>,
@@ -133,6 +137,11 @@ impl RobustClient {
             events.storage_recovered(r.record());
         }
         let store = Arc::new(store);
+        let (uploads_store, recovered) = Store::open_schema(storage.path(), Schema::UPLOADS)
+            .map_err(|reason| ApiError::Storage { reason })?;
+        if let Some(r) = recovered {
+            events.storage_recovered(r.record());
+        }
         let runtime = ClientRuntime::new(settings.worker_threads)?;
         let net = Arc::new(Network::new(settings.net, events.clone(), counters)?);
         let identity = net.identity().clone();
@@ -151,6 +160,14 @@ impl RobustClient {
         ));
         let cleanup_every = settings.cache.cleanup_interval;
         let stack = QueueLayer::new(queue.clone(), CacheLayer::new(cache.clone(), net.clone()));
+        let uploads = Uploads::new(
+            net.clone(),
+            settings.upload.clone(),
+            Arc::new(Records::new(Arc::new(uploads_store))),
+            net.identity().clone(),
+        )?;
+        let u = uploads.clone();
+        runtime.spawn_supervised("resumable uploads", move || u.clone().run());
         let probing = net.clone();
         runtime.spawn_supervised("health probe", move || probing.clone().run_health_probes());
         let (q, replay_layer) = (queue.clone(), CacheLayer::new(cache.clone(), net.clone()));
@@ -173,6 +190,7 @@ impl RobustClient {
             queue,
             stack,
             upload: settings.upload,
+            uploads,
             ws: settings.ws,
             runtime,
             events,
@@ -319,6 +337,7 @@ impl RobustClient {
     pub fn clear_user_data(&self, scope: String) -> Result<(), ApiError> {
         let queue = self.queue.clear_scope(&scope);
         self.cache.clear_scope(&scope)?;
+        self.uploads.clear_scope(&scope)?;
         queue
     }
 
@@ -348,7 +367,8 @@ impl RobustClient {
     ) -> Result<ApiResponse, ApiError> {
         let (net, settings) = (self.net.clone(), self.upload.clone());
         self.runtime
-            .call(upload::run(
+            .call(upload::send(
+                self.uploads.clone(),
                 net,
                 settings,
                 request,
@@ -369,7 +389,8 @@ impl RobustClient {
     ) -> Result<ApiResponse, ApiError> {
         let (net, settings) = (self.net.clone(), self.upload.clone());
         self.runtime
-            .call(upload::run(
+            .call(upload::send(
+                self.uploads.clone(),
                 net,
                 settings,
                 request,
@@ -390,6 +411,54 @@ impl RobustClient {
     ) -> Result<ApiResponse, ApiError> {
         let request = upload::video_request(&self.upload.video_path, file_path, title);
         self.upload_file(request, listener).await
+    }
+
+    /// The current user scope's resumable uploads that are not finished (active, paused or
+    /// failed), oldest first — also those a killed process left behind.
+    pub fn pending_uploads(&self) -> Result<Vec<PendingUpload>, ApiError> {
+        self.uploads.pending()
+    }
+
+    /// Starts every active resumable upload of the current user scope that is not running (they
+    /// also resume by themselves when the client starts, the network returns, a backend recovers
+    /// or the scope changes). Nothing while offline.
+    pub fn resume_uploads(&self) -> Result<(), ApiError> {
+        let uploads = self.uploads.clone();
+        self.runtime.enter(|| uploads.resume_all())
+    }
+
+    /// Pauses resumable upload `id` (its transfer stops now; the server keeps what it confirmed).
+    /// `false`: no unfinished upload with this id in the current scope.
+    pub fn pause_upload(&self, id: String) -> Result<bool, ApiError> {
+        self.uploads.pause(&id)
+    }
+
+    /// Resumes a paused resumable upload now (when online). `false`: no such upload.
+    pub fn resume_upload(&self, id: String) -> Result<bool, ApiError> {
+        let uploads = self.uploads.clone();
+        self.runtime.enter(|| uploads.resume(&id))
+    }
+
+    /// Cancels resumable upload `id`: its transfer stops, its copy on the server is deleted (tus
+    /// termination) and its record removed. `false`: no such upload in the current scope. An
+    /// error means the server's copy could not be deleted (the record is removed anyway; the
+    /// server's copy expires on its own).
+    pub async fn cancel_upload(&self, id: String) -> Result<bool, ApiError> {
+        let uploads = self.uploads.clone();
+        self.runtime
+            .call(async move { uploads.cancel(&id).await })
+            .await
+    }
+
+    /// Attaches `listener` to resumable upload `id` (e.g. after the app restarted): it hears the
+    /// confirmed offset at once, then progress and the final outcome. One listener per upload
+    /// (a new one replaces it). `false`: no such upload in the current scope.
+    pub fn attach_upload_listener(
+        &self,
+        id: String,
+        listener: Arc<dyn ResumableUploadListener>,
+    ) -> Result<bool, ApiError> {
+        self.uploads.attach(&id, listener)
     }
 
     /// Opens a WebSocket to `path` on the best backend (`http` → `ws`, `https` → `wss`) and returns
@@ -494,6 +563,7 @@ impl RobustClient {
         self.runtime.shutdown();
         self.cache.close(); // releases the database files
         self.queue.close();
+        self.uploads.close();
         self.events.close();
         self.net.close_recorder();
         self.storage.release(); // another client may use the folder now

@@ -170,6 +170,53 @@ pub enum ApiError {
         /// What the foreign code threw.
         reason: String,
     },
+    /// The file of a resumable upload changed on disk (size, modification time, or the content
+    /// of its first or last MiB) since its upload began: the upload stopped before sending another
+    /// byte, so the server never holds a file mixed from two versions. Start a new upload.
+    #[error(
+        "the file {file_path:?} changed since its upload began ({reason}); nothing more was sent: \
+         start a new upload"
+    )]
+    UploadFileChanged {
+        /// The file on disk.
+        file_path: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The file of a resumable upload is gone (deleted, or no longer readable): its upload
+    /// record was removed.
+    #[error(
+        "the file {file_path:?} of an upload is gone ({reason}); its upload record was removed"
+    )]
+    UploadFileMissing {
+        /// The file on disk.
+        file_path: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// A resumable-upload server broke the tus protocol (an offset beyond what was sent, a
+    /// missing `Location`, a `Location` on another origin, …): the upload stopped rather than
+    /// leave a corrupt file. Its record stays (state `Failed`) for inspection; cancel it to delete.
+    #[error(
+        "the upload server {backend} broke the tus protocol: {reason}; the upload was stopped"
+    )]
+    UploadProtocolViolation {
+        /// Base URL of the backend.
+        backend: String,
+        /// What it did.
+        reason: String,
+    },
+    /// A resumable upload was lost by its server (`404`/`410`, or expired) more often than
+    /// `upload.max_restarts` allows; each time it was created anew and sent from byte 0.
+    #[error(
+        "the upload server {backend} lost the upload {restarts} time(s) (404/410/expired); gave up"
+    )]
+    UploadRestartsExhausted {
+        /// Base URL of the backend.
+        backend: String,
+        /// Restarts made.
+        restarts: i32,
+    },
     /// A bug in robust-api. Please report it with this text.
     #[error("internal error (please report): {reason}")]
     Internal {

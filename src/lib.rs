@@ -63,7 +63,10 @@ pub use types::{
     ApiRequest, ApiResponse, AppState, Authenticator, BreakerState, CachePolicy, HeaderProvider,
     HttpMethod, OfflinePolicy, QueryParam, QueuedRequestId, RetryMode,
 };
-pub use upload::{UploadConfig, UploadProgressListener, UploadRequest};
+pub use upload::{
+    PendingUpload, ResumableUploadListener, UploadConfig, UploadProgressListener, UploadRequest,
+    UploadState,
+};
 pub use ws::{
     SocketStatus, WebSocketConfig, WebSocketConnection, WebSocketListener, WebSocketState,
 };

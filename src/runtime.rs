@@ -126,6 +126,12 @@ impl ClientRuntime {
         });
     }
 
+    /// Runs `f` (synchronous) with this runtime as the context, so the tasks it spawns run here.
+    pub(crate) fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _guard = self.handle.enter();
+        f()
+    }
+
     /// Runs a call with this runtime as its context; the future can be awaited from any executor.
     pub(crate) async fn call<T, F>(&self, fut: F) -> Result<T, ApiError>
     where

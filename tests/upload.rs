@@ -26,6 +26,7 @@ fn config(fleet: &Fleet) -> ClientConfig {
     c.retry.max_delay_ms = 40;
     c.timeouts.connect_ms = 500;
     c.upload.idle_timeout_ms = 5_000;
+    c.upload.resumable = "multipart".into(); // the multipart path's policy (tus: tests/tus.rs)
     c
 }
 

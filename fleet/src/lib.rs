@@ -16,6 +16,8 @@
 //! * `tls`: [`TlsFront`], TLS termination in front of any server (HTTPS/WSS tests).
 //! * `alpn`: [`AlpnServer`], a TLS server offering HTTP/2 or HTTP/1.1 through ALPN (hyper), counting
 //!   connections (connection-sharing tests).
+//! * `proxy`: [`HttpProxy`], an HTTP relay that counts wire bytes, cuts connections mid-body and
+//!   answers chosen requests itself (resumable-upload tests).
 //! * [`ws`]: WebSocket servers ([`ws::WsFleet`]) and their control API.
 //! * helpers for tests: [`wait_until`], [`make_file`], [`sha256_file`], [`json_str`], [`json_num`].
 //!
@@ -83,6 +85,7 @@ pub mod gzip;
 mod helpers;
 mod http;
 pub mod multipart;
+mod proxy;
 mod routes;
 mod server;
 mod tasks;
@@ -99,6 +102,7 @@ pub use fault::{Fault, BROKEN_DECLARED_LEN, BROKEN_SENT_LEN};
 pub use helpers::{json_num, json_str, make_file, sha256_file, wait_until};
 pub use http::{pattern_byte, MAX_BODY, MAX_HEAD};
 pub use multipart::MAX_UPLOAD_FIELD;
+pub use proxy::{Canned, HttpProxy};
 pub use routes::expected_bytes;
 pub use routes::MAX_BYTES_ROUTE;
 pub use server::{

@@ -105,6 +105,9 @@ pub(crate) struct Plan {
     /// Once an attempt that reached a backend asks for a retry, every retry goes to that backend
     /// after a backoff (uploads: its idempotency store knows the key).
     pub(crate) pin_on_retry: bool,
+    /// Every attempt goes to this backend and no other (a resource one backend created, e.g. a
+    /// resumable upload's URL): no failover; a pass without it is a backoff round.
+    pub(crate) only: Option<usize>,
     /// First backoff delay and cap (full jitter).
     pub base_delay: Duration,
     /// Backoff cap.
@@ -126,6 +129,7 @@ impl Plan {
             may_resend: true,
             hedge_after: None,
             pin_on_retry: false,
+            only: None,
             base_delay,
             max_delay,
             retry_after_cap: Duration::MAX,
@@ -242,7 +246,8 @@ pub(crate) async fn run<E: Exchange>(
         let mut retry_after: Option<Duration> = None;
         'pass: loop {
             let now = net.now();
-            let permit = match pinned {
+            let permit = match pinned.or(plan.only) {
+                Some(i) if plan.only.is_some() && tried.contains(&i) => None,
                 Some(i) => backends.acquire(i, now),
                 None => backends.acquire_best(now, &tried),
             };

@@ -44,6 +44,8 @@ use secrets::InstallKey;
 pub(crate) const DB_FILE: &str = "robust-api.sqlite3";
 /// The queue's file name inside `storage_dir`.
 pub(crate) const QUEUE_FILE: &str = "queue.sqlite3";
+/// The resumable uploads' records inside `storage_dir`.
+pub(crate) const UPLOADS_FILE: &str = "uploads.sqlite3";
 /// How long a writer waits for another connection (another client on the same dir).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -218,11 +220,46 @@ const QUEUE_MIGRATIONS: &[&str] = &[
     "ALTER TABLE queue_entries ADD COLUMN unmetered_only INTEGER NOT NULL DEFAULT 0;",
 ];
 
+/// The upload records file's migrations (same rule). One row per resumable upload: where its
+/// file is and what it looked like (the fingerprint), where it goes (backend, upload URL), how far
+/// the server confirmed it, its metadata (title, file name) and its user scope's keyed tag. No
+/// credential: the app's headers are not stored (the header provider supplies them at send time).
+const UPLOAD_MIGRATIONS: &[&str] = &["CREATE TABLE uploads (
+        id TEXT PRIMARY KEY NOT NULL,
+        seq INTEGER NOT NULL,
+        scope TEXT,
+        file_path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ms INTEGER NOT NULL,
+        edge_hash TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        backend TEXT,
+        upload_url TEXT,
+        confirmed INTEGER NOT NULL DEFAULT 0,
+        sent_high INTEGER NOT NULL DEFAULT 0,
+        expires_at_ms INTEGER,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        unreachable_since_ms INTEGER,
+        state TEXT NOT NULL,
+        result_status INTEGER,
+        result_body BLOB,
+        last_error TEXT,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX uploads_scope_state ON uploads(scope, state, seq);
+    CREATE TABLE install_key (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        key BLOB NOT NULL
+    );"];
+
 /// What a database file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Cache,
     Queue,
+    Uploads,
 }
 
 /// One database file's name, migrations and durability.
@@ -258,6 +295,16 @@ impl Schema {
         kind: Kind::Queue,
         file: QUEUE_FILE,
         migrations: QUEUE_MIGRATIONS,
+        durability: Durability::Full,
+    };
+
+    /// The resumable uploads' records (`FULL`: a confirmed offset survives power loss). A
+    /// damaged file is moved aside and recreated empty (its uploads start again from byte 0 when
+    /// the app uploads the files again), reported as a storage recovery.
+    pub(crate) const UPLOADS: Schema = Schema {
+        kind: Kind::Uploads,
+        file: UPLOADS_FILE,
+        migrations: UPLOAD_MIGRATIONS,
         durability: Durability::Full,
     };
 
@@ -445,8 +492,8 @@ fn open_and_migrate(
     }
     // Touch every table once so a corrupt page in the schema shows up now, not mid-request.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
-    if schema.kind == Kind::Queue {
-        // The queue file is small (bounded by `queue.max_bytes`): check every page now, so a
+    if schema.kind != Kind::Cache {
+        // The queue (and uploads) file is small (bounded by `queue.max_bytes`): check every page now, so a
         // damaged entry is salvaged at start rather than found mid-delivery.
         let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
         if check != "ok" {

@@ -106,6 +106,17 @@ impl Layout {
         })
     }
 
+    /// A bare body: `file_len` bytes of the file (from where it is opened), no framing (a
+    /// resumable upload's `PATCH`).
+    pub(crate) fn raw(file_len: u64) -> Layout {
+        Layout {
+            boundary: String::new(),
+            head: Bytes::new(),
+            tail: Bytes::new(),
+            file_len,
+        }
+    }
+
     /// The request's `Content-Type`.
     pub(crate) fn content_type(&self) -> String {
         format!("multipart/form-data; boundary={}", self.boundary)

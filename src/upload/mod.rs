@@ -21,6 +21,14 @@
 mod body;
 mod policy;
 mod progress;
+mod records;
+mod resumable;
+pub(crate) mod tus;
+
+pub(crate) use records::Records;
+pub use records::UploadState;
+pub(crate) use resumable::Uploads;
+pub use resumable::{PendingUpload, ResumableUploadListener};
 
 use crate::cancel::CancelToken;
 
@@ -33,7 +41,9 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use reqwest::Url;
 
-use crate::defaults::{config_record, ms_i32, non_negative, positive_ms};
+use crate::defaults::{
+    at_least, config_record, ms_i32, non_negative, non_negative_ms, positive_ms,
+};
 use crate::error::ApiError;
 use crate::http::{flatten_headers, join_url, retry_after_of};
 use crate::net::attempt::{self, Exchange, Health, Plan, Stop, Tried};
@@ -140,6 +150,22 @@ config_record! {
         pub max_retries: i32 = 3,
         /// Where `upload_video_file` posts.
         pub video_path: String = "/api/videos",
+        /// `"auto"`: resumable (tus 1.0) when the endpoint answers `OPTIONS` as a tus server
+        /// (asked once per backend and endpoint), multipart otherwise; `"tus"`: always resumable
+        /// (an endpoint that is not tus is `InvalidRequest`); `"multipart"`: never.
+        pub resumable: String = "auto",
+        /// Largest `PATCH` of a resumable upload (each streamed from disk in 128 KiB reads): what
+        /// one network failure can cost. 64 KiB .. 1 GiB.
+        pub chunk_bytes: i32 = 8388608,
+        /// Resumable uploads running at once (the others wait). 1 .. 16.
+        pub max_concurrent: i32 = 2,
+        /// How often a resumable upload is created anew when its server lost it (`404`/`410`,
+        /// expired) before it fails with `UploadRestartsExhausted`.
+        pub max_restarts: i32 = 3,
+        /// A resumable upload's URL belongs to the backend that created it. When that backend has
+        /// been unreachable this long (across resumes), the upload is created anew on the best
+        /// other backend, from byte 0. 0: wait for it however long it takes.
+        pub restart_elsewhere_after_ms: i32 = 600000,
     }
 }
 
@@ -152,6 +178,16 @@ pub(crate) struct UploadSettings {
     pub max_retries: u32,
     /// Where `upload_video_file` posts.
     pub video_path: String,
+    /// `auto`, `tus` or `multipart`.
+    pub resumable: String,
+    /// Largest `PATCH`.
+    pub chunk_bytes: u64,
+    /// Resumable uploads at once.
+    pub max_concurrent: u32,
+    /// Re-creations after the server lost an upload.
+    pub max_restarts: u32,
+    /// Unreachable this long → created anew elsewhere (zero: never).
+    pub restart_elsewhere_after: Duration,
 }
 
 impl UploadSettings {
@@ -162,10 +198,36 @@ impl UploadSettings {
                 c.video_path
             )));
         }
+        if !matches!(c.resumable.as_str(), "auto" | "tus" | "multipart") {
+            return Err(ApiError::invalid_config(format!(
+                "upload.resumable {:?} must be \"auto\", \"tus\" or \"multipart\"",
+                c.resumable
+            )));
+        }
+        let chunk_bytes = at_least("upload.chunk_bytes", c.chunk_bytes, 64 * 1024)?;
+        if chunk_bytes > 1 << 30 {
+            return Err(ApiError::invalid_config(
+                "upload.chunk_bytes must be at most 1 GiB",
+            ));
+        }
+        let max_concurrent = at_least("upload.max_concurrent", c.max_concurrent, 1)?;
+        if max_concurrent > 16 {
+            return Err(ApiError::invalid_config(
+                "upload.max_concurrent must be at most 16",
+            ));
+        }
         Ok(UploadSettings {
             idle_timeout: positive_ms("upload.idle_timeout_ms", c.idle_timeout_ms)?,
             max_retries: non_negative("upload.max_retries", c.max_retries)?,
             video_path: c.video_path.clone(),
+            resumable: c.resumable.clone(),
+            chunk_bytes: u64::from(chunk_bytes),
+            max_concurrent,
+            max_restarts: non_negative("upload.max_restarts", c.max_restarts)?,
+            restart_elsewhere_after: non_negative_ms(
+                "upload.restart_elsewhere_after_ms",
+                c.restart_elsewhere_after_ms,
+            )?,
         })
     }
 }
@@ -178,7 +240,7 @@ pub(crate) fn video_request(path: &str, file_path: String, title: String) -> Upl
 }
 
 /// A MIME type from the file extension (the common mobile media and document types).
-fn guess_content_type(file_name: &str) -> &'static str {
+pub(crate) fn guess_content_type(file_name: &str) -> &'static str {
     let ext = file_name
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
@@ -646,7 +708,42 @@ impl Exchange for Upload<'_> {
     }
 }
 
-/// Uploads `req` (see [`UploadRequest`]); the body of `RobustClient::upload_file`.
+/// Uploads `req`: resumable (tus) when the endpoint speaks it (see `upload.resumable`), else
+/// multipart ([`run`]). The body of `RobustClient::upload_file`.
+///
+/// A resumable upload is durable: its record is written before the first byte. The call follows
+/// its job: progress is the server-confirmed offset; a cancelled token cancels the upload (the
+/// server's copy is deleted); a dropped call leaves the upload running in the background (see
+/// `pending_uploads`). A job that fails on the network ends the call with that error but stays
+/// `Active`, resumed when the network or the backend comes back.
+pub(crate) async fn send(
+    uploads: Arc<Uploads>,
+    net: Arc<Network>,
+    settings: UploadSettings,
+    req: UploadRequest,
+    listener: Option<Arc<dyn UploadProgressListener>>,
+    token: Option<Arc<CancelToken>>,
+) -> Result<ApiResponse, ApiError> {
+    if token.as_ref().is_some_and(|t| t.is_cancelled()) {
+        return Err(cancelled_error());
+    }
+    // A missing or unreadable file is reported by the multipart path's checks, before any I/O.
+    let readable = tokio::fs::metadata(&req.file_path)
+        .await
+        .is_ok_and(|m| m.is_file())
+        && tokio::fs::File::open(&req.file_path).await.is_ok();
+    if settings.resumable != "multipart" && readable {
+        if !net.is_online() {
+            return Err(ApiError::Offline);
+        }
+        if let Some(caps) = uploads.discover(&req).await? {
+            return resumable::follow(&uploads, &net, &req, caps, listener, token.as_deref()).await;
+        }
+    }
+    run(net, settings, req, listener, token).await
+}
+
+/// Uploads `req` as multipart (see [`UploadRequest`]).
 pub(crate) async fn run(
     net: Arc<Network>,
     settings: UploadSettings,

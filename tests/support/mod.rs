@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod sweep;
+pub mod tus;
 
 use std::sync::{Arc, Mutex};
 
