@@ -27,6 +27,9 @@ pub struct StatusCounters {
     pub budget_exhausted: i64,
     /// Status events dropped because listeners were too slow (bounded queue).
     pub events_dropped: i64,
+    /// Response bytes that compression kept off the network: decoded minus received, summed over
+    /// every compressed response (gzip/deflate, and brotli with the `brotli` feature).
+    pub compression_saved_bytes: i64,
 }
 
 /// Something changed.
@@ -115,6 +118,7 @@ pub(crate) struct Counters {
     pub hedges: AtomicU64,
     pub budget_exhausted: AtomicU64,
     pub events_dropped: AtomicU64,
+    pub compression_saved: AtomicU64,
 }
 
 impl Counters {
@@ -131,6 +135,7 @@ impl Counters {
             hedges: g(&self.hedges),
             budget_exhausted: g(&self.budget_exhausted),
             events_dropped: g(&self.events_dropped),
+            compression_saved_bytes: g(&self.compression_saved),
         }
     }
 }
@@ -144,6 +149,7 @@ enum Msg {
     ListenerAdded,
 }
 
+/// The attached listeners, each with its subscription id.
 type ListenerList = Mutex<Vec<(u64, Arc<dyn StatusListener>)>>;
 type Listeners = Arc<ListenerList>;
 

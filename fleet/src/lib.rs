@@ -14,6 +14,8 @@
 //! * `control`: the [`ControlServer`] (plain-text control API for the binding suites).
 //! * `upload`: the streaming upload route ([`StoredUpload`]); [`multipart`]: its body parser.
 //! * `tls`: [`TlsFront`], TLS termination in front of any server (HTTPS/WSS tests).
+//! * `alpn`: [`AlpnServer`], a TLS server offering HTTP/2 or HTTP/1.1 through ALPN (hyper), counting
+//!   connections (connection-sharing tests).
 //! * [`ws`]: WebSocket servers ([`ws::WsFleet`]) and their control API.
 //! * helpers for tests: [`wait_until`], [`make_file`], [`sha256_file`], [`json_str`], [`json_num`].
 //!
@@ -22,6 +24,11 @@
 //! * `/api/health` → `200`, `text/plain`, body `ok`.
 //! * `/bytes/{n}` → `200`, `application/octet-stream`, `n` bytes (capped at 64 MiB) of
 //!   [`pattern_byte`] content; a non-numeric `n` → `400`.
+//! * `/gzip/{n}` → `200`, the `/bytes/{n}` content, gzip-compressed (`Content-Encoding: gzip`) when
+//!   the request's `Accept-Encoding` lists `gzip`, plain otherwise; always `Vary: Accept-Encoding`
+//!   and `X-Accept-Encoding: <the request's Accept-Encoding, or empty>`.
+//! * `/gzip-bomb/{mb}` → `200`, `Content-Encoding: gzip` (whatever was asked): `mb` MiB (capped at
+//!   64) of one valid gzip member that inflates about 1000-fold (zeros; see [`gzip::bomb`]).
 //! * `/echo` → `200`, the request body, with the request's `Content-Type`
 //!   (`application/octet-stream` if it had none).
 //! * `/cache/...` → `200` JSON `{"server":0,"path":"/cache/a?..","n":N}` (N = this path's hit count),
@@ -68,8 +75,10 @@
 //! one store. The store keeps the last 100 000 keys.
 
 mod auth;
+mod alpn;
 mod control;
 mod fault;
+pub mod gzip;
 mod helpers;
 mod http;
 pub mod multipart;
@@ -83,6 +92,7 @@ pub mod ws;
 use std::sync::{Mutex, MutexGuard};
 
 pub use auth::TokenService;
+pub use alpn::{AlpnServer, Protocol};
 pub use control::ControlServer;
 pub use fault::{Fault, BROKEN_DECLARED_LEN, BROKEN_SENT_LEN};
 pub use helpers::{json_num, json_str, make_file, sha256_file, wait_until};

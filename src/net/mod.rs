@@ -9,6 +9,7 @@ pub(crate) mod attempt;
 mod auth;
 mod breaker;
 mod config;
+mod decode;
 mod health;
 mod hedge;
 mod request;
@@ -105,6 +106,7 @@ impl Network {
             settings.connect_timeout,
             tls.as_ref().ok(),
             settings.security.sensitive_query_params.clone(),
+            counters.clone(),
         )?;
         let http = transport.client().clone();
         let mut net = Self::with_transport(

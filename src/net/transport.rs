@@ -8,10 +8,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, RANGE};
 use reqwest::Url;
 
+use super::decode::{self, DecodeError, Decoder};
 use crate::error::ApiError;
+use crate::events::Counters;
 use crate::http::{flatten_headers, retry_after_of};
 use crate::types::HttpMethod;
 
@@ -102,6 +106,8 @@ pub(crate) struct HttpTransport {
     client: reqwest::Client,
     /// Query parameters redacted from error texts.
     sensitive: Vec<String>,
+    /// `compression_saved` is counted here.
+    counters: Arc<Counters>,
 }
 
 impl HttpTransport {
@@ -111,6 +117,7 @@ impl HttpTransport {
         connect_timeout: Duration,
         tls: Option<&crate::tls::Tls>,
         sensitive: Vec<String>,
+        counters: Arc<Counters>,
     ) -> Result<Self, ApiError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
@@ -126,7 +133,11 @@ impl HttpTransport {
         let client = builder.build().map_err(|e| ApiError::Internal {
             reason: format!("building the HTTP client: {}", error_chain(&e)),
         })?;
-        Ok(HttpTransport { client, sensitive })
+        Ok(HttpTransport {
+            client,
+            sensitive,
+            counters,
+        })
     }
 
     /// The pooled reqwest client (uploads stream their own bodies through it).
@@ -138,10 +149,21 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     fn send<'a>(&'a self, out: Outgoing<'a>) -> SendFuture<'a> {
         Box::pin(async move {
+            let mut headers = out.headers.clone();
+            // Compression is the transport's own business unless the app asked for a coding
+            // itself (then the body passes through as sent); never on a range request (a range
+            // of the compressed representation is not what the app asked for).
+            let decoding = !headers.contains_key(ACCEPT_ENCODING) && !headers.contains_key(RANGE);
+            if decoding {
+                headers.insert(
+                    ACCEPT_ENCODING,
+                    HeaderValue::from_static(decode::ACCEPT_ENCODING),
+                );
+            }
             let mut rb = self
                 .client
                 .request(out.method.as_reqwest(), out.url)
-                .headers(out.headers.clone())
+                .headers(headers)
                 .timeout(out.timeout);
             if let Some(body) = out.body {
                 rb = rb.body(body.to_vec());
@@ -150,8 +172,28 @@ impl Transport for HttpTransport {
             let resp = rb.send().await.map_err(err)?;
             let status = resp.status().as_u16();
             let retry_after = retry_after_of(resp.headers());
-            let headers = flatten_headers(resp.headers());
-            let body = read_body(resp, out.max_body, out.truncate_body, &self.sensitive).await?;
+            let mut headers = flatten_headers(resp.headers());
+            let decoder = match headers.get("content-encoding") {
+                Some(coding) if decoding => {
+                    Decoder::for_coding(coding, out.max_body, out.truncate_body)
+                }
+                _ => None,
+            };
+            let body = match decoder {
+                None => read_body(resp, out.max_body, out.truncate_body, &self.sensitive).await?,
+                Some(decoder) => {
+                    // The app sees (and the cache stores) the decoded representation.
+                    headers.remove("content-encoding");
+                    headers.remove("content-length");
+                    let (body, wire) =
+                        read_decoded(resp, decoder, out.max_body, &self.sensitive).await?;
+                    let saved = (body.len() as u64).saturating_sub(wire);
+                    self.counters
+                        .compression_saved
+                        .fetch_add(saved, std::sync::atomic::Ordering::Relaxed);
+                    body
+                }
+            };
             Ok(RawResponse {
                 status,
                 headers,
@@ -159,6 +201,13 @@ impl Transport for HttpTransport {
                 retry_after,
             })
         })
+    }
+}
+
+fn too_large(limit: u64) -> AttemptError {
+    AttemptError {
+        kind: AttemptErrorKind::TooLarge,
+        detail: format!("the body is larger than {limit} bytes"),
     }
 }
 
@@ -172,13 +221,9 @@ pub(crate) async fn read_body(
     truncate: bool,
     sensitive: &[String],
 ) -> Result<Vec<u8>, AttemptError> {
-    let too_large = || AttemptError {
-        kind: AttemptErrorKind::TooLarge,
-        detail: format!("the body is larger than {limit} bytes"),
-    };
     let announced = resp.content_length();
     if announced.is_some_and(|n| n > limit) && !truncate {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
     // Reserve what was announced (within the limit); otherwise grow as chunks come.
     let reserve = announced.unwrap_or(0).min(limit).min(usize::MAX as u64) as usize;
@@ -191,7 +236,7 @@ pub(crate) async fn read_body(
         let room = limit.saturating_sub(body.len() as u64);
         if chunk.len() as u64 > room {
             if !truncate {
-                return Err(too_large());
+                return Err(too_large(limit));
             }
             body.extend_from_slice(&chunk[..room as usize]);
             break;
@@ -199,6 +244,37 @@ pub(crate) async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Reads a compressed body through `decoder`: the limit applies to the decoded bytes (and a
+/// `Content-Length` of the compressed body over it is refused up front, as for any body). Returns
+/// the decoded body and the compressed byte count.
+async fn read_decoded(
+    mut resp: reqwest::Response,
+    mut decoder: Decoder,
+    limit: u64,
+    sensitive: &[String],
+) -> Result<(Vec<u8>, u64), AttemptError> {
+    if resp.content_length().is_some_and(|n| n > limit) && !decoder.truncating() {
+        return Err(too_large(limit));
+    }
+    let failed = |e: DecodeError| match e {
+        DecodeError::TooLarge => too_large(limit),
+        DecodeError::Corrupt(detail) => AttemptError {
+            kind: AttemptErrorKind::Broken,
+            detail: format!("the compressed body is corrupt: {detail}"),
+        },
+    };
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| attempt_error(e, sensitive))?
+    {
+        if !decoder.feed(&chunk).map_err(failed)? {
+            return Ok(decoder.into_truncated());
+        }
+    }
+    decoder.finish().map_err(failed)
 }
 
 /// Most redirects followed within one attempt.
