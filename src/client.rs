@@ -206,10 +206,7 @@ impl RobustClient {
     /// first attempt, so every attempt, live or replayed, carries the same one.
     pub async fn request(&self, mut request: ApiRequest) -> Result<ApiResponse, ApiError> {
         request.adopt_idempotency_header();
-        let stack = self.stack.clone();
-        self.runtime
-            .call(async move { stack.send(request).await })
-            .await
+        self.runtime.call(self.stack.send(request)).await
     }
 
     /// `request`, cancellable from anywhere with `token.cancel()` (e.g. Swift's
@@ -221,10 +218,9 @@ impl RobustClient {
         token: Arc<CancelToken>,
     ) -> Result<ApiResponse, ApiError> {
         request.adopt_idempotency_header();
-        let stack = self.stack.clone();
+        let send = self.stack.send(request);
         self.runtime
             .call(async move {
-                let send = stack.send(request);
                 tokio::select! {
                     biased;
                     _ = token.cancelled() => Err(ApiError::Cancelled {
