@@ -150,6 +150,10 @@ pub struct ApiRequest {
     /// Largest response body this request accepts (bytes); `None` = `limits.max_response_bytes`.
     #[uniffi(default = None)]
     pub max_response_bytes: Option<i32>,
+    /// GET only: share one exchange with identical GETs in flight (same URL, user scope and
+    /// headers; request coalescing). `None` = yes; `Some(false)` = this request goes out itself.
+    #[uniffi(default = None)]
+    pub coalesce: Option<bool>,
 }
 
 impl ApiRequest {
@@ -168,6 +172,7 @@ impl ApiRequest {
             offline: None,
             queue_group: None,
             max_response_bytes: None,
+            coalesce: None,
         }
     }
 
