@@ -181,13 +181,16 @@ async fn a_404_with_max_age_is_stored_and_served_as_the_same_error() {
 async fn a_head_updates_the_stored_headers_or_drops_a_changed_entry() {
     let (fleet, _dir, client) = start().await;
     let path = "/cache/head?cc=max-age%3D600&etag=v1";
+    // X-Request-Count: the server's hits so far (probes included), so it differs per answer.
     let first = client.get(path.into()).await.unwrap();
-    assert_eq!(first.headers["x-request-count"], "1");
     let head = client.request(ApiRequest::new(HttpMethod::Head, path)).await.unwrap();
-    assert_eq!(head.headers["x-request-count"], "2");
+    assert_ne!(head.headers["x-request-count"], first.headers["x-request-count"]);
     let hit = client.get(path.into()).await.unwrap();
     assert!(hit.from_cache);
-    assert_eq!(hit.headers["x-request-count"], "2", "the HEAD's fields were taken over");
+    assert_eq!(
+        hit.headers["x-request-count"], head.headers["x-request-count"],
+        "the HEAD's fields were taken over"
+    );
     assert_eq!(hit.body, first.body);
     // Different validators on the HEAD: the stored response is dropped.
     let changed = "/cache/head2?cc=max-age%3D600&etag=v1&head_etag=v2";

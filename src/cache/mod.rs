@@ -684,10 +684,14 @@ impl HttpCache {
         }
     }
 
-    /// The writer task: writes queued stores until the client shuts down.
+    /// The writer task: writes queued stores until the client shuts down, each batch on a
+    /// blocking-pool thread (not an async worker: probes and calls keep their timing).
     pub(crate) async fn run_writer(self: Arc<Self>) {
         while let Some(batch) = self.writes.next_batch().await {
-            self.write_batch(batch);
+            let cache = self.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || cache.write_batch(batch)).await {
+                log::error!("robust-api: a cache write failed: {e}");
+            }
         }
     }
 
