@@ -1,5 +1,8 @@
-//! The persistent HTTP response cache: SQLite table access, bounded size (LRU), statistics.
-//! The HTTP rules are in [`policy`] (pure); which policy does what on a request is in [`flow`].
+//! The persistent HTTP response cache: bounded size (LRU), statistics, and its three tiers —
+//! pending writes ([`writer`]: stores are written behind the call, in batches), the memory tier
+//! ([`hot`]) and the SQLite table ([`rows`]: one row per key and `Vary` variant). The HTTP rules
+//! are in [`policy`] (pure); which policy does what on a request is in [`flow`]; concurrent
+//! identical GETs share one exchange through [`coalesce`].
 //!
 //! Keys are computed from `GET <path>?<query>` (independent of the backend that answered: backends
 //! serve the same API), the user scope current when the entry was stored, and the credential
