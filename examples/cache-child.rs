@@ -33,20 +33,31 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    // All at once: the stores arrive faster than one at a time, so some are likely still pending
+    // in the write-behind queue when the kill lands.
     rt.block_on(async {
-        for i in 0..count {
-            let mut req = ApiRequest::get(format!("/cache/b{i}"));
-            req.query.push(QueryParam {
-                name: "cc".into(),
-                value: "max-age=600".into(),
-            });
-            if let Err(e) = client.request(req).await {
-                eprintln!("cache-child: GET {i}: {e}");
-            }
+        let calls: Vec<_> = (0..count)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let mut req = ApiRequest::get(format!("/cache/b{i}"));
+                    req.query.push(QueryParam {
+                        name: "cc".into(),
+                        value: "max-age=600".into(),
+                    });
+                    if let Err(e) = client.request(req).await {
+                        eprintln!("cache-child: GET {i}: {e}");
+                    }
+                })
+            })
+            .collect();
+        for c in calls {
+            let _ = c.await;
         }
     });
     let mut out = std::io::stdout().lock();

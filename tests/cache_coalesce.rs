@@ -67,7 +67,10 @@ async fn a_failure_reaches_all_fifty_waiters() {
     .await;
     assert_eq!(fleet.server(0).hits_for("/cache/broken"), 1);
     for r in results {
-        assert!(matches!(r, Err(ApiError::Http { status: 503, .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(ApiError::Http { status: 503, .. })),
+            "{r:?}"
+        );
     }
 }
 
@@ -79,7 +82,11 @@ async fn a_waiter_never_gets_another_identitys_response() {
     // Two tokens at once: two exchanges.
     let results = concurrently(&client, 10, |i| {
         let mut r = ApiRequest::get(path);
-        let token = if i % 2 == 0 { "Bearer ALICE" } else { "Bearer BOB" };
+        let token = if i % 2 == 0 {
+            "Bearer ALICE"
+        } else {
+            "Bearer BOB"
+        };
         r.headers.insert("Authorization".into(), token.into());
         r
     })
@@ -93,7 +100,10 @@ async fn a_waiter_never_gets_another_identitys_response() {
     let alice = tokio::spawn(async move { c.get("/cache/scoped?delay_ms=400".into()).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     client.set_user_scope(Some("bob".into()));
-    let bob = client.get("/cache/scoped?delay_ms=400".into()).await.unwrap();
+    let bob = client
+        .get("/cache/scoped?delay_ms=400".into())
+        .await
+        .unwrap();
     let alice = alice.await.unwrap().unwrap();
     assert_eq!(fleet.server(0).hits_for("/cache/scoped"), 2);
     assert_ne!(alice.body, bob.body, "each got its own exchange's answer");
@@ -108,7 +118,10 @@ async fn the_sync_bridge_read_serves_the_current_scope_without_the_network() {
     assert_eq!(client.cached_response(fresh.clone(), false).unwrap(), None);
     client.set_user_scope(Some("alice".into()));
     let net = client.request(fresh.clone()).await.unwrap();
-    let hit = client.cached_response(fresh.clone(), false).unwrap().unwrap();
+    let hit = client
+        .cached_response(fresh.clone(), false)
+        .unwrap()
+        .unwrap();
     assert!(hit.from_cache && !hit.stale);
     assert_eq!(hit.body, net.body);
     // Another user sees nothing.
@@ -119,7 +132,10 @@ async fn the_sync_bridge_read_serves_the_current_scope_without_the_network() {
     let stale = ApiRequest::get("/cache/bridge-stale");
     client.request(stale.clone()).await.unwrap();
     assert_eq!(client.cached_response(stale.clone(), false).unwrap(), None);
-    let r = client.cached_response(stale.clone(), true).unwrap().unwrap();
+    let r = client
+        .cached_response(stale.clone(), true)
+        .unwrap()
+        .unwrap();
     assert!(r.stale);
     assert_eq!(fleet.server(0).hits_for("/cache/bridge"), 1);
     assert_eq!(fleet.server(0).hits_for("/cache/bridge-stale"), 1);

@@ -33,7 +33,12 @@ async fn a_sigkill_right_after_a_burst_leaves_a_database_opened_without_recovery
     let dir = tempfile::tempdir().unwrap();
     let backend = fleet.urls()[0].clone();
     let mut child = Command::new(child_binary())
-        .args(["--dir", &dir.path().to_string_lossy(), "--backend", &backend])
+        .args([
+            "--dir",
+            &dir.path().to_string_lossy(),
+            "--backend",
+            &backend,
+        ])
         .args(["--count", &BURST.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -46,13 +51,19 @@ async fn a_sigkill_right_after_a_burst_leaves_a_database_opened_without_recovery
     assert_eq!(line.unwrap().unwrap(), "BURST DONE");
     child.kill().unwrap(); // SIGKILL, with stores likely still pending
     child.wait().unwrap();
-    assert!(fleet.server(0).hits() >= BURST as u64, "the whole burst went out");
+    assert!(
+        fleet.server(0).hits() >= BURST as u64,
+        "the whole burst went out"
+    );
 
     let mut config = ClientConfig::new(fleet.urls());
     config.storage_dir = Some(dir.path().to_string_lossy().into_owned());
     config.health.interval_ms = 3_600_000;
     let client = RobustClient::new(config).unwrap();
-    assert!(client.take_storage_recoveries().is_empty(), "opened without recovery");
+    assert!(
+        client.take_storage_recoveries().is_empty(),
+        "opened without recovery"
+    );
     let stored = client.service_status().cache.entries;
     assert!(stored as usize <= BURST);
     let mut served = 0;
@@ -65,7 +76,10 @@ async fn a_sigkill_right_after_a_burst_leaves_a_database_opened_without_recovery
         req.cache = Some(CachePolicy::CacheOnly);
         if let Ok(r) = client.request(req).await {
             let body = String::from_utf8_lossy(&r.body).into_owned();
-            assert!(body.contains(&format!("\"/cache/b{i}?cc=")), "a whole row: {body}");
+            assert!(
+                body.contains(&format!("\"/cache/b{i}?cc=")),
+                "a whole row: {body}"
+            );
             served += 1;
         }
     }
@@ -73,7 +87,9 @@ async fn a_sigkill_right_after_a_burst_leaves_a_database_opened_without_recovery
     client.shutdown();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let c = rusqlite::Connection::open(dir.path().join("robust-api.sqlite3")).unwrap();
-    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ok, "ok");
     println!("after SIGKILL: {stored} of {BURST} fresh responses were on disk");
 }

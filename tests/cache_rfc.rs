@@ -60,10 +60,20 @@ async fn a_hit_carries_its_current_age_in_whole_seconds() {
     assert!(age_ms >= 31_000, "{age_ms}");
     assert_eq!(hit.headers["age"], (age_ms / 1000).to_string());
     // No Age from the origin: the hit still carries one.
-    client.get("/cache/noage?cc=max-age%3D600".into()).await.unwrap();
-    let hit = client.get("/cache/noage?cc=max-age%3D600".into()).await.unwrap();
+    client
+        .get("/cache/noage?cc=max-age%3D600".into())
+        .await
+        .unwrap();
+    let hit = client
+        .get("/cache/noage?cc=max-age%3D600".into())
+        .await
+        .unwrap();
     assert!(hit.from_cache);
-    assert!(hit.headers["age"].parse::<u64>().is_ok(), "{:?}", hit.headers);
+    assert!(
+        hit.headers["age"].parse::<u64>().is_ok(),
+        "{:?}",
+        hit.headers
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,9 +95,9 @@ async fn an_age_list_or_two_age_lines_use_the_first_value() {
 async fn an_invalid_expires_means_already_expired() {
     let (fleet, _dir, client) = start().await;
     let bad = [
-        "Thu%2001%20Dec%202094%2016%3A00%3A00%20GMT",     // no comma
+        "Thu%2001%20Dec%202094%2016%3A00%3A00%20GMT", // no comma
         "Thu%2C%20%2001%20Dec%202094%2016%3A00%3A00%20GMT", // doubled space
-        "Thu%2C%2001%20Dec%202094%206%3A00%3A00%20GMT",     // 1-digit hour
+        "Thu%2C%2001%20Dec%202094%206%3A00%3A00%20GMT", // 1-digit hour
     ];
     for (i, expires) in bad.iter().enumerate() {
         let path = format!("/cache/exp{i}?expires={expires}");
@@ -107,7 +117,10 @@ async fn fields_named_in_connection_and_hop_by_hop_fields_are_not_replayed() {
     let (_fleet, _dir, client) = start().await;
     let path = "/cache/conn?cc=max-age%3D600&conn=X-Hop&hop=per-connection&keep_alive=timeout%3D5";
     let first = client.get(path.into()).await.unwrap();
-    assert_eq!(first.headers.get("x-hop").map(String::as_str), Some("per-connection"));
+    assert_eq!(
+        first.headers.get("x-hop").map(String::as_str),
+        Some("per-connection")
+    );
     let hit = client.get(path.into()).await.unwrap();
     assert!(hit.from_cache);
     for name in ["x-hop", "connection", "keep-alive"] {
@@ -123,24 +136,40 @@ async fn request_directives_force_refresh_demand_freshness_or_accept_staleness()
     client.get(path.into()).await.unwrap();
     assert!(client.get(path.into()).await.unwrap().from_cache);
     // max-age=0 ("force refresh") and Pragma: no-cache go to the network.
-    let r = client.request(with_header(path, "Cache-Control", "max-age=0")).await.unwrap();
+    let r = client
+        .request(with_header(path, "Cache-Control", "max-age=0"))
+        .await
+        .unwrap();
     assert!(!r.from_cache);
-    let r = client.request(with_header(path, "Pragma", "no-cache")).await.unwrap();
+    let r = client
+        .request(with_header(path, "Pragma", "no-cache"))
+        .await
+        .unwrap();
     assert!(!r.from_cache);
     // min-fresh beyond what is left goes to the network.
-    let r = client.request(with_header(path, "Cache-Control", "min-fresh=1000")).await.unwrap();
+    let r = client
+        .request(with_header(path, "Cache-Control", "min-fresh=1000"))
+        .await
+        .unwrap();
     assert!(!r.from_cache);
     assert_eq!(hits("/cache/rd"), 4);
     // max-stale accepts a stale entry without the network (flagged stale).
     let short = "/cache/ms?cc=max-age%3D1";
     client.get(short.into()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let r = client.request(with_header(short, "Cache-Control", "max-stale=60")).await.unwrap();
+    let r = client
+        .request(with_header(short, "Cache-Control", "max-stale=60"))
+        .await
+        .unwrap();
     assert!(r.from_cache && r.stale, "{r:?}");
     assert_eq!(hits("/cache/ms"), 1);
     // only-if-cached never touches the network.
     let e = client
-        .request(with_header("/cache/never", "Cache-Control", "only-if-cached"))
+        .request(with_header(
+            "/cache/never",
+            "Cache-Control",
+            "only-if-cached",
+        ))
         .await
         .unwrap_err();
     assert!(matches!(e, ApiError::NotCached { .. }), "{e:?}");
@@ -163,13 +192,19 @@ async fn a_404_with_max_age_is_stored_and_served_as_the_same_error() {
     let path = "/cache/gone?status=404&cc=max-age%3D600";
     for _ in 0..2 {
         match client.get(path.into()).await {
-            Err(ApiError::Http { status: 404, body, .. }) => {
+            Err(ApiError::Http {
+                status: 404, body, ..
+            }) => {
                 assert!(String::from_utf8_lossy(&body).contains("/cache/gone"))
             }
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(fleet.server(0).hits_for("/cache/gone"), 1, "the second from the cache");
+    assert_eq!(
+        fleet.server(0).hits_for("/cache/gone"),
+        1,
+        "the second from the cache"
+    );
     // A 403 without explicit freshness is not stored.
     for _ in 0..2 {
         let _ = client.get("/cache/forbidden?status=403".into()).await;
@@ -183,8 +218,14 @@ async fn a_head_updates_the_stored_headers_or_drops_a_changed_entry() {
     let path = "/cache/head?cc=max-age%3D600&etag=v1";
     // X-Request-Count: the server's hits so far (probes included), so it differs per answer.
     let first = client.get(path.into()).await.unwrap();
-    let head = client.request(ApiRequest::new(HttpMethod::Head, path)).await.unwrap();
-    assert_ne!(head.headers["x-request-count"], first.headers["x-request-count"]);
+    let head = client
+        .request(ApiRequest::new(HttpMethod::Head, path))
+        .await
+        .unwrap();
+    assert_ne!(
+        head.headers["x-request-count"],
+        first.headers["x-request-count"]
+    );
     let hit = client.get(path.into()).await.unwrap();
     assert!(hit.from_cache);
     assert_eq!(
@@ -195,7 +236,10 @@ async fn a_head_updates_the_stored_headers_or_drops_a_changed_entry() {
     // Different validators on the HEAD: the stored response is dropped.
     let changed = "/cache/head2?cc=max-age%3D600&etag=v1&head_etag=v2";
     client.get(changed.into()).await.unwrap();
-    client.request(ApiRequest::new(HttpMethod::Head, changed)).await.unwrap();
+    client
+        .request(ApiRequest::new(HttpMethod::Head, changed))
+        .await
+        .unwrap();
     assert!(!client.get(changed.into()).await.unwrap().from_cache);
     assert_eq!(fleet.server(0).hits_for("/cache/head2"), 3);
 }
@@ -207,16 +251,26 @@ async fn writes_invalidate_the_normalised_path_and_same_origin_locations_only() 
         let c = client.clone();
         async move { c.get(p.into()).await.unwrap().from_cache }
     };
-    for p in ["/cache/item?cc=max-age%3D600", "/cache/target?cc=max-age%3D600", "/cache/other?cc=max-age%3D600"] {
+    for p in [
+        "/cache/item?cc=max-age%3D600",
+        "/cache/target?cc=max-age%3D600",
+        "/cache/other?cc=max-age%3D600",
+    ] {
         client.get(p.into()).await.unwrap();
         assert!(cached(p).await);
     }
     // Another spelling of /cache/item.
-    client.request(ApiRequest::new(HttpMethod::Put, "/cache/%69tem")).await.unwrap();
+    client
+        .request(ApiRequest::new(HttpMethod::Put, "/cache/%69tem"))
+        .await
+        .unwrap();
     assert!(!cached("/cache/item?cc=max-age%3D600").await);
     // Location on this origin invalidates; Content-Location elsewhere does not.
     let post = "/cache/create?location=%2Fcache%2Ftarget&content_location=http%3A%2F%2Fexample.com%2Fcache%2Fother";
-    client.request(ApiRequest::post_json(post, "{}")).await.unwrap();
+    client
+        .request(ApiRequest::post_json(post, "{}"))
+        .await
+        .unwrap();
     assert!(!cached("/cache/target?cc=max-age%3D600").await);
     assert!(cached("/cache/other?cc=max-age%3D600").await);
 }
@@ -226,7 +280,10 @@ async fn several_vary_variants_of_one_url_are_kept() {
     let (fleet, _dir, client) = start().await;
     let path = "/cache/v?cc=max-age%3D600&vary=Accept-Language";
     for lang in ["en", "de", "fr", "en", "de", "fr"] {
-        client.request(with_header(path, "Accept-Language", lang)).await.unwrap();
+        client
+            .request(with_header(path, "Accept-Language", lang))
+            .await
+            .unwrap();
     }
     assert_eq!(fleet.server(0).hits_for("/cache/v"), 3, "one per variant");
     assert_eq!(client.service_status().cache.entries, 3);
@@ -249,5 +306,9 @@ async fn stale_while_revalidate_refreshes_once_however_many_readers() {
         assert!(r.from_cache && r.stale);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(fleet.server(0).hits_for("/cache/swr"), 2, "the first GET and one refresh");
+    assert_eq!(
+        fleet.server(0).hits_for("/cache/swr"),
+        2,
+        "the first GET and one refresh"
+    );
 }

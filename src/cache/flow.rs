@@ -100,7 +100,9 @@ impl CacheLayer {
         allow_stale: bool,
     ) -> Result<Option<ApiResponse>, ApiError> {
         if req.method != HttpMethod::Get {
-            return Err(ApiError::invalid_request("only a GET has a cached response"));
+            return Err(ApiError::invalid_request(
+                "only a GET has a cached response",
+            ));
         }
         if !self.cache.enabled() {
             return Ok(None);
@@ -110,7 +112,8 @@ impl CacheLayer {
             request_target(&req.path, &req.query)?;
             return Ok(None);
         };
-        let directives = RequestDirectives::parse(key.header("cache-control"), key.header("pragma"));
+        let directives =
+            RequestDirectives::parse(key.header("cache-control"), key.header("pragma"));
         let Some(e) = self.cache.lookup(&key, false) else {
             return Ok(None);
         };

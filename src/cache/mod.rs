@@ -252,7 +252,12 @@ impl Entry {
 
 /// When an entry stored `now` is past any use: fresh lifetime plus the longer of `max_stale`
 /// and the response's `stale-if-error`.
-fn purge_at(settings: &CacheSettings, now: i64, lifetime_ms: i64, cc: &policy::CacheControl) -> i64 {
+fn purge_at(
+    settings: &CacheSettings,
+    now: i64,
+    lifetime_ms: i64,
+    cc: &policy::CacheControl,
+) -> i64 {
     let stale_window = cc
         .stale_if_error
         .map_or(settings.max_stale, |sie| sie.max(settings.max_stale));
@@ -534,7 +539,8 @@ impl HttpCache {
     /// for writing: see [`writer`]).
     pub(crate) fn store(&self, key: &CacheKey, resp: &ApiResponse) -> bool {
         let cc = policy::parse_cache_control(resp.headers.get("cache-control").map(String::as_str));
-        let req = policy::RequestDirectives::parse(key.header("cache-control"), key.header("pragma"));
+        let req =
+            policy::RequestDirectives::parse(key.header("cache-control"), key.header("pragma"));
         let explicit = policy::has_explicit_freshness(&cc, &resp.headers);
         if !policy::storable(resp.status, explicit) || cc.no_store || req.no_store {
             return false;
@@ -546,8 +552,9 @@ impl HttpCache {
         let mut headers = storable_response_headers(&resp.headers, &self.sensitive);
         policy::strip_hop_by_hop(&mut headers);
         headers.remove("age"); // recomputed on every use
-        let size = (resp.body.len() + encode_header_lines(&headers).len() + key.id.len() + vary.len())
-            as u64;
+        let size =
+            (resp.body.len() + encode_header_lines(&headers).len() + key.id.len() + vary.len())
+                as u64;
         if size > self.settings.max_bytes / 4 {
             return false; // one entry may not take over the cache
         }
@@ -630,7 +637,10 @@ impl HttpCache {
                     ..(*stored).clone()
                 };
                 let age = policy::initial_age(&resp.headers);
-                self.put(Arc::new(with.refreshed(age, &self.settings, now_ms())), true);
+                self.put(
+                    Arc::new(with.refreshed(age, &self.settings, now_ms())),
+                    true,
+                );
             }
             policy::HeadUpdate::Invalidate => {
                 let (k, v) = (stored.key.clone(), stored.vary.clone());
@@ -662,7 +672,10 @@ impl HttpCache {
         if paths.is_empty() {
             return;
         }
-        self.delete(|e| paths.contains(&e.path), |c| rows::delete_paths(c, paths));
+        self.delete(
+            |e| paths.contains(&e.path),
+            |c| rows::delete_paths(c, paths),
+        );
     }
 
     /// Writes one batch from the write-behind queue (the writer task).

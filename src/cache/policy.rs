@@ -345,7 +345,11 @@ pub(crate) fn head_update(
 pub(crate) fn describes_body(name: &str) -> bool {
     matches!(
         name,
-        "content-length" | "content-type" | "transfer-encoding" | "content-encoding" | "content-range"
+        "content-length"
+            | "content-type"
+            | "transfer-encoding"
+            | "content-encoding"
+            | "content-range"
     )
 }
 
@@ -445,18 +449,39 @@ mod tests {
             "Sun, 06 Nov 1994 08:50:37 GMT".to_string(),
         );
         let cc = parse_cache_control(Some("max-age=5"));
-        assert_eq!(freshness_lifetime(200, &cc, &h, secs(9), SystemTime::now()), secs(5));
         assert_eq!(
-            freshness_lifetime(200, &CacheControl::default(), &h, secs(9), SystemTime::now()),
+            freshness_lifetime(200, &cc, &h, secs(9), SystemTime::now()),
+            secs(5)
+        );
+        assert_eq!(
+            freshness_lifetime(
+                200,
+                &CacheControl::default(),
+                &h,
+                secs(9),
+                SystemTime::now()
+            ),
             secs(60)
         );
         h.insert("expires".to_string(), "0".to_string());
         assert_eq!(
-            freshness_lifetime(200, &CacheControl::default(), &h, secs(9), SystemTime::now()),
+            freshness_lifetime(
+                200,
+                &CacheControl::default(),
+                &h,
+                secs(9),
+                SystemTime::now()
+            ),
             Duration::ZERO
         );
         assert_eq!(
-            freshness_lifetime(200, &CacheControl::default(), &HashMap::new(), secs(9), SystemTime::now()),
+            freshness_lifetime(
+                200,
+                &CacheControl::default(),
+                &HashMap::new(),
+                secs(9),
+                SystemTime::now()
+            ),
             secs(9)
         );
     }
@@ -551,7 +576,13 @@ mod tests {
             key: "k".into(),
             stored_at_ms: 0,
             initial_age_ms: ms(initial_age(&headers)),
-            lifetime_ms: ms(freshness_lifetime(200, &cc, &headers, secs(0), SystemTime::now())),
+            lifetime_ms: ms(freshness_lifetime(
+                200,
+                &cc,
+                &headers,
+                secs(0),
+                SystemTime::now(),
+            )),
             swr_ms: cc.stale_while_revalidate.map(ms),
             sie_ms: cc.stale_if_error.map(ms),
             ..crate::cache::Entry::blank()
@@ -592,7 +623,13 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            freshness_lifetime(200, &CacheControl::default(), &h, secs(0), SystemTime::now()),
+            freshness_lifetime(
+                200,
+                &CacheControl::default(),
+                &h,
+                secs(0),
+                SystemTime::now()
+            ),
             cap
         );
     }
@@ -613,7 +650,11 @@ mod tests {
             "",
         ] {
             let h = headers(&[date, ("expires", bad)]);
-            assert_eq!(freshness_lifetime(200, &cc, &h, secs(9), now), Duration::ZERO, "{bad:?}");
+            assert_eq!(
+                freshness_lifetime(200, &cc, &h, secs(9), now),
+                Duration::ZERO,
+                "{bad:?}"
+            );
         }
     }
 
@@ -634,14 +675,20 @@ mod tests {
         assert_eq!(freshness_lifetime(200, &cc, &h, secs(0), now), secs(36_000));
         // Explicit freshness wins; a status that is not heuristically cacheable gets none.
         let explicit = parse_cache_control(Some("max-age=5"));
-        assert_eq!(freshness_lifetime(200, &explicit, &h, secs(0), now), secs(5));
+        assert_eq!(
+            freshness_lifetime(200, &explicit, &h, secs(0), now),
+            secs(5)
+        );
         assert_eq!(freshness_lifetime(201, &cc, &h, secs(7), now), secs(7));
         // A Last-Modified after Date (clock skew) gives no heuristic freshness.
         let skew = headers(&[
             ("date", "Thu, 01 Dec 1994 16:00:00 GMT"),
             ("last-modified", "Fri, 02 Dec 1994 16:00:00 GMT"),
         ]);
-        assert_eq!(freshness_lifetime(200, &cc, &skew, secs(0), now), Duration::ZERO);
+        assert_eq!(
+            freshness_lifetime(200, &cc, &skew, secs(0), now),
+            Duration::ZERO
+        );
     }
 
     #[test]
@@ -661,7 +708,10 @@ mod tests {
             &CacheControl::default(),
             &headers(&[("expires", "0")])
         ));
-        assert!(!has_explicit_freshness(&CacheControl::default(), &HashMap::new()));
+        assert!(!has_explicit_freshness(
+            &CacheControl::default(),
+            &HashMap::new()
+        ));
     }
 
     #[test]
@@ -730,7 +780,10 @@ mod tests {
     #[test]
     fn rfc_9111_4_3_5_head_updates_a_matching_entry_and_invalidates_a_changed_one() {
         let stored = headers(&[("etag", "\"v1\""), ("content-length", "10")]);
-        assert_eq!(head_update(&stored, &headers(&[("etag", "\"v1\"")])), HeadUpdate::Update);
+        assert_eq!(
+            head_update(&stored, &headers(&[("etag", "\"v1\"")])),
+            HeadUpdate::Update
+        );
         assert_eq!(
             head_update(&stored, &headers(&[("etag", "\"v2\"")])),
             HeadUpdate::Invalidate
@@ -751,7 +804,10 @@ mod tests {
             ("location", "/v1/items/8"),
             ("content-location", "https://evil.example.com/v1/items/9"),
         ]);
-        assert_eq!(invalidated_paths(&url, "/v1", &h), ["/items/item", "/items/8"]);
+        assert_eq!(
+            invalidated_paths(&url, "/v1", &h),
+            ["/items/item", "/items/8"]
+        );
         let h = headers(&[("content-location", "https://api.example.com/v1/x?y=2")]);
         assert_eq!(invalidated_paths(&url, "/v1/", &h), ["/items/item", "/x"]);
         // Outside the base path: not one of this backend's API paths.

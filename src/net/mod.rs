@@ -492,7 +492,10 @@ impl Network {
 }
 
 /// Adds the header provider's headers (they override the others).
-fn merge_provided(headers: &mut HeaderMap, fresh: &HashMap<String, String>) -> Result<(), ApiError> {
+fn merge_provided(
+    headers: &mut HeaderMap,
+    fresh: &HashMap<String, String>,
+) -> Result<(), ApiError> {
     for (name, value) in parse_headers(fresh, |r| ApiError::InvalidRequest {
         reason: format!("header provider: {r}"),
     })? {
