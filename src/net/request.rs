@@ -266,7 +266,9 @@ pub(super) async fn execute_keeping(
             last: Some((index, Ok(r))),
             attempts,
             ..
-        }) if keep_final_4xx && (400..500).contains(&r.status) && r.status != 429 => Ok(response(r, index, attempts)),
+        }) if keep_final_4xx && (400..500).contains(&r.status) && r.status != 429 => {
+            Ok(response(r, index, attempts))
+        }
         Err(f) => Err(final_error(net, &ex, f)),
     }
 }
