@@ -37,7 +37,7 @@ lint() {
 }
 run lint lint
 # One feature set for everything (see scripts/build-bindings.sh).
-run rust cargo test --features bindgen
+run rust cargo test --features bindgen --no-fail-fast
 # The README's other command: the demo must keep running end to end.
 run demo cargo run --quiet --features bindgen --example demo
 for lang in python kotlin swift react-native; do

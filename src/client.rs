@@ -8,7 +8,7 @@ use crate::cache::{CacheLayer, HttpCache};
 use crate::cancel::CancelToken;
 use crate::config::{ClientConfig, Settings};
 use crate::error::ApiError;
-use crate::events::{Counters, EventBus, StatusListener, StorageRecovery};
+use crate::events::{Counters, EventBus, StatusListener, StatusSubscription, StorageRecovery};
 use crate::net::Network;
 use crate::queue::{
     self, DeadLetter, Queue, QueueLayer, QueueListener, QueueOutcome, QueuedRequestInfo,
@@ -436,9 +436,13 @@ impl RobustClient {
         self.net.set_online(available);
     }
 
-    /// Adds a listener for breaker, backend-health and network events (called on a background thread).
-    pub fn add_status_listener(&self, listener: Arc<dyn StatusListener>) {
-        self.events.add(listener);
+    /// Adds a listener for breaker, backend-health and network events (called on a background
+    /// thread); the returned subscription's `remove()` detaches it.
+    pub fn add_status_listener(
+        &self,
+        listener: Arc<dyn StatusListener>,
+    ) -> Arc<StatusSubscription> {
+        self.events.add(listener)
     }
 
     /// The directory holding the client's persistent state.

@@ -144,12 +144,46 @@ enum Msg {
     ListenerAdded,
 }
 
-type Listeners = Arc<Mutex<Vec<Arc<dyn StatusListener>>>>;
+type ListenerList = Mutex<Vec<(u64, Arc<dyn StatusListener>)>>;
+type Listeners = Arc<ListenerList>;
+
+/// What `add_status_listener` returns: `remove()` stops deliveries to that listener (React Native's
+/// `subscription.remove()`, a Kotlin Flow's `awaitClose`, a Swift stream's `onTermination`).
+/// Dropping it without `remove()` keeps the listener, so callers that ignore it are unaffected.
+#[derive(uniffi::Object)]
+pub struct StatusSubscription {
+    id: u64,
+    listeners: std::sync::Weak<ListenerList>,
+}
+
+#[uniffi::export]
+impl StatusSubscription {
+    /// Removes the listener; an event already being delivered may still reach it. Idempotent.
+    pub fn remove(&self) {
+        if let Some(listeners) = self.listeners.upgrade() {
+            listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(id, _)| *id != self.id);
+        }
+    }
+
+    /// Whether the listener is still attached (false after `remove()` or the client's shutdown).
+    pub fn is_active(&self) -> bool {
+        self.listeners.upgrade().is_some_and(|l| {
+            l.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|(id, _)| *id == self.id)
+        })
+    }
+}
 
 /// Delivers events to listeners on a dedicated thread. Dropping it ends the thread.
 pub(crate) struct EventBus {
     tx: Mutex<Option<SyncSender<Msg>>>,
     listeners: Listeners,
+    next_listener_id: AtomicU64,
     counters: Arc<Counters>,
     recoveries: Mutex<Vec<StorageRecovery>>,
 }
@@ -179,7 +213,7 @@ impl EventBus {
                         Msg::ListenerAdded => early.drain(..).collect(),
                     };
                     for ev in batch {
-                        for listener in &current {
+                        for (_, listener) in &current {
                             // A throwing foreign listener must not take the others (or this thread) down.
                             if let Ok(r) =
                                 catch_unwind(AssertUnwindSafe(|| listener.on_event(ev.clone())))
@@ -196,17 +230,23 @@ impl EventBus {
         Ok(EventBus {
             tx: Mutex::new(Some(tx)),
             listeners,
+            next_listener_id: AtomicU64::new(1),
             counters,
             recoveries: Mutex::default(),
         })
     }
 
-    pub(crate) fn add(&self, listener: Arc<dyn StatusListener>) {
+    pub(crate) fn add(&self, listener: Arc<dyn StatusListener>) -> Arc<StatusSubscription> {
+        let id = self.next_listener_id.fetch_add(1, Ordering::Relaxed);
         self.listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(listener);
+            .push((id, listener));
         self.send(Msg::ListenerAdded);
+        Arc::new(StatusSubscription {
+            id,
+            listeners: Arc::downgrade(&self.listeners),
+        })
     }
 
     pub(crate) fn emit(&self, ev: StatusEvent) {

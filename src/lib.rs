@@ -43,7 +43,9 @@ pub use cancel::CancelToken;
 pub use client::RobustClient;
 pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
-pub use events::{StatusCounters, StatusEvent, StatusListener, StorageRecovery};
+pub use events::{
+    StatusCounters, StatusEvent, StatusListener, StatusSubscription, StorageRecovery,
+};
 pub use net::{
     BackendStatus, BreakerConfig, CertificatePin, HealthConfig, LimitsConfig, RetryConfig,
     SecurityConfig, TimeoutConfig,

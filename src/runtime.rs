@@ -52,8 +52,31 @@ pub(crate) struct ClientRuntime {
     shutdown: Notify,
 }
 
+/// Panics on the client's own threads (workers, blocking pool, the event thread) are contained —
+/// every task runs under [`contained`], which logs them — but the default hook would also print
+/// them to stderr, where a phone shows nothing and a host app reads a crash. (One case tokio
+/// makes unavoidable: a task in the middle of a poll when the runtime shuts down panics if it
+/// then arms a timer.) So this hook, installed once and chaining to the previous one for every
+/// other thread, turns them into `log::error!` records (which the app's log listener receives).
+fn log_panics_on_client_threads() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            match thread.name() {
+                Some(name) if name.starts_with(THREAD_NAME) => {
+                    log::error!("robust-api: contained panic on thread {name}: {info}");
+                }
+                _ => previous(info),
+            }
+        }));
+    });
+}
+
 impl ClientRuntime {
     pub(crate) fn new(worker_threads: usize) -> Result<Self, ApiError> {
+        log_panics_on_client_threads();
         let runtime = Builder::new_multi_thread()
             .worker_threads(worker_threads)
             .thread_name(THREAD_NAME)

@@ -57,6 +57,7 @@ _CLIENT_EXTRAS = """\
     async def __aexit__(self, *exc: object) -> None: ...
     def __enter__(self) -> "RobustClient": ...
     def __exit__(self, *exc: object) -> None: ...
+    def status_events(self, max_buffered: int = 1024) -> "StatusEvents": ...
 """
 
 
@@ -77,5 +78,6 @@ def _stub(module: Path, out: Path) -> Path:
     text, n = re.subn(r"(?m)^(class RobustClient\b[^\n]*:\n)", lambda m: m.group(1) + _CLIENT_EXTRAS, pyi.read_text())
     if n != 1:
         raise RuntimeError("stubgen output has no class RobustClient")
-    pyi.write_text(text)
+    # StatusEvents lives in the hand-written package layer (robust_api/__init__.py).
+    pyi.write_text("from robust_api import StatusEvents\n" + text)
     return pyi

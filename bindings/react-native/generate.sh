@@ -44,4 +44,7 @@ cd "$ROOT"
 for f in "${GENERATED[@]}"; do
   [ -e "$HERE/$f" ] || die "ubrn did not generate bindings/react-native/$f"
 done
+
+# One post-generation step (see error-messages.sh): `e.message` is the Rust Display text.
+"$HERE/error-messages.sh" "$HERE/src/generated/robust_api.ts" || die "error-messages.sh failed"
 log "generated the TurboModule bindings and glue in $HERE"

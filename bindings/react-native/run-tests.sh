@@ -59,7 +59,8 @@ rm -rf "$NODE_OUT" && mkdir -p "$NODE_OUT"
 ln -s "$NM" "$NODE_OUT/node_modules"   # @ubjs/node, @ubjs/core for the generated code
 t0=$SECONDS
 if (cd "$ROOT" && "$UBRN" generate napi bindings --library "$LIB" --lib-absolute --no-format \
-      --ts-dir "$NODE_OUT/generated" >&2); then
+      --ts-dir "$NODE_OUT/generated" >&2) &&
+    "$HERE/error-messages.sh" "$NODE_OUT/generated/robust_api.ts"; then
   cp "$HERE/src/helpers.ts" "$NODE_OUT/helpers.ts"
   tap="$tmp/node-test.tap"
   # One test file at a time (each starts its own fleets and clients; some assert timings).

@@ -68,9 +68,15 @@ def test_all_backends_down_raises_all_backends_unavailable(fleet, make_client):
         errors.append(e.value)
     err = errors[0]
     assert isinstance(err, ApiError)
-    # One pass over the 3 backends, then one retry round over all 3; the 3rd call's refused connects
-    # are the 5th failure of each backend (breaker.failure_threshold), which opens every breaker.
-    assert [x.attempts for x in errors] == [6, 6, 3]
+    # One pass over the 3 backends, then one retry round over all 3; by the 3rd call each backend has
+    # failed 4 times, and its refused connect is the 5th failure (breaker.failure_threshold), which
+    # opens every breaker. A failed connect also makes the backend suspect: it is re-probed 250 ms
+    # later, and on a loaded machine such a failed probe can be a backend's 5th failure first — then
+    # later calls skip that backend (fewer attempts), never more.
+    attempts = [x.attempts for x in errors]
+    assert attempts[0] == 6, attempts
+    assert all(0 <= a <= 6 for a in attempts) and attempts == sorted(attempts, reverse=True), attempts
+    assert attempts[2] in (0, 1, 2, 3), attempts
     assert "connect" in err.last_error.lower()
     assert any(u in err.last_error for u in fleet.urls)
     assert str(err).startswith("all backends unavailable after 6 attempt(s); last error: ")

@@ -50,6 +50,7 @@ def test_the_wheel_ships_type_stubs():
     stub = (pkg / "_robust_api.pyi").read_text()
     assert "class RobustClient" in stub and "async def get(self, path: str) -> ApiResponse" in stub
     assert "async def __aenter__" in stub
+    assert "def status_events(self" in stub
     assert "class ClientConfig" in stub and "class ApiError" in stub
 
 
@@ -91,3 +92,29 @@ def test_a_raising_progress_listener_prints_no_panic_and_the_upload_goes_on(flee
     assert len(calls) >= 2, "still called after raising"
     err = capfd.readouterr().err
     assert "panic" not in err.lower(), err
+
+
+def test_status_events_iterate_and_the_listener_goes_away(fleet, make_client):
+    client = make_client(fleet.urls)
+
+    async def main():
+        events = client.status_events()
+        client.set_network_available(False)
+        client.set_network_available(True)
+        got = []
+        async for event in events:
+            got.append(event)
+            if len(got) == 2:
+                break
+        assert all(e.is_network_changed() for e in got), got
+        assert [e.available for e in got] == [False, True]
+        # `break` leaves the iterator open; aclose() (or `async with`) removes its listener.
+        await events.aclose()
+        assert not events._subscription.is_active()
+        async with client.status_events() as again:
+            client.set_network_available(False)
+            first = await asyncio.wait_for(again.__anext__(), 5)
+            assert first.is_network_changed() and first.available is False
+        assert not again._subscription.is_active()
+
+    asyncio.run(main())

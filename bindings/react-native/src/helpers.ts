@@ -10,6 +10,7 @@ import type {
   RobustClientInterface,
   StatusEvent,
   StatusListener,
+  StatusSubscriptionInterface,
   UploadProgressListener,
   UploadRequest,
   WebSocketListener,
@@ -35,34 +36,48 @@ export interface Subscription {
  * }, []);
  * ```
  *
- * One `StatusListener` is registered with the client, on the first `addListener`. The core API has
- * no way to unregister it, so it stays for the client's lifetime and forwards to nobody once every
- * handler is removed. A handler that throws does not stop the others (its error is re-thrown
- * asynchronously, as an unhandled rejection, so it is still reported).
+ * One `StatusListener` is registered with the client on the first `addListener`, and removed
+ * from the client (its `StatusSubscription.remove()`) when the last handler is removed; a later
+ * `addListener` registers a new one. A handler that throws does not stop the others (its error is
+ * re-thrown asynchronously, as an unhandled rejection, so it is still reported).
  */
 export class StatusEvents {
   private readonly handlers = new Set<{ handler: StatusEventHandler }>();
-  private registered = false;
+  private registration: StatusSubscriptionInterface | undefined;
 
   constructor(private readonly client: Pick<RobustClientInterface, 'addStatusListener'>) {}
 
   addListener(handler: StatusEventHandler): Subscription {
-    if (!this.registered) {
+    if (!this.registration) {
       const listener: StatusListener = { onEvent: (event) => this.emit(event) };
-      this.client.addStatusListener(listener);
-      this.registered = true;
+      this.registration = this.client.addStatusListener(listener);
     }
     const entry = { handler };
     this.handlers.add(entry);
-    return { remove: () => void this.handlers.delete(entry) };
+    return {
+      remove: () => {
+        if (this.handlers.delete(entry) && this.handlers.size === 0) this.unregister();
+      },
+    };
   }
 
   removeAllListeners(): void {
     this.handlers.clear();
+    this.unregister();
+  }
+
+  /** Whether a listener is registered with the client (false once every handler is removed). */
+  get isRegistered(): boolean {
+    return this.registration !== undefined;
   }
 
   get listenerCount(): number {
     return this.handlers.size;
+  }
+
+  private unregister(): void {
+    this.registration?.remove();
+    this.registration = undefined;
   }
 
   private emit(event: StatusEvent): void {

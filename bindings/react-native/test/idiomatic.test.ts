@@ -32,10 +32,12 @@ import {
 } from './api';
 import { makeClient, startFleet, tempDir, waitUntil } from './support';
 
-test('String(error) is the Rust Display text; the variant keeps its fields', async (t) => {
+test('e.message and String(error) are the Rust Display text; the variant keeps its fields', async (t) => {
   assert.throws(() => new RobustClient(defaultClientConfig([])), (e: unknown) => {
     assert.ok(ApiError.InvalidConfig.instanceOf(e));
+    assert.ok(e instanceof Error);
     assert.equal(String(e), `invalid configuration: ${e.inner.reason}`);
+    assert.equal(e.message, `invalid configuration: ${e.inner.reason}`);
     return true;
   });
   const fleet = await startFleet(t, 2);
@@ -45,6 +47,7 @@ test('String(error) is the Rust Display text; the variant keeps its fields', asy
     assert.ok(ApiError.Http.instanceOf(e));
     assert.equal(e.inner.status, 404);
     assert.equal(String(e), `HTTP 404 from ${e.inner.backend}`);
+    assert.equal(e.message, `HTTP 404 from ${e.inner.backend}`);
     return true;
   });
 });

@@ -71,8 +71,34 @@ test('StatusEvents fans events out to handlers until they are removed', async (t
   await sleep(50);
   assert.equal(a.length, seenByA, 'a removed handler got an event');
 
+  assert.ok(statusEvents.isRegistered);
   statusEvents.removeAllListeners();
   assert.equal(statusEvents.listenerCount, 0);
+  // The last handler gone, the client's listener is removed too; a new handler registers again.
+  assert.ok(!statusEvents.isRegistered);
+  const c: StatusEvent[] = [];
+  statusEvents.addListener((e) => c.push(e));
+  assert.ok(statusEvents.isRegistered);
+  client.setNetworkAvailable(false);
+  assert.ok(await waitUntil(() => c.some((e) => StatusEvent.NetworkChanged.instanceOf(e))));
+  statusEvents.removeAllListeners();
+});
+
+test('addStatusListener returns a subscription whose remove() detaches the listener', async (t) => {
+  const fleet = await startFleet(t, 1);
+  const client = makeClient(t, fleet.urls);
+  const kept: StatusEvent[] = [];
+  const removed: StatusEvent[] = [];
+  client.addStatusListener({ onEvent: (e) => void kept.push(e) });
+  const sub = client.addStatusListener({ onEvent: (e) => void removed.push(e) });
+  assert.ok(sub.isActive());
+  sub.remove();
+  assert.ok(!sub.isActive());
+  client.setNetworkAvailable(false);
+  client.setNetworkAvailable(true);
+  assert.ok(await waitUntil(() => kept.length >= 2));
+  await sleep(50);
+  assert.equal(removed.length, 0);
 });
 
 test('the offline queue: enqueued while offline, delivered once when the network is back', async (t) => {

@@ -2,13 +2,17 @@
 re-exported as is, plus a thin idiomatic layer that adds nothing Rust already does:
 
 - ``str(e)`` of an ``ApiError`` is the crate's ``Display`` text (computed by Rust);
-- ``async with RobustClient(...) as client:`` (and ``with``) calls ``client.shutdown()`` at the end.
+- ``async with RobustClient(...) as client:`` (and ``with``) calls ``client.shutdown()`` at the end;
+- ``async for event in client.status_events():`` iterates status events on the running event loop;
+  the listener is removed when the iteration ends (``break``, cancellation or ``aclose()``).
 """
+
+import asyncio
 
 from . import _robust_api as _generated
 from ._robust_api import *  # noqa: F401,F403
 from ._robust_api import __all__ as _generated_all
-from ._robust_api import ApiError, RobustClient
+from ._robust_api import ApiError, RobustClient, StatusListener
 
 
 def _api_error_str(self) -> str:
@@ -42,9 +46,59 @@ def _exit(self, *exc) -> None:
     self.shutdown()
 
 
+class StatusEvents:
+    """An async iterator of ``StatusEvent``s, fed from the SDK's event thread onto the event loop
+    that created it. Registered at creation, so no event after ``client.status_events()`` is missed;
+    at most ``max_buffered`` unread events are kept (newer ones are dropped)."""
+
+    def __init__(self, client: RobustClient, max_buffered: int = 1024) -> None:
+        loop = asyncio.get_running_loop()
+        queue: "asyncio.Queue" = asyncio.Queue(maxsize=max_buffered)
+
+        def offer(event) -> None:
+            if not queue.full():
+                queue.put_nowait(event)
+
+        class _Forward(StatusListener):
+            def on_event(self, event) -> None:
+                try:
+                    loop.call_soon_threadsafe(offer, event)
+                except RuntimeError:  # the loop is closed: nobody is iterating any more
+                    pass
+
+        self._queue = queue
+        self._subscription = client.add_status_listener(_Forward())
+
+    def __aiter__(self) -> "StatusEvents":
+        return self
+
+    async def __anext__(self):
+        if not self._subscription.is_active():
+            raise StopAsyncIteration
+        try:
+            return await self._queue.get()
+        except BaseException:
+            self._subscription.remove()
+            raise
+
+    async def aclose(self) -> None:
+        self._subscription.remove()
+
+    async def __aenter__(self) -> "StatusEvents":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._subscription.remove()
+
+
+def _status_events(self, max_buffered: int = 1024) -> StatusEvents:
+    return StatusEvents(self, max_buffered)
+
+
+RobustClient.status_events = _status_events  # type: ignore[attr-defined]
 RobustClient.__aenter__ = _aenter  # type: ignore[attr-defined]
 RobustClient.__aexit__ = _aexit  # type: ignore[attr-defined]
 RobustClient.__enter__ = _enter  # type: ignore[attr-defined]
 RobustClient.__exit__ = _exit  # type: ignore[attr-defined]
 
-__all__ = list(_generated_all)
+__all__ = list(_generated_all) + ["StatusEvents"]

@@ -62,11 +62,12 @@ extension RobustClient {
     }
 
     /// Status events (breaker, health, network, pins, storage) as an `AsyncStream`. Each call
-    /// registers a listener; the client keeps listeners until it shuts down, so after the stream
-    /// ends its listener stays registered but inert.
+    /// registers a listener, removed when the stream ends (its consumer's task is cancelled or
+    /// stops iterating).
     public func statusEvents() -> AsyncStream<StatusEvent> {
         AsyncStream { continuation in
-            addStatusListener(listener: StreamStatusListener(continuation))
+            let subscription = addStatusListener(listener: StreamStatusListener(continuation))
+            continuation.onTermination = { _ in subscription.remove() }
         }
     }
 }

@@ -123,18 +123,21 @@ final class RobustApiTests: XCTestCase {
         let down = try XCTUnwrap(fleet.index(of: preferred))
         try await fleet.fault(down, "down")
 
-        // Every call succeeds elsewhere; each one that tried the dead backend first counts a failure
-        // (normally all of them: it stays first in the ranking until its breaker opens).
+        // Every call succeeds elsewhere; each one that tried the dead backend first counts a failure.
+        // A refused connect also makes the backend suspect, re-probed every 250 ms: on a loaded
+        // machine those failed probes (which rank it last) may be what reaches the threshold, so
+        // the loop is bounded by time, not by a call count.
         var calls = 0
+        let deadline = Date().addingTimeInterval(8)
         while client.serviceStatus().backends[down].breakerState != .open {
             calls += 1
-            guard calls <= 30 else { return XCTFail("breaker of the dead backend never opened") }
+            guard Date() < deadline else { return XCTFail("breaker of the dead backend never opened") }
             let r = try await client.get(path: "/api/items/\(calls)")
             XCTAssertEqual(r.status, 200)
             XCTAssertNotEqual(r.backend, preferred, "call \(calls) was answered by the dead backend")
             XCTAssertEqual(r.headers["x-backend"], fleet.index(of: r.backend).map(String.init))
+            try await Task.sleep(nanoseconds: 20_000_000)
         }
-        XCTAssertGreaterThanOrEqual(calls, Int(config.breaker.failureThreshold))
         var status = client.serviceStatus()
         let dead = status.backends[down]
         XCTAssertEqual(dead.breakerState, .open)
@@ -143,7 +146,7 @@ final class RobustApiTests: XCTestCase {
         XCTAssertNotNil(dead.lastError)
         XCTAssertNotNil(status.preferredBackend)
         XCTAssertNotEqual(status.preferredBackend, preferred)
-        XCTAssertGreaterThanOrEqual(status.counters.failovers, 5)
+        XCTAssertGreaterThanOrEqual(status.counters.failovers, 1)
         // Once OPEN, calls go straight to a live backend (one attempt, no failover).
         let direct = try await client.get(path: "/after-open")
         XCTAssertEqual(direct.attempts, 1)
@@ -188,6 +191,10 @@ final class RobustApiTests: XCTestCase {
         config.breaker.openMs = 10_000
         let client = try RobustClient(config: config)
         defer { client.shutdown() }
+        // Start-up probes first: one answered after the fault below could reset a failure count.
+        try await waitUntil("start-up probes") {
+            client.serviceStatus().backends.allSatisfy { $0.lastCheckedMsAgo != nil }
+        }
         for i in fleet.backends.indices { try await fleet.fault(i, "down") }
 
         do {
@@ -307,6 +314,9 @@ final class RobustApiTests: XCTestCase {
         _ = try await client.get(path: "/warmup")
         let preferred = try XCTUnwrap(client.serviceStatus().preferredBackend)
         let down = try XCTUnwrap(fleet.index(of: preferred))
+        // The others answer slowly, so latency ranking keeps trying the dead backend first (on a
+        // loaded machine a fast answer elsewhere could reorder the ranking before it fails twice).
+        for i in fleet.backends.indices where i != down { try await fleet.fault(i, "slow 60") }
         try await fleet.fault(down, "down")
         // Calls succeed elsewhere; after 2 failed attempts on the dead backend its breaker opens.
         try await waitUntil("BreakerChanged closed → open") {

@@ -15,17 +15,16 @@ import kotlinx.coroutines.flow.stateIn
 
 /**
  * Breaker, health, network, pin and storage events as a cold [Flow]: each collector registers a
- * listener (the first one also receives the events from before any listener existed). The client
- * keeps a listener until it is closed, so after the collector stops, its listener stays registered
- * but inert.
+ * listener (the first one also receives the events from before any listener existed), removed
+ * when the collector stops.
  */
 fun RobustClient.statusEvents(): Flow<StatusEvent> = callbackFlow {
-    addStatusListener(object : StatusListener {
+    val subscription = addStatusListener(object : StatusListener {
         override fun onEvent(event: StatusEvent) {
             trySend(event)
         }
     })
-    awaitClose { }
+    awaitClose { subscription.remove() }
 }
 
 /** [RobustClient.serviceStatus] as a [StateFlow], refreshed on every status event, in [scope]. */

@@ -5,6 +5,7 @@ package dev.robustapi.tests
 import dev.robustapi.ApiException
 import dev.robustapi.RobustClient
 import dev.robustapi.StatusEvent
+import dev.robustapi.StatusListener
 import dev.robustapi.UploadEvent
 import dev.robustapi.UploadRequest
 import dev.robustapi.defaultClientConfig
@@ -28,6 +29,7 @@ import org.junit.jupiter.api.io.TempDir
 import java.io.File
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
+import kotlin.test.assertFalse
 import kotlin.test.assertIs
 import kotlin.test.assertTrue
 
@@ -43,11 +45,15 @@ class IdiomaticTest {
     fun `error text is the Rust Display text and the variants keep their fields`() = runBlocking<Unit> {
         val bad = assertFailsWith<ApiException.InvalidConfig> { RobustClient(defaultClientConfig(emptyList())) }
         assertEquals("invalid configuration: ${bad.reason}", bad.toString())
+        // `message` (what Kotlin code and stack traces read) is the same Display text, not a field dump.
+        assertEquals(bad.toString(), bad.message)
+        assertEquals(bad.toString(), bad.localizedMessage)
         RobustClient(fastConfig(fleet.backends)).use { client ->
             fleet.faultAll("status 404")
             val e = assertFailsWith<ApiException.Http> { client.get("/api/items") }
             assertEquals(404, e.status)
             assertEquals("HTTP 404 from ${e.backend}", e.toString())
+            assertEquals("HTTP 404 from ${e.backend}", e.message)
         }
     }
 
@@ -63,6 +69,29 @@ class IdiomaticTest {
             client.setNetworkAvailable(true)
             val events = withTimeout(5_000) { got.await() }
             assertEquals(listOf(false, true), events.map { it.available })
+        }
+    }
+
+    @Test
+    fun `a removed status listener gets no more events`() = runBlocking<Unit> {
+        RobustClient(fastConfig(fleet.backends)).use { client ->
+            val removedSeen = java.util.concurrent.atomic.AtomicInteger()
+            val keptSeen = java.util.concurrent.LinkedBlockingQueue<StatusEvent>()
+            client.addStatusListener(object : StatusListener {
+                override fun onEvent(event: StatusEvent) { keptSeen.add(event) }
+            })
+            val sub = client.addStatusListener(object : StatusListener {
+                override fun onEvent(event: StatusEvent) { removedSeen.incrementAndGet() }
+            })
+            assertTrue(sub.isActive())
+            sub.remove()
+            assertFalse(sub.isActive())
+            client.setNetworkAvailable(false)
+            client.setNetworkAvailable(true)
+            repeat(2) {
+                assertIs<StatusEvent.NetworkChanged>(keptSeen.poll(5, java.util.concurrent.TimeUnit.SECONDS))
+            }
+            assertEquals(0, removedSeen.get())
         }
     }
 
