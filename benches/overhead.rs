@@ -1,4 +1,13 @@
-//! Side-by-side measurements in one run, all against the same local fleet server:
+//! Side-by-side measurements in one run.
+//!
+//! Against [`fast_server`], a minimal hyper server that answers in tens of microseconds (the
+//! floor is the client's, not the server's):
+//!
+//! - `get_1kb_fast/raw_reqwest`: a plain reqwest GET of 1 KiB — the floor;
+//! - `get_1kb_fast/robust_no_cache`: the same through `RobustClient` with the cache off: the
+//!   overhead of the pipeline, as a ratio and in µs per call.
+//!
+//! Against the same local fleet server (a realistic, slower server: parsing, routing, faults):
 //!
 //! - `get_1kb/raw_reqwest`: a plain reqwest GET of 1 KiB — the floor;
 //! - `get_1kb/robust_no_cache`: the same through `RobustClient` with the cache off (pipeline
@@ -15,6 +24,41 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use robust_api::{ApiRequest, CachePolicy, ClientConfig, RobustClient};
 
+/// A minimal HTTP/1.1 server on `127.0.0.1`: every request gets `200` with the same body.
+mod fast_server {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    /// Starts serving on the current runtime; returns the address.
+    pub(crate) async fn start(body: Bytes) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| {
+                        let body = Full::new(body.clone());
+                        async move { Ok::<_, Infallible>(hyper::Response::new(body)) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+}
+
 fn overhead(c: &mut Criterion) {
     // The fleet gets its own runtime (own threads), like a real server would.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -29,9 +73,14 @@ fn overhead(c: &mut Criterion) {
         .build()
         .unwrap();
     let url = format!("{}/bytes/1024", fleet.urls()[0]);
+    let fast = server_rt.block_on(fast_server::start(vec![b'x'; 1024].into()));
+    let fast_url = format!("http://{fast}/bytes/1024");
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let raw = reqwest::Client::builder().build().unwrap();
+    let mut fast_config = ClientConfig::new(vec![format!("http://{fast}")]);
+    fast_config.cache.max_bytes = 0;
+    let fast_client = RobustClient::new(fast_config).unwrap();
     let mut no_cache = ClientConfig::new(fleet.urls());
     no_cache.cache.max_bytes = 0;
     let no_cache = RobustClient::new(no_cache).unwrap();
@@ -42,6 +91,24 @@ fn overhead(c: &mut Criterion) {
     // Let the start-up probes finish; fill the cache entry.
     std::thread::sleep(Duration::from_millis(300));
     rt.block_on(cached.get("/bytes/1024".into())).unwrap();
+
+    let mut g = c.benchmark_group("get_1kb_fast");
+    g.measurement_time(Duration::from_secs(8));
+    g.bench_function("raw_reqwest", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = raw.get(&fast_url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap()
+        })
+    });
+    g.bench_function("robust_no_cache", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = fast_client.get("/bytes/1024".to_string()).await.unwrap();
+            assert_eq!(r.status, 200);
+            r.body
+        })
+    });
+    g.finish();
 
     let mut g = c.benchmark_group("get_1kb");
     g.measurement_time(Duration::from_secs(8));
@@ -83,7 +150,7 @@ fn overhead(c: &mut Criterion) {
         })
     });
     g.finish();
-    drop((no_cache, default, cached));
+    drop((no_cache, default, cached, fast_client));
     drop(fleet);
 }
 

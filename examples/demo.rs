@@ -50,6 +50,46 @@ impl StatusListener for PrintEvents {
     }
 }
 
+/// The app's token store as an authenticator: a refresh POSTs the refresh token to the fleet's
+/// token service through the same client (`skip_authentication`) and keeps the rotated pair.
+struct Session {
+    client: std::sync::Mutex<std::sync::Weak<RobustClient>>,
+    tokens: std::sync::Mutex<(String, String)>,
+}
+
+#[async_trait::async_trait]
+impl robust_api::Authenticator for Session {
+    async fn credentials(
+        &self,
+        _scope: Option<String>,
+    ) -> Result<std::collections::HashMap<String, String>, ApiError> {
+        let access = self.tokens.lock().unwrap().0.clone();
+        Ok([("authorization".to_string(), format!("Bearer {access}"))].into())
+    }
+
+    async fn refresh(
+        &self,
+        scope: Option<String>,
+    ) -> Result<std::collections::HashMap<String, String>, ApiError> {
+        let client = self
+            .client
+            .lock()
+            .unwrap()
+            .upgrade()
+            .ok_or(ApiError::Cancelled {
+                reason: "no client".into(),
+            })?;
+        let mut req = ApiRequest::new(robust_api::HttpMethod::Post, "/auth/token");
+        req.body = Some(self.tokens.lock().unwrap().1.clone().into_bytes());
+        req.skip_authentication = true;
+        let body = client.request(req).await?.body;
+        let field = |name| robust_api_fleet::json_str(&body, name).unwrap_or_default();
+        *self.tokens.lock().unwrap() = (field("access_token"), field("refresh_token"));
+        println!("  (the authenticator refreshed once; refresh token rotated)");
+        self.credentials(scope).await
+    }
+}
+
 /// Each user's token, for the scope the client asks about (never stored by the client).
 struct Tokens;
 
@@ -298,6 +338,23 @@ async fn main() -> Result<(), ApiError> {
     println!(
         "after reset_circuit_breakers(): GET -> HTTP {} from {}",
         r.status, r.backend
+    );
+
+    println!("\n>> the access token expires while 10 calls are in flight: one refresh, each call re-sent once");
+    let session = Arc::new(Session {
+        client: std::sync::Mutex::new(Arc::downgrade(&client)),
+        tokens: std::sync::Mutex::new(fleet.tokens().issue()),
+    });
+    client.set_authenticator(session);
+    client.get("/private/warm".into()).await?;
+    fleet.tokens().expire();
+    let calls = (0..10).map(|i| client.get(format!("/private/items/{i}")));
+    let answers = futures_util::future::join_all(calls).await;
+    let ok = answers.iter().filter(|a| a.is_ok()).count();
+    println!(
+        "{ok}/10 succeeded; refreshes at the token service: {}, reused refresh tokens: {}",
+        fleet.tokens().refreshes(),
+        fleet.tokens().reused()
     );
     print_status("final", &client.service_status());
     client.shutdown();

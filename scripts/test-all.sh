@@ -38,6 +38,8 @@ lint() {
 run lint lint
 # One feature set for everything (see scripts/build-bindings.sh).
 run rust cargo test --features bindgen --no-fail-fast
+# The shipped library's size against its budget (scripts/size-budget; release build cached).
+run size scripts/size-gate.sh
 # The README's other command: the demo must keep running end to end.
 run demo cargo run --quiet --features bindgen --example demo
 for lang in python kotlin swift react-native; do

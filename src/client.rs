@@ -10,13 +10,16 @@ use crate::config::{ClientConfig, Settings};
 use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusListener, StatusSubscription, StorageRecovery};
 use crate::net::Network;
+use crate::observe::AttemptListener;
 use crate::queue::{
     self, DeadLetter, Queue, QueueLayer, QueueListener, QueueOutcome, QueuedRequestInfo,
 };
 use crate::runtime::ClientRuntime;
 use crate::status::{self, ServiceStatus};
 use crate::store::{FolderLock, LockError, Schema, Store};
-use crate::types::{ApiRequest, ApiResponse, HeaderProvider, QueuedRequestId};
+use crate::types::{
+    ApiRequest, ApiResponse, AppState, Authenticator, HeaderProvider, QueuedRequestId,
+};
 use crate::upload::{self, UploadProgressListener, UploadRequest, UploadSettings};
 use crate::ws::{SocketRegistry, WebSocketConnection, WebSocketListener, WsSettings};
 
@@ -280,6 +283,25 @@ impl RobustClient {
         self.net.set_header_provider(provider);
     }
 
+    /// Sets the authenticator: it supplies each user scope's credential headers (added to every
+    /// call, live or queued, after the header provider's) and refreshes them when a server answers
+    /// 401 (`auth.expired_statuses`) — once for all calls refused at the same time, each re-sent
+    /// once with the new credentials (any method: a refused request was not executed). A call
+    /// refused again after the refresh, or whose refresh failed, fails with `Unauthorized`; queued
+    /// requests then wait (not dead-lettered, not re-sent) until `credentials_changed()`. The
+    /// refresh may call this client with `skip_authentication: true`. Credentials stay in memory
+    /// only.
+    pub fn set_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
+        self.net.set_authenticator(authenticator);
+    }
+
+    /// Tells the client the app has new credentials (a login, a token refreshed outside the
+    /// client): the authenticator's `credentials` is asked again on the next call of each scope,
+    /// and queued requests paused by a failed refresh resume.
+    pub fn credentials_changed(&self) {
+        self.net.credentials_changed();
+    }
+
     /// Says who the current user is (`None`: nobody, e.g. logged out). Cache entries and queued
     /// requests are tagged with the scope current when they are stored; lookups, stale
     /// fallbacks, `CacheFirst`/`CacheOnly`, queue listings and replays only see the current
@@ -436,6 +458,37 @@ impl RobustClient {
         self.net.set_online(available);
     }
 
+    /// Forward the app's life cycle here (Android `ProcessLifecycleOwner`, iOS
+    /// `UIApplication.didEnterBackground`/`willEnterForeground`). In the background no health
+    /// probes and no WebSocket heartbeats go out (unless `health.in_background` /
+    /// `websocket.heartbeat_in_background`); calls the app makes still do. Back in the
+    /// foreground: a probe round at once, a ping on every open WebSocket, and a queue flush.
+    pub fn set_app_state(&self, state: AppState) {
+        self.net.set_app_state(state);
+    }
+
+    /// Forward whether the current network is metered (Android
+    /// `NET_CAPABILITY_NOT_METERED`, iOS `NWPath.isExpensive`/`isConstrained`). While metered,
+    /// queued requests marked `unmetered_only` wait; everything else goes out as usual.
+    pub fn set_network_metered(&self, metered: bool) {
+        self.net.set_metered(metered);
+    }
+
+    /// Sets (replaces) the listener of attempt records (`clear_attempt_listener` removes it): one per HTTP attempt
+    /// of a call (`request`, `get`, `post_json`, queued replays) — backend, method, path without
+    /// query, attempt number and reason, new or reused connection, time to first byte and total,
+    /// body bytes, outcome. A cache hit makes no attempt and no record. Called on a thread of
+    /// the client's own; a slow listener loses records (counted), never slows a call.
+    pub fn set_attempt_listener(&self, listener: Arc<dyn AttemptListener>) -> Result<(), ApiError> {
+        self.net.set_attempt_listener(Some(listener))
+    }
+
+    /// Removes the attempt listener (records stop; the recent windows keep counting).
+    pub fn clear_attempt_listener(&self) {
+        // Removing starts no thread: it cannot fail.
+        let _ = self.net.set_attempt_listener(None);
+    }
+
     /// Adds a listener for breaker, backend-health and network events (called on a background
     /// thread); the returned subscription's `remove()` detaches it.
     pub fn add_status_listener(
@@ -459,6 +512,7 @@ impl RobustClient {
         self.cache.close(); // releases the database files
         self.queue.close();
         self.events.close();
+        self.net.close_recorder();
         self.storage.release(); // another client may use the folder now
     }
 }

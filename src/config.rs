@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use crate::cache::{CacheConfig, CacheSettings};
 use crate::error::ApiError;
 use crate::net::{
-    BreakerConfig, HealthConfig, LimitsConfig, NetConfig, NetSettings, RetryConfig, SecurityConfig,
-    TimeoutConfig,
+    AuthConfig, BreakerConfig, HealthConfig, LimitsConfig, NetConfig, NetSettings, RetryConfig,
+    SecurityConfig, TimeoutConfig,
 };
 use crate::queue::{QueueConfig, QueueSettings};
 use crate::upload::{UploadConfig, UploadSettings};
@@ -62,6 +62,9 @@ pub struct ClientConfig {
     /// Transport security: cleartext, certificate pins, extra roots, redacted query parameters.
     #[uniffi(default)]
     pub security: SecurityConfig,
+    /// The authenticator: which statuses mean "credentials expired", its timeout.
+    #[uniffi(default)]
+    pub auth: AuthConfig,
 }
 
 /// Worker threads of the client's own tokio runtime.
@@ -85,6 +88,7 @@ impl ClientConfig {
             upload: UploadConfig::default(),
             websocket: WebSocketConfig::default(),
             security: SecurityConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl Settings {
             breaker: &c.breaker,
             health: &c.health,
             limits: &c.limits,
+            auth: &c.auth,
         })?;
         let ws = WsSettings::from_config(&c.websocket, net.connect_timeout)?;
         let cache = CacheSettings::from_config(&c.cache)?;

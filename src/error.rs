@@ -147,6 +147,22 @@ pub enum ApiError {
         /// What the provider said, or why it was given up on.
         reason: String,
     },
+    /// The server refused the credentials (HTTP 401, or a status in `auth.expired_statuses`) and
+    /// the authenticator (`set_authenticator`) could not fix it: its refresh failed
+    /// (`refresh_failed`), or the server refused the refreshed credentials too. The request was
+    /// not executed. The offline queue pauses (nothing is dead-lettered or re-sent) until
+    /// `credentials_changed()` or a later successful refresh: log the user in again, then call it.
+    #[error("unauthorized by {backend} (HTTP {status}): {reason}")]
+    Unauthorized {
+        /// The status that refused the credentials.
+        status: i32,
+        /// Base URL of the backend that refused them.
+        backend: String,
+        /// The refresh failed (`true`), or the refreshed credentials were refused too.
+        refresh_failed: bool,
+        /// What happened (never a credential).
+        reason: String,
+    },
     /// A callback implemented by the app (a listener, the header provider) threw. Not a bug in
     /// robust-api: the app's code failed.
     #[error("an app callback failed: {reason}")]

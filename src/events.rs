@@ -27,6 +27,13 @@ pub struct StatusCounters {
     pub budget_exhausted: i64,
     /// Status events dropped because listeners were too slow (bounded queue).
     pub events_dropped: i64,
+    /// Response bytes that compression kept off the network: decoded minus received, summed over
+    /// every compressed response (gzip/deflate, and brotli with the `brotli` feature).
+    pub compression_saved_bytes: i64,
+    /// Attempt records dropped because the attempt listener was too slow (bounded buffer).
+    pub attempt_records_dropped: i64,
+    /// Log records dropped because the log listener was too slow (process-wide).
+    pub log_records_dropped: i64,
 }
 
 /// Something changed.
@@ -115,6 +122,7 @@ pub(crate) struct Counters {
     pub hedges: AtomicU64,
     pub budget_exhausted: AtomicU64,
     pub events_dropped: AtomicU64,
+    pub compression_saved: AtomicU64,
 }
 
 impl Counters {
@@ -131,6 +139,10 @@ impl Counters {
             hedges: g(&self.hedges),
             budget_exhausted: g(&self.budget_exhausted),
             events_dropped: g(&self.events_dropped),
+            compression_saved_bytes: g(&self.compression_saved),
+            attempt_records_dropped: 0,
+            // Filled in by the network layer (its recorder; the process-wide log forwarder).
+            log_records_dropped: 0,
         }
     }
 }
@@ -144,6 +156,7 @@ enum Msg {
     ListenerAdded,
 }
 
+/// The attached listeners, each with its subscription id.
 type ListenerList = Mutex<Vec<(u64, Arc<dyn StatusListener>)>>;
 type Listeners = Arc<ListenerList>;
 

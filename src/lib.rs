@@ -5,7 +5,8 @@
 //!
 //! Layers, each depending only on the ones below it (`tests/architecture.rs` enforces it):
 //! 1. **ground**: [`types`] (every exported record and enum), `error`, `events` (event bus,
-//!    counters), `http` (URL joining, header conversion, HTTP dates), `tls` (the one rustls
+//!    counters), `observe` (attempt records, the bounded outbox to foreign listeners, recent
+//!    windows), `logs` (the SDK's log records forwarded to the app), `http` (URL joining, header conversion, HTTP dates), `tls` (the one rustls
 //!    configuration), `defaults` (how config records are written), `ids`, `runtime`, `store`;
 //! 2. **network** (`net`): backend ranking, breakers, retry policy, hedging, the transport, health
 //!    probes, and the one attempt loop that plain requests, uploads and WebSocket handshakes share;
@@ -28,7 +29,9 @@ mod error;
 mod events;
 mod http;
 mod ids;
+mod logs;
 mod net;
+mod observe;
 mod queue;
 mod runtime;
 mod status;
@@ -46,17 +49,19 @@ pub use error::ApiError;
 pub use events::{
     StatusCounters, StatusEvent, StatusListener, StatusSubscription, StorageRecovery,
 };
+pub use logs::{clear_log_listener, set_log_listener, LogLevel, LogListener, LogRecord};
 pub use net::{
-    BackendStatus, BreakerConfig, CertificatePin, HealthConfig, LimitsConfig, RetryConfig,
-    SecurityConfig, TimeoutConfig,
+    AuthConfig, BackendStatus, BreakerConfig, CertificatePin, HealthConfig, LimitsConfig,
+    RetryConfig, SecurityConfig, TimeoutConfig,
 };
+pub use observe::{AttemptListener, AttemptOutcome, AttemptReason, AttemptRecord, ConnectionUse};
 pub use queue::{
     DeadLetter, QueueConfig, QueueListener, QueueOutcome, QueueStatus, QueuedRequestInfo,
 };
 pub use status::ServiceStatus;
 pub use types::{
-    ApiRequest, ApiResponse, BreakerState, CachePolicy, HeaderProvider, HttpMethod, OfflinePolicy,
-    QueryParam, QueuedRequestId, RetryMode,
+    ApiRequest, ApiResponse, AppState, Authenticator, BreakerState, CachePolicy, HeaderProvider,
+    HttpMethod, OfflinePolicy, QueryParam, QueuedRequestId, RetryMode,
 };
 pub use upload::{UploadConfig, UploadProgressListener, UploadRequest};
 pub use ws::{

@@ -4,6 +4,7 @@ use crate::cache::{CacheStatus, HttpCache};
 use crate::events::{EventBus, StatusCounters, StorageRecovery};
 use crate::net::{BackendStatus, Network};
 use crate::queue::{Queue, QueueStatus};
+use crate::types::AppState;
 use crate::ws::{SocketRegistry, SocketStatus};
 
 /// One consistent-enough snapshot of the whole client.
@@ -15,6 +16,10 @@ pub struct ServiceStatus {
     pub preferred_backend: Option<String>,
     /// What the app last reported via `set_network_available`.
     pub network_available: bool,
+    /// What the app last reported via `set_network_metered`.
+    pub network_metered: bool,
+    /// What the app last reported via `set_app_state`.
+    pub app_state: AppState,
     /// Counters.
     pub counters: StatusCounters,
     /// The response cache.
@@ -40,6 +45,8 @@ pub(crate) fn snapshot(
         backends: net.backend_status(),
         preferred_backend: net.preferred_backend(),
         network_available: net.is_online(),
+        network_metered: net.current_conditions().metered,
+        app_state: net.current_conditions().app_state,
         counters: net.counters(),
         cache: cache.status(),
         queue: queue.status(),

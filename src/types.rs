@@ -51,6 +51,16 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+/// Where the app is in its life cycle (`set_app_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum AppState {
+    /// Visible: probes, heartbeats and the queue run normally.
+    Foreground,
+    /// In the background: no health probes and no WebSocket heartbeats (unless configured), so
+    /// the radio can sleep; calls the app makes still go out.
+    Background,
+}
+
 /// HTTP method of an [`ApiRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
 pub enum HttpMethod {
@@ -150,6 +160,16 @@ pub struct ApiRequest {
     /// Largest response body this request accepts (bytes); `None` = `limits.max_response_bytes`.
     #[uniffi(default = None)]
     pub max_response_bytes: Option<i32>,
+    /// Send without the authenticator's credentials and never refresh on a 401 for it (`false`
+    /// by default): for the authenticator's own refresh call through this client, so it neither
+    /// waits for itself nor carries the expired token. The header provider is still asked. Not
+    /// for queued requests (`InvalidRequest`: a replay is always authenticated).
+    #[uniffi(default = false)]
+    pub skip_authentication: bool,
+    /// Queued (`enqueue`, `OfflinePolicy::Queue`): deliver only over an unmetered network — it
+    /// waits while the app reports a metered one (`set_network_metered`). A live call ignores it.
+    #[uniffi(default = false)]
+    pub unmetered_only: bool,
     /// GET only: share one exchange with identical GETs in flight (same URL, user scope and
     /// headers; request coalescing). `None` = yes; `Some(false)` = this request goes out itself.
     #[uniffi(default = None)]
@@ -172,6 +192,8 @@ impl ApiRequest {
             offline: None,
             queue_group: None,
             max_response_bytes: None,
+            skip_authentication: false,
+            unmetered_only: false,
             coalesce: None,
         }
     }
@@ -254,6 +276,43 @@ pub trait HeaderProvider: Send + Sync {
         &self,
         method: HttpMethod,
         path: String,
+        scope: Option<String>,
+    ) -> Result<HashMap<String, String>, crate::error::ApiError>;
+}
+
+/// Supplies and refreshes the credentials of each identity scope (OkHttp's `Authenticator`,
+/// Alamofire's `AuthenticationInterceptor`): async on every platform (Kotlin `suspend`, Swift
+/// `async`, Python `async def`, a JS `Promise`), so it may call the network — even through this
+/// client, with `skip_authentication` set — without holding a thread.
+///
+/// The client keeps each scope's credential headers in memory only (never on disk, in a log or in
+/// an error) and adds them to every call of that scope, after the header provider's. When a
+/// server answers 401 (`auth.expired_statuses`), the client asks for **one** [`refresh`] per
+/// scope however many calls hit the 401 at once, and re-sends each of them once with the new
+/// headers — whatever its method: a request answered 401 was not executed (as OkHttp's
+/// `Authenticator` assumes). A call whose credentials were already replaced by a refresh that
+/// finished meanwhile is re-sent with the new ones without another refresh, so a rotating
+/// refresh token is used once: two refreshes of one scope never run at the same time.
+///
+/// [`refresh`]: Authenticator::refresh
+#[uniffi::export(with_foreign)]
+#[async_trait::async_trait]
+pub trait Authenticator: Send + Sync {
+    /// The current credential headers of `scope` (e.g. `Authorization: Bearer …`), typically
+    /// read from the platform's secure storage. Asked the first time a scope is used and after
+    /// `credentials_changed()`; the answer is kept in memory until a refresh replaces it. Failing
+    /// fails the call with `CredentialsUnavailable` (retryable; a queued request is rescheduled).
+    async fn credentials(
+        &self,
+        scope: Option<String>,
+    ) -> Result<HashMap<String, String>, crate::error::ApiError>;
+
+    /// The server refused `scope`'s credentials: obtain new ones (e.g. POST the refresh token,
+    /// store the rotated pair) and return their headers. Called once at a time per scope. Failing
+    /// fails the waiting calls with `Unauthorized` and pauses the offline queue until
+    /// `credentials_changed()` (or a later refresh succeeds).
+    async fn refresh(
+        &self,
         scope: Option<String>,
     ) -> Result<HashMap<String, String>, crate::error::ApiError>;
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &str, &str)] = &[
     (
         "ground",
-        "types error ids events http tls runtime store defaults cancel",
+        "types error ids events observe logs http tls runtime store defaults cancel",
         "*->*",
     ),
     ("network", "net", ""),

@@ -87,3 +87,57 @@ async fn probes_answered_4xx_never_open_a_breaker_but_5xx_do() {
     .await;
     client.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_bodies_rank_degraded_last_and_down_with_200_as_unhealthy() {
+    let fleet = Fleet::start(3).await;
+    fleet
+        .server(0)
+        .set_health_body(Some(r#"{"status":"degraded"}"#));
+    fleet
+        .server(1)
+        .set_health_body(Some(r#"{"status":"down","detail":"db"}"#));
+    fleet.server(2).set_health_body(Some("not json {"));
+    let mut c = ClientConfig::new(fleet.urls());
+    c.health.interval_ms = 50;
+    let client = RobustClient::new(c).unwrap();
+    wait_until("probes read the bodies", Duration::from_secs(5), || {
+        let b = client.service_status().backends;
+        b[0].degraded && !b[1].healthy && b[2].latency_ewma_ms.is_some()
+    })
+    .await;
+    let b = client.service_status().backends;
+    assert!(b[0].healthy, "degraded is still healthy: {b:?}");
+    assert!(
+        b[1].last_error.as_deref().unwrap_or("").contains("down"),
+        "{b:?}"
+    );
+    assert!(
+        b[2].healthy && !b[2].degraded,
+        "a garbage body with 200 is healthy: {b:?}"
+    );
+    // The healthy backend first, although configured last.
+    assert_eq!(
+        client.service_status().preferred_backend,
+        Some(fleet.urls()[2].clone())
+    );
+    let r = client.get("/x".into()).await.unwrap();
+    assert_eq!(r.backend, fleet.urls()[2]);
+    // Without it: the degraded one, before the one that reports itself down.
+    fleet.server(2).set_fault(Fault::Down).await;
+    wait_until("backend 2 unhealthy", Duration::from_secs(5), || {
+        !client.service_status().backends[2].healthy
+    })
+    .await;
+    let r = client.get("/x".into()).await.unwrap();
+    assert_eq!(r.backend, fleet.urls()[0]);
+    // Recovered: `ok` clears the degraded mark.
+    fleet.server(0).set_health_body(Some(r#"{"status":"ok"}"#));
+    wait_until(
+        "backend 0 no longer degraded",
+        Duration::from_secs(5),
+        || !client.service_status().backends[0].degraded,
+    )
+    .await;
+    client.shutdown();
+}

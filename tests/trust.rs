@@ -494,7 +494,28 @@ const SECRETS: &[&str] = &[
     "SWEEP-SESSION-TOKEN-6",
     "SWEEP-DEFAULT-AUTH-7",
     "SWEEP-SCOPE-NAME-8",
+    "SWEEP-AUTHENTICATOR-TOKEN-9",
+    "SWEEP-REFRESHED-TOKEN-10",
 ];
+
+/// An authenticator whose credentials and refreshed credentials are planted secrets.
+struct SweepAuthenticator;
+
+#[async_trait::async_trait]
+impl robust_api::Authenticator for SweepAuthenticator {
+    async fn credentials(&self, _: Option<String>) -> Result<HashMap<String, String>, ApiError> {
+        Ok(HashMap::from([(
+            "X-Auth-Token".into(),
+            "SWEEP-AUTHENTICATOR-TOKEN-9".into(),
+        )]))
+    }
+    async fn refresh(&self, _: Option<String>) -> Result<HashMap<String, String>, ApiError> {
+        Ok(HashMap::from([(
+            "X-Auth-Token".into(),
+            "SWEEP-REFRESHED-TOKEN-10".into(),
+        )]))
+    }
+}
 
 /// `set_cookie=<value>` with every byte percent-encoded: the server sets the cookie, but the
 /// request's own URL (app data, stored with a queued request) does not hold the value verbatim.
@@ -602,11 +623,26 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
         "X-Api-Key".to_string(),
         "SWEEP-DEFAULT-APIKEY-2".to_string(),
     )]);
-    cfg.queue.sensitive_headers = vec!["x-api-key".into(), "x-session-token".into()];
+    cfg.queue.sensitive_headers = vec![
+        "x-api-key".into(),
+        "x-session-token".into(),
+        "x-auth-token".into(),
+    ];
     let client = RobustClient::new(cfg.clone()).unwrap();
     client.set_user_scope(Some("SWEEP-SCOPE-NAME-8".into()));
     let provider = Provider::fixed("Authorization", "Bearer SWEEP-PROVIDER-TOKEN-1");
     client.set_header_provider(provider);
+    client.set_authenticator(Arc::new(SweepAuthenticator));
+    // The authenticator's credentials, refused, refreshed, refused again (the fleet's token
+    // service wants its own bearer on /private): both tokens were sent, neither is in the error.
+    let refused = client.get("/private/sweep".into()).await.unwrap_err();
+    assert!(
+        matches!(refused, ApiError::Unauthorized { .. }),
+        "{refused:?}"
+    );
+    client.credentials_changed(); // the queue resumes for plant()
+    let attempts = Arc::new(Attempts::default());
+    client.set_attempt_listener(attempts.clone()).unwrap();
     plant(&client, &fleet).await;
     // The server saw the credentials: they were sent, just never stored.
     let seen = fleet.server(0).requests();
@@ -616,10 +652,13 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
     assert!(seen
         .iter()
         .any(|r| r.header("authorization") == Some("Bearer SWEEP-PROVIDER-TOKEN-1")));
+    for token in ["SWEEP-AUTHENTICATOR-TOKEN-9", "SWEEP-REFRESHED-TOKEN-10"] {
+        assert!(seen.iter().any(|r| r.header("x-auth-token") == Some(token)));
+    }
     sweep::assert_present(&dir, "/cache/sweep0");
 
     // Error texts the app can see: dead letters, outcomes, pending entries, backend status.
-    let mut texts: Vec<String> = Vec::new();
+    let mut texts: Vec<String> = vec![refused.to_string(), format!("{refused:?}")];
     texts.extend(client.dead_letters().unwrap().into_iter().map(|d| d.reason));
     texts.extend(
         client
@@ -643,6 +682,13 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
             .filter_map(|b| b.last_error),
     );
     assert_no_secret_in("error texts", &texts);
+    // Attempt records: every attempt of every path above, as the app's listener sees it.
+    let records = attempts.0.lock().unwrap().clone();
+    assert!(
+        records.len() >= 5,
+        "the listener saw the attempts: {records:?}"
+    );
+    assert_no_secret_in("attempt records", &records);
 
     let files = sweep::assert_no_secret(&dir, SECRETS, "while running");
     assert!(
@@ -714,6 +760,17 @@ async fn the_secret_sweep_finds_no_secret_in_any_file_through_every_path() {
     let lines = Logs::lines();
     assert!(!lines.is_empty(), "the client logs (the capture works)");
     assert_no_secret_in("log lines", &lines);
+}
+
+/// Every attempt record, as text.
+#[derive(Default)]
+struct Attempts(std::sync::Mutex<Vec<String>>);
+
+impl robust_api::AttemptListener for Attempts {
+    fn on_attempt(&self, record: robust_api::AttemptRecord) -> Result<(), ApiError> {
+        self.0.lock().unwrap().push(format!("{record:?}"));
+        Ok(())
+    }
 }
 
 fn assert_no_secret_in(what: &str, texts: &[String]) {

@@ -6,6 +6,9 @@
 #   1. node: the generated TypeScript API executed for real in Node, through ubrn's N-API target
 #      (`ubrn generate napi bindings` into target/react-native/node, run by @ubjs/node), against the
 #      local test fleet: test/*.test.ts with `node --test`;
+#   1b. jsi: the same test files (plus test/jsi/) executed in Hermes through the generated JSI host
+#      object and ubrn's test-runner (run-jsi-tests.sh; Hermes built once and cached, keyed by its
+#      commit), against the same fleet;
 #   2. tsc: `tsc --noEmit` with strict settings over src/ (hand-written + generated JSI TypeScript and
 #      Codegen spec), the tests and the N-API bindings;
 #   3. package: `tsc -p tsconfig.build.json` (what `npm pack` runs) emits package.json's main/types;
@@ -61,7 +64,7 @@ t0=$SECONDS
 if (cd "$ROOT" && "$UBRN" generate napi bindings --library "$LIB" --lib-absolute --no-format \
       --ts-dir "$NODE_OUT/generated" >&2) &&
     "$HERE/error-messages.sh" "$NODE_OUT/generated/robust_api.ts"; then
-  cp "$HERE/src/helpers.ts" "$NODE_OUT/helpers.ts"
+  cp "$HERE/src/helpers.ts" "$HERE/src/robustApiService.ts" "$NODE_OUT/"
   tap="$tmp/node-test.tap"
   # One test file at a time (each starts its own fleets and clients; some assert timings).
   concurrency=()
@@ -86,6 +89,29 @@ if (cd "$ROOT" && "$UBRN" generate napi bindings --library "$LIB" --lib-absolute
   fi
 else
   fail "ubrn generate napi bindings"
+fi
+
+# --- 1b. the JSI module in Hermes ---------------------------------------------------------------------
+# run-jsi-tests.sh prints one `react-native-jsi: N passed, M failed` per test file and a total last.
+t0=$SECONDS
+# Opt-in for now (ROBUST_API_JSI=1): the route builds Hermes (20-25 min cold) and has not yet run
+# end to end (issue 17 is open); the default run reports it as skipped rather than hiding it.
+if [ "${ROBUST_API_JSI:-0}" = 0 ]; then
+  skipped=$((skipped + 1)); log "SKIPPED: the Hermes-JSI route (opt in with ROBUST_API_JSI=1; not yet proven end to end, issue 17)"
+else
+  set +e
+  UBRN="$UBRN" UBRN_VERSION="$UBRN_VERSION" RN_NODE_MODULES="$NM" "$HERE/run-jsi-tests.sh" >"$tmp/jsi.out"
+  rc=$?
+  set -e
+  jline="$(tail -1 "$tmp/jsi.out")"
+  if [[ "$jline" =~ ^react-native-jsi:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    jp="${BASH_REMATCH[1]}" jf="${BASH_REMATCH[2]}"
+    [ "$jp" -eq 0 ] || ok "JSI in Hermes (run-jsi-tests.sh): $jp tests ($((SECONDS - t0)) s)" "$jp"
+    [ "$jf" -eq 0 ] || fail "JSI in Hermes (run-jsi-tests.sh): $jf tests" "$jf"
+    [ "$rc" -eq 0 ] || [ "$jf" -gt 0 ] || fail "run-jsi-tests.sh exited $rc"
+  else
+    fail "run-jsi-tests.sh (exit $rc, no summary)"
+  fi
 fi
 
 # --- 2. tsc --noEmit, strict -------------------------------------------------------------------------

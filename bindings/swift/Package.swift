@@ -59,6 +59,11 @@ let package = Package(
             name: "RobustApi",
             dependencies: ["RobustApiFFI"],
             path: "Sources/RobustApi",
+            // Swift 5 language mode for the generated file: Swift 6.0's region-based isolation
+            // checker (TransferNonSendable) crashes the compiler on UniFFI's generated helper for
+            // async throwing foreign-trait methods (`uniffiTraitInterfaceCallAsyncWithError`, used by
+            // the `Authenticator`). The tests (and apps) stay in Swift 6 mode.
+            swiftSettings: [.swiftLanguageMode(.v5)],
             linkerSettings: linker
         ),
         .testTarget(

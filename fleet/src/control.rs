@@ -33,6 +33,11 @@ use crate::tasks::TaskSet;
 /// | `GET /backends/{i}/upload-bytes` | decimal count of body bytes received on the upload route |
 /// | `POST /backends/{i}/upload-reset-after` with `<bytes>` or `off` | `ok` |
 /// | `POST /backends/{i}/reset-uploads` | `ok` |
+/// | `POST /auth/issue` | a new token pair, as a login: `<access> <refresh>` |
+/// | `POST /auth/expire` | `ok`: the access token stops working |
+/// | `POST /auth/refresh-fails` with `on` or `off` | `ok` |
+/// | `GET /auth/refreshes`, `/auth/reused`, `/auth/rejected` | decimal count (see [`TokenService`](crate::TokenService)) |
+/// | `POST /backends/{i}/health-body` with a JSON body (empty: back to `ok`) | `ok` |
 ///
 /// Errors: `400` (bad index, bad fault syntax), `404` (unknown route or index out of range),
 /// `405` (wrong method), `500` (the port could not be re-bound), each with a message body.
@@ -117,6 +122,38 @@ async fn control_route(servers: &[Server], head: &Head, body: &[u8]) -> Response
     };
 
     match segments.as_slice() {
+        ["auth", action] => {
+            let Some(tokens) = servers.first().map(|s| &s.0.tokens) else {
+                return Response::text(404, "no backends");
+            };
+            match (*action, post, get) {
+                ("issue", true, _) => {
+                    let (access, refresh) = tokens.issue();
+                    Response::text(200, format!("{access} {refresh}"))
+                }
+                ("expire", true, _) => {
+                    tokens.expire();
+                    Response::text(200, "ok")
+                }
+                ("refresh-fails", true, _) => match String::from_utf8_lossy(body).trim() {
+                    "on" => {
+                        tokens.set_refresh_failing(true);
+                        Response::text(200, "ok")
+                    }
+                    "off" => {
+                        tokens.set_refresh_failing(false);
+                        Response::text(200, "ok")
+                    }
+                    other => Response::text(400, format!("expected on or off, got {other:?}")),
+                },
+                ("refreshes", _, true) => Response::text(200, tokens.refreshes().to_string()),
+                ("reused", _, true) => Response::text(200, tokens.reused().to_string()),
+                ("rejected", _, true) => Response::text(200, tokens.rejected().to_string()),
+                ("issue" | "expire" | "refresh-fails", ..) => wrong_method("POST"),
+                ("refreshes" | "reused" | "rejected", ..) => wrong_method("GET"),
+                _ => Response::text(404, format!("no route {path}")),
+            }
+        }
         [] | ["health"] => {
             if get {
                 Response::text(200, "ok")
@@ -216,12 +253,18 @@ async fn control_route(servers: &[Server], head: &Head, body: &[u8]) -> Response
                         },
                     }
                 }
+                "health-body" if post => {
+                    let text = String::from_utf8_lossy(body);
+                    let text = text.trim();
+                    server.set_health_body((!text.is_empty()).then_some(text));
+                    Response::text(200, "ok")
+                }
                 "reset-uploads" if post => {
                     server.reset_uploads();
                     Response::text(200, "ok")
                 }
                 "uploads" | "upload-bytes" => wrong_method("GET"),
-                "upload-reset-after" | "reset-uploads" => wrong_method("POST"),
+                "upload-reset-after" | "reset-uploads" | "health-body" => wrong_method("POST"),
                 other => Response::text(404, format!("unknown action {other:?}")),
             }
         }

@@ -14,14 +14,22 @@
 //! * `control`: the [`ControlServer`] (plain-text control API for the binding suites).
 //! * `upload`: the streaming upload route ([`StoredUpload`]); [`multipart`]: its body parser.
 //! * `tls`: [`TlsFront`], TLS termination in front of any server (HTTPS/WSS tests).
+//! * `alpn`: [`AlpnServer`], a TLS server offering HTTP/2 or HTTP/1.1 through ALPN (hyper), counting
+//!   connections (connection-sharing tests).
 //! * [`ws`]: WebSocket servers ([`ws::WsFleet`]) and their control API.
 //! * helpers for tests: [`wait_until`], [`make_file`], [`sha256_file`], [`json_str`], [`json_num`].
 //!
 //! # Routes (when no fault is active)
 //! Routing is by path only; every method is accepted.
-//! * `/api/health` → `200`, `text/plain`, body `ok`.
+//! * `/api/health` → `200`, `text/plain`, body `ok`; or `200` `application/json` with the body set
+//!   by [`Server::set_health_body`] (e.g. `{"status":"degraded"}`).
 //! * `/bytes/{n}` → `200`, `application/octet-stream`, `n` bytes (capped at 64 MiB) of
 //!   [`pattern_byte`] content; a non-numeric `n` → `400`.
+//! * `/gzip/{n}` → `200`, the `/bytes/{n}` content, gzip-compressed (`Content-Encoding: gzip`) when
+//!   the request's `Accept-Encoding` lists `gzip`, plain otherwise; always `Vary: Accept-Encoding`
+//!   and `X-Accept-Encoding: <the request's Accept-Encoding, or empty>`.
+//! * `/gzip-bomb/{mb}` → `200`, `Content-Encoding: gzip` (whatever was asked): `mb` MiB (capped at
+//!   64) of one valid gzip member that inflates about 1000-fold (zeros; see [`gzip::bomb`]).
 //! * `/echo` → `200`, the request body, with the request's `Content-Type`
 //!   (`application/octet-stream` if it had none).
 //! * `/cache/...` → `200` JSON `{"server":0,"path":"/cache/a?..","n":N}` (N = this path's hit count),
@@ -44,6 +52,9 @@
 //!   [`Server::set_upload_reset_after`] resets the connection after N body bytes, once.
 //! * `/redirect?to=URL&status=S` → `S` (default `307`) with `Location: URL` (percent-decoded) and
 //!   `Cache-Control: max-age=600`.
+//! * `/auth/token` and `/private/...`: the fleet's [`TokenService`] (access tokens and rotating
+//!   refresh tokens; `/private/...` answers `401` without the current access token, before any
+//!   effect).
 //! * `/hops/{n}` (n > 0) → `307` to `/hops/{n-1}`; `/hops/0` is the JSON default below.
 //! * anything else → `200`, `application/json`,
 //!   `{"server":0,"method":"GET","path":"/x?q=1"}`; mutations (below) also carry `"effect":N`,
@@ -68,8 +79,11 @@
 //! `409` `request with this key in progress`. [`Fleet::start_sharing_keys`] makes the servers share
 //! one store. The store keeps the last 100 000 keys.
 
+mod alpn;
+mod auth;
 mod control;
 mod fault;
+pub mod gzip;
 mod helpers;
 mod http;
 pub mod multipart;
@@ -82,6 +96,8 @@ pub mod ws;
 
 use std::sync::{Mutex, MutexGuard};
 
+pub use alpn::{AlpnServer, Protocol};
+pub use auth::TokenService;
 pub use control::ControlServer;
 pub use fault::{Fault, BROKEN_DECLARED_LEN, BROKEN_SENT_LEN};
 pub use helpers::{json_num, json_str, make_file, sha256_file, wait_until};

@@ -1,5 +1,6 @@
 //! The backends' normal routes (when no fault is active): `/api/health`, `/bytes/{n}`, `/echo`,
-//! `/cache/...`, `/redirect`, `/hops/{n}` and the JSON default (see the crate docs). The upload route is in `upload`.
+//! `/cache/...`, `/gzip/{n}`, `/gzip-bomb/{mb}`, `/redirect`, `/hops/{n}` and the JSON default
+//! (see the crate docs). The upload route is in `upload`.
 
 use crate::http::{json_escape, path_only, pattern_byte, query_param, Body, Head, Response};
 use crate::lock;
@@ -17,7 +18,14 @@ impl ServerInner {
     pub(crate) fn route(&self, head: &Head, body: &[u8], effect: Option<u64>) -> Response {
         let path = path_only(&head.target);
         if path == "/api/health" {
-            return Response::text(200, "ok");
+            return match lock(&self.health_body).clone() {
+                Some(json) => Response {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/json".to_owned())],
+                    body: Body::Bytes(json.into_bytes()),
+                },
+                None => Response::text(200, "ok"),
+            };
         }
         if let Some(n) = path.strip_prefix("/bytes/") {
             return match n.parse::<usize>() {
@@ -49,6 +57,45 @@ impl ServerInner {
         }
         if path.starts_with("/cache/") {
             return self.cache_route(head, path);
+        }
+        if let Some(n) = path.strip_prefix("/gzip/") {
+            let Ok(n) = n.parse::<usize>() else {
+                return Response::text(400, format!("bad byte count {n:?}"));
+            };
+            let body = expected_bytes(n);
+            let accepts = head.header("accept-encoding").unwrap_or("").to_owned();
+            let wants_gzip = accepts.split(',').any(|c| c.trim() == "gzip");
+            let mut headers = vec![
+                ("Content-Type", "application/octet-stream".to_owned()),
+                ("Vary", "Accept-Encoding".to_owned()),
+                ("X-Accept-Encoding", accepts),
+            ];
+            if !wants_gzip {
+                return Response {
+                    status: 200,
+                    headers,
+                    body: Body::Bytes(body),
+                };
+            }
+            headers.push(("Content-Encoding", "gzip".to_owned()));
+            return Response {
+                status: 200,
+                headers,
+                body: Body::Bytes(crate::gzip::gzip(&body)),
+            };
+        }
+        if let Some(mb) = path.strip_prefix("/gzip-bomb/") {
+            return match mb.parse::<usize>() {
+                Ok(mb) => Response {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type", "application/octet-stream".to_owned()),
+                        ("Content-Encoding", "gzip".to_owned()),
+                    ],
+                    body: Body::Bytes(crate::gzip::bomb(mb.min(64) << 20)),
+                },
+                Err(_) => Response::text(400, format!("bad size {mb:?}")),
+            };
         }
         if path == "/redirect" {
             let query = head.target.split_once('?').map_or("", |(_, q)| q);

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::TokenService;
 use crate::control::ControlServer;
 use crate::fault::{black_hole, send_broken, Fault};
 use crate::http::{bind_again, next_body, next_head, path_only, write_response, Head, Response};
@@ -65,6 +66,7 @@ impl RecordedRequest {
 /// connection (tasks are aborted); [`Fleet::shutdown`] does the same and waits until it is done.
 pub struct Fleet {
     servers: Vec<Server>,
+    tokens: Arc<TokenService>,
 }
 
 impl Fleet {
@@ -82,10 +84,14 @@ impl Fleet {
         // Built incrementally so that an error drops (and so stops) the servers already started.
         let mut fleet = Fleet {
             servers: Vec::with_capacity(n),
+            tokens: Arc::default(),
         };
         for index in 0..n {
             let store = Arc::new(Mutex::new(IdempotencyStore::default()));
-            fleet.servers.push(Server::start(index, store).await?);
+            let tokens = Arc::clone(&fleet.tokens);
+            fleet
+                .servers
+                .push(Server::start(index, store, tokens).await?);
         }
         Ok(fleet)
     }
@@ -97,14 +103,21 @@ impl Fleet {
         let store = Arc::new(Mutex::new(IdempotencyStore::default()));
         let mut fleet = Fleet {
             servers: Vec::with_capacity(n),
+            tokens: Arc::default(),
         };
         for index in 0..n {
-            match Server::start(index, Arc::clone(&store)).await {
+            let tokens = Arc::clone(&fleet.tokens);
+            match Server::start(index, Arc::clone(&store), tokens).await {
                 Ok(server) => fleet.servers.push(server),
                 Err(e) => panic!("test fleet: cannot bind a port on 127.0.0.1: {e}"),
             }
         }
         fleet
+    }
+
+    /// The token service every server of this fleet shares (`/auth/token`, `/private/...`).
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
     }
 
     /// Number of servers.
@@ -205,6 +218,10 @@ pub(crate) struct ServerInner {
     pub(crate) unique_effects: AtomicU64,
     /// State of the upload route (see `upload`).
     pub(crate) upload: UploadSink,
+    /// The fleet's token service (see `auth`).
+    pub(crate) tokens: Arc<TokenService>,
+    /// `Some(body)`: `/api/health` answers `200` `application/json` with it instead of `ok`.
+    pub(crate) health_body: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -237,7 +254,11 @@ impl IdempotencyStore {
 }
 
 impl Server {
-    async fn start(index: usize, idempotency: Arc<Mutex<IdempotencyStore>>) -> io::Result<Server> {
+    async fn start(
+        index: usize,
+        idempotency: Arc<Mutex<IdempotencyStore>>,
+        tokens: Arc<TokenService>,
+    ) -> io::Result<Server> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (fault, _) = watch::channel(Fault::None);
@@ -256,6 +277,8 @@ impl Server {
             idempotency,
             unique_effects: AtomicU64::new(0),
             upload: UploadSink::default(),
+            tokens,
+            health_body: Mutex::new(None),
         }));
         let task = tokio::spawn(accept_loop(Arc::clone(&server.0), listener));
         *lock(&server.0.listener_task) = Some(task);
@@ -337,6 +360,12 @@ impl Server {
     /// A request counts once its head is parsed, whatever the fault (except `Down`).
     pub fn hits(&self) -> u64 {
         self.0.hits.load(Ordering::SeqCst)
+    }
+
+    /// Makes `/api/health` answer `200` `application/json` with `body` (e.g.
+    /// `{"status":"degraded"}`); `None`: back to `200` `text/plain` `ok`. Faults still win.
+    pub fn set_health_body(&self, body: Option<&str>) {
+        *lock(&self.0.health_body) = body.map(str::to_owned);
     }
 
     /// Hits for one path, compared without the query string (`/x` matches `/x?q=1`).
@@ -441,6 +470,9 @@ impl ServerInner {
     /// Normal handling (idempotency + routing). Returns the response, whether it is a replay, and
     /// the key left *in progress* (a first-time key: [`ServerInner::finish`] stores its answer).
     fn handle(&self, head: &Head, body: &[u8]) -> (Response, bool, Option<String>) {
+        if let Some(answer) = self.tokens.check(head, body) {
+            return (answer, false, None); // refused before any effect, or a token answer
+        }
         let mutation = matches!(head.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
         if !mutation {
             return (self.route(head, body, None), false, None);

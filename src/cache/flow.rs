@@ -151,14 +151,14 @@ async fn serve(
     let started = Instant::now();
     let headers = net.outgoing_headers(&req, scope.clone()).await?;
     if !cache.enabled() {
-        return net.execute_with_headers(req, headers, rounds).await;
+        return net.execute_with_headers(req, headers, scope, rounds).await;
     }
     match req.method {
         HttpMethod::Get => {}
-        HttpMethod::Options => return net.execute_with_headers(req, headers, rounds).await,
+        HttpMethod::Options => return net.execute_with_headers(req, headers, scope, rounds).await,
         HttpMethod::Head => {
             let key = cache.key(&req, &headers, scope.as_deref());
-            let result = net.execute_with_headers(req, headers, rounds).await;
+            let result = net.execute_with_headers(req, headers, scope, rounds).await;
             if let (Some(key), Ok(r)) = (&key, &result) {
                 cache.head(key, r);
             }
@@ -166,7 +166,7 @@ async fn serve(
         }
         HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch | HttpMethod::Delete => {
             let (path, query) = (req.path.clone(), req.query.clone());
-            let result = net.execute_with_headers(req, headers, rounds).await;
+            let result = net.execute_with_headers(req, headers, scope, rounds).await;
             if let Ok(r) = &result {
                 cache.invalidate_paths(&invalidation_targets(&path, &query, r));
             }
@@ -175,11 +175,16 @@ async fn serve(
     }
     let policy = req.cache.unwrap_or(CachePolicy::NetworkFirst);
     let Some(key) = cache.key(&req, &headers, scope.as_deref()) else {
-        return net.execute_with_headers(req, headers, rounds).await;
+        return net.execute_with_headers(req, headers, scope, rounds).await;
     };
     let directives = RequestDirectives::parse(key.header("cache-control"), key.header("pragma"));
     let coalesce = req.coalesce.unwrap_or(true);
-    let call = Call { req, headers, key };
+    let call = Call {
+        req,
+        headers,
+        key,
+        scope,
+    };
     if policy == CachePolicy::NetworkOnly || directives.no_store {
         return fetch(&cache, &net, rounds, call, None).await;
     }
@@ -216,11 +221,12 @@ async fn serve(
     }
 }
 
-/// A GET on its way: the request, its final outgoing headers and its cache key.
+/// A GET on its way: the request, its final outgoing headers, its cache key and its user scope.
 struct Call {
     req: ApiRequest,
     headers: HeaderMap,
     key: CacheKey,
+    scope: Option<String>,
 }
 
 /// [`fetch`], shared with the identical GETs in flight (`coalesce`): one exchange, every caller
@@ -286,6 +292,7 @@ async fn fetch(
         req,
         mut headers,
         key,
+        scope,
     } = call;
     let mut conditional = false;
     if let Some(e) = &entry {
@@ -303,7 +310,10 @@ async fn fetch(
             }
         }
     }
-    match net.execute_keeping_final_4xx(req, headers, rounds).await {
+    match net
+        .execute_keeping_final_4xx(req, headers, scope, rounds)
+        .await
+    {
         Ok(r) if r.status == 304 && conditional => match entry {
             Some(e) => {
                 let e = cache.refresh(&e, &r);

@@ -132,14 +132,16 @@ pub(crate) fn has_explicit_freshness(cc: &CacheControl, headers: &HashMap<String
 }
 
 /// May a response with this status be stored (§3)? A heuristically cacheable status always; any
-/// other final 2xx/4xx with explicit freshness — except `206` (ranges), `304`, `408`/`429`
-/// (transient: retried, not remembered); never a 3xx (unfollowed redirects come back to the app
+/// other final 2xx/4xx with explicit freshness — except `206` (ranges), `304`, `401` (credentials
+/// expired or missing: refreshed and re-sent, never remembered), `408`/`429` (transient: retried,
+/// not remembered); never a 3xx (unfollowed redirects come back to the app
 /// as they are) nor a 5xx other than `501` (a failing backend is retried and falls back to stale).
 pub(crate) fn storable(status: i32, explicit_freshness: bool) -> bool {
     if heuristically_cacheable(status) {
         return true;
     }
-    let eligible = matches!(status, 200..=299 | 400..=499) && !matches!(status, 206 | 408 | 429);
+    let eligible =
+        matches!(status, 200..=299 | 400..=499) && !matches!(status, 206 | 401 | 408 | 429);
     eligible && explicit_freshness
 }
 
@@ -699,7 +701,7 @@ mod tests {
         for s in [201, 202, 400, 403, 409] {
             assert!(!storable(s, false) && storable(s, true), "{s}");
         }
-        for s in [206, 301, 302, 304, 307, 308, 408, 429, 500, 502, 503] {
+        for s in [206, 301, 302, 304, 307, 308, 401, 408, 429, 500, 502, 503] {
             assert!(!storable(s, true), "{s}");
         }
         let cc = parse_cache_control(Some("max-age=60"));

@@ -13,10 +13,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::hedge;
+use super::record::{AttemptWatch, Wire};
 use super::retry::{backoff_delay, next_delay};
 use super::select::{Backend, Permit};
 use super::Network;
 use crate::error::ApiError;
+use crate::observe::AttemptReason;
+use crate::types::HttpMethod;
 
 /// What the loop does after one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,17 @@ pub(crate) trait Exchange {
         index: usize,
         backend: &Backend,
     ) -> impl Future<Output = Result<Tried<Self::Value>, ApiError>>;
+
+    /// Method and path of the attempts, for attempt records and the backends' recent windows;
+    /// `None` (the default): this exchange's attempts are not recorded.
+    fn describe(&self) -> Option<(HttpMethod, &str)> {
+        None
+    }
+
+    /// What the wire said about one attempt, from its value (see [`Exchange::describe`]).
+    fn wire(&self, _value: &Self::Value) -> Option<Wire> {
+        None
+    }
 }
 
 /// The numbers of one call.
@@ -162,14 +176,30 @@ pub(crate) struct Failed<V> {
     pub pinned: bool,
 }
 
-/// Sends one attempt on `permit` and reports its outcome to the breaker.
+/// Sends one attempt on `permit` and reports its outcome to the breaker (and, for an exchange
+/// that describes itself, as an attempt record: `number` within the call, for `reason`).
 async fn attempt<E: Exchange>(
+    net: &Network,
     ex: &E,
     permit: Permit,
     slow: Option<Duration>,
+    (number, reason): (u32, AttemptReason),
 ) -> (usize, Result<Tried<E::Value>, ApiError>) {
     let index = permit.index;
+    let watch = ex
+        .describe()
+        .map(|what| AttemptWatch::begin(net, index, what, number, reason));
     let tried = ex.send(index, permit.backend()).await;
+    if let Some(watch) = watch {
+        match &tried {
+            Ok(t) => {
+                if let Some(wire) = ex.wire(&t.value) {
+                    watch.finish(wire);
+                }
+            }
+            Err(e) => watch.finish(Wire::aborted(e)),
+        }
+    }
     if let Ok(t) = &tried {
         match &t.health {
             Health::Success(latency) => match slow {
@@ -232,12 +262,21 @@ pub(crate) async fn run<E: Exchange>(
                     net.count_failover();
                 }
             }
+            let reason = if attempts == 0 {
+                AttemptReason::First
+            } else if tried.is_empty() {
+                AttemptReason::Retry
+            } else {
+                AttemptReason::Failover
+            };
             tried.push(permit.index);
             attempts += 1;
+            let this = (attempts, reason);
             let finished = match plan.hedge_after {
                 Some(delay) if plan.may_resend && pinned.is_none() => {
                     let (tried, attempts) = (&mut tried, &mut attempts);
-                    hedge::race(attempt(ex, permit, plan.slow_call), delay, || {
+                    let primary = attempt(net, ex, permit, plan.slow_call, this);
+                    hedge::race(primary, delay, || {
                         // The primary leg may reach a server too: a hedge must fit beside it.
                         if reached.saturating_add(2) > plan.max_sends {
                             return None;
@@ -249,11 +288,12 @@ pub(crate) async fn run<E: Exchange>(
                         net.count_hedge();
                         tried.push(hedge.index);
                         *attempts += 1;
-                        Some(attempt(ex, hedge, plan.slow_call))
+                        let leg = (*attempts, AttemptReason::Hedge);
+                        Some(attempt(net, ex, hedge, plan.slow_call, leg))
                     })
                     .await
                 }
-                _ => vec![attempt(ex, permit, plan.slow_call).await],
+                _ => vec![attempt(net, ex, permit, plan.slow_call, this).await],
             };
             for (index, result) in finished {
                 let t = match result {

@@ -70,6 +70,23 @@ config_record! {
         pub path: String = "/api/health",
         /// Probe interval. Probes never run while the app reports it is offline.
         pub interval_ms: i32 = 60000,
+        /// Keep probing while the app is in the background (`set_app_state`). Off by default:
+        /// a probe wakes the radio; the first probe round runs on the return to the foreground.
+        pub in_background: bool = false,
+    }
+}
+
+config_record! {
+    /// The authenticator (`set_authenticator`): when credentials count as expired, how long it may
+    /// take.
+    pub struct AuthConfig {
+        /// Statuses meaning "the credentials expired": one refresh per scope, then each call is
+        /// re-sent once. Empty = the default, `[401]`. Each must be a 4xx status.
+        pub expired_statuses: Vec<i32> = [],
+        /// How long the authenticator's `credentials` or `refresh` may take before the calls
+        /// waiting for it fail (`CredentialsUnavailable`, `Unauthorized`); a late answer is
+        /// dropped.
+        pub timeout_ms: i32 = 30000,
     }
 }
 
@@ -81,6 +98,10 @@ pub(crate) struct NetSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub header_provider_timeout: Duration,
+    /// Statuses that trigger a credential refresh (`auth.expired_statuses`).
+    pub auth_expired_statuses: Vec<u16>,
+    /// `auth.timeout_ms`.
+    pub auth_timeout: Duration,
     pub max_response_bytes: u64,
     pub max_retries: u32,
     pub retry_base_delay: Duration,
@@ -93,6 +114,7 @@ pub(crate) struct NetSettings {
     pub slow_call_threshold: Option<Duration>,
     pub health_path: String,
     pub health_check_interval: Duration,
+    pub probe_in_background: bool,
     pub security: super::SecuritySettings,
 }
 
@@ -105,6 +127,7 @@ pub(crate) struct NetConfig<'a> {
     pub breaker: &'a BreakerConfig,
     pub health: &'a HealthConfig,
     pub limits: &'a LimitsConfig,
+    pub auth: &'a AuthConfig,
 }
 
 impl NetSettings {
@@ -159,6 +182,18 @@ impl NetSettings {
             crate::http::join_url(first, path, &[])
                 .map_err(|e| ApiError::invalid_config(format!("health.path {path:?}: {e}")))?;
         }
+        let mut auth_expired_statuses = Vec::new();
+        for &status in &c.auth.expired_statuses {
+            if !(400..=499).contains(&status) {
+                return Err(ApiError::invalid_config(format!(
+                    "auth.expired_statuses: {status} is not a 4xx status"
+                )));
+            }
+            auth_expired_statuses.push(status as u16);
+        }
+        if auth_expired_statuses.is_empty() {
+            auth_expired_statuses.push(401);
+        }
         let optional = |name: &str, ms: Option<i32>| ms.map(|ms| positive_ms(name, ms)).transpose();
         Ok(NetSettings {
             backends,
@@ -176,6 +211,8 @@ impl NetSettings {
                 "timeouts.header_provider_ms",
                 c.timeouts.header_provider_ms,
             )?,
+            auth_expired_statuses,
+            auth_timeout: positive_ms("auth.timeout_ms", c.auth.timeout_ms)?,
             max_retries: non_negative("retry.max_retries", r.max_retries)?,
             retry_base_delay,
             retry_max_delay,
@@ -197,6 +234,7 @@ impl NetSettings {
             )?,
             health_path: path.clone(),
             health_check_interval: positive_ms("health.interval_ms", c.health.interval_ms)?,
+            probe_in_background: c.health.in_background,
             security: super::SecuritySettings::default(),
         })
     }

@@ -6,10 +6,14 @@
 //! loop, build a call's headers, follow reachability.
 
 pub(crate) mod attempt;
+mod auth;
 mod breaker;
+mod conditions;
 mod config;
+mod decode;
 mod health;
 mod hedge;
+mod record;
 mod request;
 pub(crate) mod retry;
 mod security;
@@ -25,7 +29,10 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName};
 
-pub use config::{BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig};
+pub(crate) use conditions::Conditions;
+pub use config::{
+    AuthConfig, BreakerConfig, HealthConfig, LimitsConfig, RetryConfig, TimeoutConfig,
+};
 pub(crate) use config::{NetConfig, NetSettings};
 pub(crate) use security::SecuritySettings;
 pub use security::{CertificatePin, SecurityConfig};
@@ -36,7 +43,8 @@ use crate::error::ApiError;
 use crate::events::{Counters, EventBus, StatusCounters, StatusEvent};
 use crate::http::{idempotency_header, parse_headers};
 use crate::store::Identity;
-use crate::types::{ApiRequest, ApiResponse, HeaderProvider, HttpMethod};
+use crate::types::{ApiRequest, ApiResponse, AppState, Authenticator, HeaderProvider, HttpMethod};
+use auth::Auth;
 use retry::RetryBudget;
 use select::BackendSet;
 use transport::{HttpTransport, Transport};
@@ -68,7 +76,13 @@ pub(crate) struct Network {
     online: AtomicBool,
     /// Publishes reachability changes to long-lived tasks (queue replay, WebSocket reconnect).
     online_watch: tokio::sync::watch::Sender<bool>,
+    /// The attempt listener (records of every plain request's attempts).
+    recorder: record::Recorder,
+    /// Reachability, metering and the app's life cycle together: see [`Network::conditions`].
+    conditions: tokio::sync::watch::Sender<Conditions>,
     header_provider: RwLock<Option<Arc<dyn HeaderProvider>>>,
+    /// The authenticator and each scope's credentials (in memory only).
+    auth: Arc<Auth>,
     /// The app's current user scope: the header provider is asked for it unless a caller (the
     /// queue's replay) names another.
     identity: Arc<Identity>,
@@ -99,6 +113,7 @@ impl Network {
             settings.connect_timeout,
             tls.as_ref().ok(),
             settings.security.sensitive_query_params.clone(),
+            counters.clone(),
         )?;
         let http = transport.client().clone();
         let mut net = Self::with_transport(
@@ -132,6 +147,7 @@ impl Network {
             settings.retry_budget_min_per_sec,
             Instant::now(),
         );
+        let auth = Arc::new(Auth::new(settings.auth_timeout));
         Network {
             settings,
             backends,
@@ -143,7 +159,10 @@ impl Network {
             budget: Mutex::new(budget),
             online: AtomicBool::new(true),
             online_watch: tokio::sync::watch::Sender::new(true),
+            conditions: tokio::sync::watch::Sender::new(Conditions::default()),
+            recorder: record::Recorder::default(),
             header_provider: RwLock::new(None),
+            auth,
             identity: Arc::default(),
             jitter,
             retry_not_before: Mutex::default(),
@@ -255,11 +274,51 @@ impl Network {
             return;
         }
         self.online_watch.send_replace(available);
+        self.conditions.send_modify(|c| c.online = available);
         self.events.emit(StatusEvent::NetworkChanged { available });
         if available {
             self.backends.make_all_due();
         }
         self.backends.probe_wake.notify_one();
+    }
+
+    /// The device conditions (online, metered, foreground/background) as a watch: `borrow()` is
+    /// the current value, `changed()` wakes on every change. Long-lived work that must respect
+    /// them (probes, queue replay, heartbeats, resumable uploads marked "unmetered only") waits
+    /// here rather than polling: `wait_for(|c| c.may_send(unmetered_only))`.
+    pub(crate) fn conditions(&self) -> tokio::sync::watch::Receiver<Conditions> {
+        self.conditions.subscribe()
+    }
+
+    /// The device conditions now.
+    pub(crate) fn current_conditions(&self) -> Conditions {
+        *self.conditions.borrow()
+    }
+
+    /// Follows `set_app_state`. Back in the foreground, every backend is due for a probe at once
+    /// (the watchers — queue replay, WebSockets — do their own part on the change).
+    pub(crate) fn set_app_state(&self, state: AppState) {
+        let changed = self.conditions.send_if_modified(|c| {
+            let changed = c.app_state != state;
+            c.app_state = state;
+            changed
+        });
+        if changed {
+            log::info!("robust-api: app state {state:?}");
+            if state == AppState::Foreground {
+                self.backends.make_all_due();
+            }
+            self.backends.probe_wake.notify_one();
+        }
+    }
+
+    /// Follows `set_network_metered`.
+    pub(crate) fn set_metered(&self, metered: bool) {
+        self.conditions.send_if_modified(|c| {
+            let changed = c.metered != metered;
+            c.metered = metered;
+            changed
+        });
     }
 
     // ---- status ----------------------------------------------------------------------------
@@ -277,7 +336,23 @@ impl Network {
     }
 
     pub(crate) fn counters(&self) -> StatusCounters {
-        self.counters.snapshot()
+        let mut c = self.counters.snapshot();
+        c.attempt_records_dropped = self.recorder.dropped().min(i64::MAX as u64) as i64;
+        c.log_records_dropped = crate::logs::dropped().min(i64::MAX as u64) as i64;
+        c
+    }
+
+    /// Installs (replaces; `None`: removes) the listener of attempt records.
+    pub(crate) fn set_attempt_listener(
+        &self,
+        listener: Option<Arc<dyn crate::observe::AttemptListener>>,
+    ) -> Result<(), ApiError> {
+        self.recorder.set(listener)
+    }
+
+    /// Stops delivering attempt records (client shutdown).
+    pub(crate) fn close_recorder(&self) {
+        self.recorder.close();
     }
 
     /// Closes every breaker.
@@ -331,6 +406,34 @@ impl Network {
             .unwrap_or_else(PoisonError::into_inner) = Some(provider);
     }
 
+    /// Installs (replaces) the authenticator: every scope's credentials are asked again.
+    pub(crate) fn set_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
+        self.auth.set(authenticator);
+    }
+
+    /// The app has new credentials: they are asked again, and queued requests waiting for them
+    /// resume.
+    pub(crate) fn credentials_changed(&self) {
+        self.auth.credentials_changed();
+    }
+
+    /// Should queued requests of `scope` wait for new credentials (a refresh failed, or refreshed
+    /// credentials were refused)?
+    pub(crate) fn credentials_blocked(&self, scope: &Option<String>) -> bool {
+        self.auth.is_blocked(scope)
+    }
+
+    /// Wakes (`changed()`) when credentials may have become usable again.
+    pub(crate) fn subscribe_credentials(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.auth.subscribe()
+    }
+
+    /// Credential refreshes started so far.
+    #[allow(dead_code)]
+    pub(crate) fn refresh_count(&self) -> u64 {
+        self.auth.refresh_count()
+    }
+
     /// The app's current user scope (shared with the cache and the queue).
     pub(crate) fn identity(&self) -> &Arc<Identity> {
         &self.identity
@@ -345,7 +448,7 @@ impl Network {
         idempotency_key: Option<&str>,
     ) -> Result<HeaderMap, ApiError> {
         let scope = self.identity.current();
-        self.scoped_call_headers(method, path, own, idempotency_key, scope)
+        self.scoped_call_headers(method, path, own, idempotency_key, scope, true)
             .await
     }
 
@@ -363,12 +466,14 @@ impl Network {
             &req.headers,
             req.idempotency_key.as_deref(),
             scope,
+            !req.skip_authentication,
         )
         .await
     }
 
     /// The headers of one call: the client's defaults, then the request's own, then the header
-    /// provider's for `scope` (fresh credentials), then `Idempotency-Key`.
+    /// provider's for `scope`, then (if `authenticate`) the authenticator's credentials for
+    /// `scope`, then `Idempotency-Key`.
     async fn scoped_call_headers(
         &self,
         method: HttpMethod,
@@ -376,7 +481,12 @@ impl Network {
         own: &HashMap<String, String>,
         idempotency_key: Option<&str>,
         scope: Option<String>,
+        authenticate: bool,
     ) -> Result<HeaderMap, ApiError> {
+        let creds = match authenticate {
+            true => self.auth.headers(&scope).await?,
+            false => None,
+        };
         let mut headers = self.settings.default_headers.clone();
         for (name, value) in parse_headers(own, ApiError::invalid_request)? {
             if let Some(name) = name {
@@ -398,6 +508,9 @@ impl Network {
             )
             .await?;
             merge_provided(&mut headers, &fresh)?;
+        }
+        if let Some(creds) = creds {
+            creds.apply(&mut headers);
         }
         if let Some(key) = idempotency_key {
             headers.insert(
@@ -459,30 +572,35 @@ impl Network {
         req: ApiRequest,
         rounds: Rounds,
     ) -> Result<ApiResponse, ApiError> {
-        request::execute(self, req, None, rounds).await
+        let scope = self.identity.current();
+        request::execute(self, req, None, scope, rounds).await
     }
 
-    /// Runs one plain request with headers already resolved by [`Network::outgoing_headers`] (the
-    /// header provider is not called again).
+    /// Runs one plain request with headers already resolved by [`Network::outgoing_headers`] for
+    /// `scope` (the header provider is not called again; after a credential refresh only the
+    /// authenticator's headers are replaced).
     pub(crate) async fn execute_with_headers(
         &self,
         req: ApiRequest,
         headers: HeaderMap,
+        scope: Option<String>,
         rounds: Rounds,
     ) -> Result<ApiResponse, ApiError> {
-        request::execute(self, req, Some(headers), rounds).await
+        request::execute(self, req, Some(headers), scope, rounds).await
     }
 
     /// [`Network::execute_with_headers`], but a final 4xx answer comes back as a response (with
     /// its headers) instead of `ApiError::Http`: the cache layer decides whether to store it and
-    /// turns it into the error itself.
+    /// turns it into the error itself. The authenticator's 401 → refresh → re-send applies as for
+    /// [`Network::execute_with_headers`]; an expired-credentials answer is never kept.
     pub(crate) async fn execute_keeping_final_4xx(
         &self,
         req: ApiRequest,
         headers: HeaderMap,
+        scope: Option<String>,
         rounds: Rounds,
     ) -> Result<ApiResponse, ApiError> {
-        request::execute_keeping(self, req, Some(headers), rounds, true).await
+        request::execute_keeping(self, req, Some(headers), scope, rounds, true).await
     }
 
     /// Runs the background health probes until the runtime stops.

@@ -8,6 +8,8 @@ use reqwest::header::HeaderMap;
 use reqwest::Url;
 
 use super::attempt::{self, Exchange, Failed, Health, Plan, Step, Stop, Tried};
+use super::auth::{self, AuthStep};
+use super::record::Wire;
 use super::retry::{classify, Verdict};
 use super::select::Backend;
 use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse};
@@ -15,6 +17,7 @@ use super::{Network, Rounds};
 use crate::defaults::{ms_i32, saturating_i32};
 use crate::error::ApiError;
 use crate::http::{header_value, idempotency_header, join_url, parse_headers};
+use crate::observe::AttemptOutcome;
 use crate::types::{ApiRequest, ApiResponse, HttpMethod};
 
 type Outcome = Result<RawResponse, AttemptError>;
@@ -22,6 +25,8 @@ type Outcome = Result<RawResponse, AttemptError>;
 /// A request checked and converted once, before the first attempt.
 struct Prepared {
     method: HttpMethod,
+    /// The request's path (no query), for attempt records.
+    path: String,
     /// The full URL per backend, by index.
     urls: Vec<Url>,
     headers: HeaderMap,
@@ -101,6 +106,7 @@ async fn prepare(
     };
     Ok(Prepared {
         method: req.method,
+        path: req.path.clone(),
         urls,
         headers,
         body: req.body.clone(),
@@ -120,6 +126,44 @@ struct Plain<'a> {
 
 impl Exchange for Plain<'_> {
     type Value = Outcome;
+
+    fn describe(&self) -> Option<(HttpMethod, &str)> {
+        Some((self.p.method, &self.p.path))
+    }
+
+    fn wire(&self, value: &Outcome) -> Option<Wire> {
+        let body = self.p.body.as_ref().map_or(0, |b| b.len() as u64);
+        Some(match value {
+            Ok(r) => Wire {
+                outcome: AttemptOutcome::Response,
+                status: Some(r.status),
+                head_after: r.head_after,
+                reused: r.reused,
+                bytes_sent: body,
+                bytes_received: r.body.len() as u64,
+                error: None,
+            },
+            Err(e) => Wire {
+                outcome: match e.kind {
+                    AttemptErrorKind::Connect => AttemptOutcome::ConnectFailed,
+                    AttemptErrorKind::Timeout => AttemptOutcome::TimedOut,
+                    AttemptErrorKind::Broken => AttemptOutcome::Broken,
+                    AttemptErrorKind::PinMismatch => AttemptOutcome::PinMismatch,
+                    AttemptErrorKind::TooLarge => AttemptOutcome::TooLarge,
+                },
+                status: None,
+                head_after: None,
+                reused: None,
+                bytes_sent: if e.kind == AttemptErrorKind::Connect {
+                    0
+                } else {
+                    body
+                },
+                bytes_received: 0,
+                error: Some(e.to_string()),
+            },
+        })
+    }
 
     async fn send(&self, index: usize, _backend: &Backend) -> Result<Tried<Outcome>, ApiError> {
         let started = self.net.now();
@@ -196,17 +240,21 @@ pub(super) async fn execute(
     net: &Network,
     req: ApiRequest,
     headers: Option<HeaderMap>,
+    scope: Option<String>,
     rounds: Rounds,
 ) -> Result<ApiResponse, ApiError> {
-    execute_keeping(net, req, headers, rounds, false).await
+    execute_keeping(net, req, headers, scope, rounds, false).await
 }
 
 /// [`execute`]; with `keep_final_4xx` a final 4xx answer (not retried: `404`, `410`, …) comes back
-/// as a response, headers included, instead of `ApiError::Http` (the cache may store it).
+/// as a response, headers included, instead of `ApiError::Http` (the cache may store it). The
+/// authenticator's refresh and re-send apply first, as for [`execute`]; a status that means
+/// "credentials expired" (`401`, `auth_expired_statuses`) is never kept: it stays an error.
 pub(super) async fn execute_keeping(
     net: &Network,
     req: ApiRequest,
     headers: Option<HeaderMap>,
+    scope: Option<String>,
     rounds: Rounds,
     keep_final_4xx: bool,
 ) -> Result<ApiResponse, ApiError> {
@@ -237,7 +285,8 @@ pub(super) async fn execute_keeping(
         slow_call: s.slow_call_threshold,
         ..Plan::new(s.retry_base_delay, s.retry_max_delay)
     };
-    let ex = Plain {
+    let authenticated = !req.skip_authentication && net.auth.is_set();
+    let mut ex = Plain {
         net,
         p,
         only_timeouts: AtomicBool::new(true),
@@ -254,8 +303,50 @@ pub(super) async fn execute_keeping(
         age_ms: None,
         queued: None,
     };
-    match attempt::run(net, &ex, &plan).await {
-        Ok(done) => {
+    let mut result = attempt::run(net, &ex, &plan).await;
+    let mut earlier_attempts = 0;
+    let mut refreshed = false;
+    // Credentials expired: one refresh (shared with every call refused at the same time), then
+    // the call runs again, once, with the new credentials — whatever its method, since a request
+    // refused for its credentials was not executed.
+    while let Some((status, index)) = refused_with(&result) {
+        let backend = || net.backend(index).name.clone();
+        match auth::after_answer(status, &s.auth_expired_statuses, authenticated, refreshed) {
+            AuthStep::Keep => break,
+            AuthStep::Refused => {
+                net.auth.refused(&scope);
+                return Err(ApiError::Unauthorized {
+                    status: i32::from(status),
+                    backend: backend(),
+                    refresh_failed: false,
+                    reason: "the server refused the refreshed credentials too".into(),
+                });
+            }
+            AuthStep::Refresh => {}
+        }
+        let creds = match net.auth.refreshed(&scope, &ex.p.headers).await {
+            Ok(creds) => creds,
+            Err(reason) => {
+                return Err(ApiError::Unauthorized {
+                    status: i32::from(status),
+                    backend: backend(),
+                    refresh_failed: true,
+                    reason,
+                })
+            }
+        };
+        creds.apply(&mut ex.p.headers);
+        ex.only_timeouts.store(true, Ordering::Relaxed);
+        earlier_attempts += match &result {
+            Err(f) => f.attempts,
+            Ok(d) => d.attempts,
+        };
+        refreshed = true;
+        result = attempt::run(net, &ex, &plan).await;
+    }
+    match result {
+        Ok(mut done) => {
+            done.attempts += earlier_attempts;
             let r = done.value.map_err(|e| ApiError::Internal {
                 reason: format!("a failed attempt was classified as success: {e}"),
             })?;
@@ -266,10 +357,29 @@ pub(super) async fn execute_keeping(
             last: Some((index, Ok(r))),
             attempts,
             ..
-        }) if keep_final_4xx && (400..500).contains(&r.status) && r.status != 429 => {
-            Ok(response(r, index, attempts))
+        }) if keep_final_4xx
+            && (400..500).contains(&r.status)
+            && !matches!(r.status, 401 | 429)
+            && !s.auth_expired_statuses.contains(&r.status) =>
+        {
+            Ok(response(r, index, attempts + earlier_attempts))
         }
-        Err(f) => Err(final_error(net, &ex, f)),
+        Err(mut f) => {
+            f.attempts += earlier_attempts;
+            Err(final_error(net, &ex, f))
+        }
+    }
+}
+
+/// The status and backend of a call that ended on a final answer (a 4xx), if it did.
+fn refused_with(result: &Result<attempt::Done<Outcome>, Failed<Outcome>>) -> Option<(u16, usize)> {
+    match result {
+        Err(Failed {
+            stop: Stop::Final,
+            last: Some((index, Ok(r))),
+            ..
+        }) => Some((r.status, *index)),
+        _ => None,
     }
 }
 

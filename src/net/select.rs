@@ -1,8 +1,8 @@
 //! The backends and the choice among them.
 //!
 //! Each backend carries its breaker, a health flag (from probes and real traffic), a latency EWMA and
-//! its last error. [`BackendSet::acquire_best`] picks the best admissible backend — healthy first, then
-//! lowest EWMA (quantised, so near-equal backends don't flap; ties go to configured order) — and returns
+//! its last error. [`BackendSet::acquire_best`] picks the best admissible backend — healthy first,
+//! then not degraded (a health body said so), then lowest EWMA (quantised, so near-equal backends don't flap; ties go to configured order) — and returns
 //! a [`Permit`]: the attempt reports its outcome through it, and dropping it unreported (a cancelled
 //! hedge leg) releases a HALF_OPEN trial instead of wedging the breaker.
 
@@ -13,6 +13,7 @@ use reqwest::Url;
 
 use super::breaker::{Admission, Breaker, Transition};
 use crate::events::{EventBus, StatusEvent};
+use crate::observe::RecentWindow;
 use crate::types::BreakerState;
 
 /// One backend, as of the snapshot.
@@ -26,12 +27,25 @@ pub struct BackendStatus {
     pub breaker_state: BreakerState,
     /// Consecutive failures the breaker has counted.
     pub consecutive_failures: i32,
+    /// The last health probe answered 2xx with a body reporting `degraded`: still used, but
+    /// after every healthy backend that is not.
+    pub degraded: bool,
     /// Latency EWMA over probes and real traffic; `None` before the first sample.
     pub latency_ewma_ms: Option<f64>,
     /// The last failure seen on this backend.
     pub last_error: Option<String>,
     /// Time since the last probe or request finished; `None` if never.
     pub last_checked_ms_ago: Option<i32>,
+    /// Request attempts in the recent window (the last 128, at most 5 minutes old; probes are
+    /// not counted).
+    pub recent_attempts: i32,
+    /// Median latency of the recent attempts that got a response.
+    pub latency_p50_ms: Option<i32>,
+    /// 95th percentile latency of the recent attempts that got a response.
+    pub latency_p95_ms: Option<i32>,
+    /// Share of the recent attempts that failed (no response, or a 5xx), 0.0–1.0; `None`
+    /// without recent attempts.
+    pub error_rate: Option<f64>,
 }
 
 /// Minimum time between a request failure's extra probe and the previous probe of that backend.
@@ -44,12 +58,16 @@ const EWMA_ALPHA: f64 = 0.3;
 struct State {
     breaker: Breaker,
     healthy: bool,
+    /// The last probe's body said `degraded`.
+    degraded: bool,
     ewma_ms: Option<f64>,
     last_error: Option<String>,
     last_checked: Option<Instant>,
     last_probe: Option<Instant>,
     /// A failure made this backend suspect: probe it at this time (sooner than the interval).
     probe_soon_at: Option<Instant>,
+    /// The recent request attempts (latency percentiles, error rate).
+    recent: RecentWindow,
 }
 
 /// One configured backend.
@@ -112,11 +130,13 @@ impl BackendSet {
                 state: Mutex::new(State {
                     breaker: Breaker::new(threshold, open_for),
                     healthy: true,
+                    degraded: false,
                     ewma_ms: None,
                     last_error: None,
                     last_checked: None,
                     last_probe: None,
                     probe_soon_at: None,
+                    recent: RecentWindow::default(),
                 }),
             })
             .collect();
@@ -147,13 +167,13 @@ impl BackendSet {
 
     /// Admissible backends not in `exclude`, best first.
     pub(crate) fn ranked(&self, now: Instant, exclude: &[usize]) -> Vec<usize> {
-        let mut keyed: Vec<((bool, u32, usize), usize)> = (0..self.backends.len())
+        let mut keyed: Vec<((bool, bool, u32, usize), usize)> = (0..self.backends.len())
             .filter(|i| !exclude.contains(i))
             .filter_map(|i| {
                 let s = self.lock(i);
                 s.breaker
                     .would_admit(now)
-                    .then(|| ((!s.healthy, latency_bucket(s.ewma_ms), i), i))
+                    .then(|| ((!s.healthy, s.degraded, latency_bucket(s.ewma_ms), i), i))
             })
             .collect();
         keyed.sort_unstable_by_key(|k| k.0);
@@ -222,6 +242,16 @@ impl BackendSet {
         }
     }
 
+    /// Adds one request attempt to backend `i`'s recent window.
+    pub(crate) fn observe(&self, i: usize, now: Instant, latency: Duration, failed: bool) {
+        self.lock(i).recent.push(now, latency, failed);
+    }
+
+    /// Records what backend `i`'s last probe body said: degraded or not.
+    pub(crate) fn set_degraded(&self, i: usize, degraded: bool) {
+        self.lock(i).degraded = degraded;
+    }
+
     /// Marks a probe as started on backend `i`.
     pub(crate) fn mark_probed(&self, i: usize, now: Instant) {
         let mut s = self.lock(i);
@@ -242,10 +272,12 @@ impl BackendSet {
             .map(|i| {
                 let s = self.lock(i);
                 let state = s.breaker.state();
+                let recent = s.recent.summary(now);
                 BackendStatus {
                     url: self.backends[i].name.clone(),
                     healthy: s.healthy && state != BreakerState::Open,
                     breaker_state: state,
+                    degraded: s.degraded,
                     consecutive_failures: crate::defaults::saturating_i32(u64::from(
                         s.breaker.consecutive_failures(),
                     )),
@@ -254,6 +286,11 @@ impl BackendSet {
                     last_checked_ms_ago: s
                         .last_checked
                         .map(|t| crate::defaults::ms_i32(now.saturating_duration_since(t))),
+                    recent_attempts: recent
+                        .map_or(0, |r| crate::defaults::saturating_i32(r.attempts as u64)),
+                    latency_p50_ms: recent.and_then(|r| r.p50).map(crate::defaults::ms_i32),
+                    latency_p95_ms: recent.and_then(|r| r.p95).map(crate::defaults::ms_i32),
+                    error_rate: recent.map(|r| r.error_rate),
                 }
             })
             .collect()

@@ -30,6 +30,8 @@ fn status(code: u16) -> Reply {
             headers: HashMap::new(),
             body: code.to_string().into_bytes(),
             retry_after: None,
+            head_after: None,
+            reused: None,
         }),
     }
 }
@@ -156,6 +158,7 @@ fn network(setup: Setup, script: Arc<Script>) -> Network {
         breaker: &setup.breaker,
         health: &HealthConfig::default(),
         limits: &super::LimitsConfig::default(),
+        auth: &super::AuthConfig::default(),
     })
     .unwrap();
     let counters = Arc::new(Counters::default());

@@ -3,15 +3,19 @@
 //! configuration ([`crate::tls`]; no OpenSSL, so it cross-compiles to Android and iOS). No policy
 //! lives here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, RANGE};
 use reqwest::Url;
 
+use super::decode::{self, DecodeError, Decoder};
 use crate::error::ApiError;
+use crate::events::Counters;
 use crate::http::{flatten_headers, retry_after_of};
 use crate::types::HttpMethod;
 
@@ -26,6 +30,10 @@ pub(crate) struct RawResponse {
     pub(crate) body: Vec<u8>,
     /// Parsed `Retry-After`, if present.
     pub(crate) retry_after: Option<Duration>,
+    /// How long until the response head arrived (time to first byte; `None`: not measured).
+    pub(crate) head_after: Option<Duration>,
+    /// Came over a pooled connection (`Some(false)`: a new one; `None`: not known).
+    pub(crate) reused: Option<bool>,
 }
 
 /// How an attempt failed before a complete response arrived.
@@ -102,6 +110,40 @@ pub(crate) struct HttpTransport {
     client: reqwest::Client,
     /// Query parameters redacted from error texts.
     sensitive: Vec<String>,
+    /// `compression_saved` is counted here.
+    counters: Arc<Counters>,
+    /// Connections seen, by (local, remote) address: a response over one already seen came over
+    /// a reused connection.
+    seen: Arc<Mutex<SeenConnections>>,
+}
+
+/// Connections remembered at most (a client keeps at most 8 idle per host).
+const SEEN_CONNECTIONS: usize = 256;
+
+/// The last [`SEEN_CONNECTIONS`] connections by address pair. A local port is unique among open
+/// connections, so a pair seen before is the same connection — unless the OS reused the port for
+/// a new one after the old closed, which this bound makes rare, never a wrong "new".
+#[derive(Debug, Default)]
+struct SeenConnections {
+    order: VecDeque<(SocketAddr, SocketAddr)>,
+    set: HashSet<(SocketAddr, SocketAddr)>,
+}
+
+impl SeenConnections {
+    /// Was `pair` seen before? Remembers it either way.
+    fn reused(&mut self, pair: (SocketAddr, SocketAddr)) -> bool {
+        if self.set.contains(&pair) {
+            return true;
+        }
+        if self.order.len() == SEEN_CONNECTIONS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(pair);
+        self.set.insert(pair);
+        false
+    }
 }
 
 impl HttpTransport {
@@ -111,6 +153,7 @@ impl HttpTransport {
         connect_timeout: Duration,
         tls: Option<&crate::tls::Tls>,
         sensitive: Vec<String>,
+        counters: Arc<Counters>,
     ) -> Result<Self, ApiError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
@@ -126,7 +169,12 @@ impl HttpTransport {
         let client = builder.build().map_err(|e| ApiError::Internal {
             reason: format!("building the HTTP client: {}", error_chain(&e)),
         })?;
-        Ok(HttpTransport { client, sensitive })
+        Ok(HttpTransport {
+            client,
+            sensitive,
+            counters,
+            seen: Arc::default(),
+        })
     }
 
     /// The pooled reqwest client (uploads stream their own bodies through it).
@@ -138,27 +186,79 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     fn send<'a>(&'a self, out: Outgoing<'a>) -> SendFuture<'a> {
         Box::pin(async move {
+            let mut headers = out.headers.clone();
+            // Compression is the transport's own business unless the app asked for a coding
+            // itself (then the body passes through as sent); never on a range request (a range
+            // of the compressed representation is not what the app asked for).
+            let decoding = !headers.contains_key(ACCEPT_ENCODING) && !headers.contains_key(RANGE);
+            if decoding {
+                headers.insert(
+                    ACCEPT_ENCODING,
+                    HeaderValue::from_static(decode::ACCEPT_ENCODING),
+                );
+            }
             let mut rb = self
                 .client
                 .request(out.method.as_reqwest(), out.url)
-                .headers(out.headers.clone())
+                .headers(headers)
                 .timeout(out.timeout);
             if let Some(body) = out.body {
                 rb = rb.body(body.to_vec());
             }
             let err = |e| attempt_error(e, &self.sensitive);
+            let started = tokio::time::Instant::now();
             let resp = rb.send().await.map_err(err)?;
+            let head_after = started.elapsed();
+            let reused = resp
+                .extensions()
+                .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                .map(|info| {
+                    let pair = (info.local_addr(), info.remote_addr());
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .reused(pair)
+                });
             let status = resp.status().as_u16();
             let retry_after = retry_after_of(resp.headers());
-            let headers = flatten_headers(resp.headers());
-            let body = read_body(resp, out.max_body, out.truncate_body, &self.sensitive).await?;
+            let mut headers = flatten_headers(resp.headers());
+            let decoder = match headers.get("content-encoding") {
+                Some(coding) if decoding => {
+                    Decoder::for_coding(coding, out.max_body, out.truncate_body)
+                }
+                _ => None,
+            };
+            let body = match decoder {
+                None => read_body(resp, out.max_body, out.truncate_body, &self.sensitive).await?,
+                Some(decoder) => {
+                    // The app sees (and the cache stores) the decoded representation.
+                    headers.remove("content-encoding");
+                    headers.remove("content-length");
+                    let (body, wire) =
+                        read_decoded(resp, decoder, out.max_body, &self.sensitive).await?;
+                    let saved = (body.len() as u64).saturating_sub(wire);
+                    self.counters
+                        .compression_saved
+                        .fetch_add(saved, std::sync::atomic::Ordering::Relaxed);
+                    body
+                }
+            };
             Ok(RawResponse {
                 status,
                 headers,
                 body,
                 retry_after,
+                head_after: Some(head_after),
+                reused,
             })
         })
+    }
+}
+
+fn too_large(limit: u64) -> AttemptError {
+    AttemptError {
+        kind: AttemptErrorKind::TooLarge,
+        detail: format!("the body is larger than {limit} bytes"),
     }
 }
 
@@ -172,13 +272,9 @@ pub(crate) async fn read_body(
     truncate: bool,
     sensitive: &[String],
 ) -> Result<Vec<u8>, AttemptError> {
-    let too_large = || AttemptError {
-        kind: AttemptErrorKind::TooLarge,
-        detail: format!("the body is larger than {limit} bytes"),
-    };
     let announced = resp.content_length();
     if announced.is_some_and(|n| n > limit) && !truncate {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
     // Reserve what was announced (within the limit); otherwise grow as chunks come.
     let reserve = announced.unwrap_or(0).min(limit).min(usize::MAX as u64) as usize;
@@ -191,7 +287,7 @@ pub(crate) async fn read_body(
         let room = limit.saturating_sub(body.len() as u64);
         if chunk.len() as u64 > room {
             if !truncate {
-                return Err(too_large());
+                return Err(too_large(limit));
             }
             body.extend_from_slice(&chunk[..room as usize]);
             break;
@@ -199,6 +295,37 @@ pub(crate) async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Reads a compressed body through `decoder`: the limit applies to the decoded bytes (and a
+/// `Content-Length` of the compressed body over it is refused up front, as for any body). Returns
+/// the decoded body and the compressed byte count.
+async fn read_decoded(
+    mut resp: reqwest::Response,
+    mut decoder: Decoder,
+    limit: u64,
+    sensitive: &[String],
+) -> Result<(Vec<u8>, u64), AttemptError> {
+    if resp.content_length().is_some_and(|n| n > limit) && !decoder.truncating() {
+        return Err(too_large(limit));
+    }
+    let failed = |e: DecodeError| match e {
+        DecodeError::TooLarge => too_large(limit),
+        DecodeError::Corrupt(detail) => AttemptError {
+            kind: AttemptErrorKind::Broken,
+            detail: format!("the compressed body is corrupt: {detail}"),
+        },
+    };
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| attempt_error(e, sensitive))?
+    {
+        if !decoder.feed(&chunk).map_err(failed)? {
+            return Ok(decoder.into_truncated());
+        }
+    }
+    decoder.finish().map_err(failed)
 }
 
 /// Most redirects followed within one attempt.

@@ -166,6 +166,9 @@ config_record! {
         /// (`synchronous=NORMAL`, see `cargo bench --bench queue`), survives the app being
         /// killed, but power loss may roll back the last enqueues.
         pub synchronous_full: bool = true,
+        /// Ordering groups (`ApiRequest.queue_group`) whose entries are all "unmetered only":
+        /// they wait while the network is metered (see `ApiRequest.unmetered_only`).
+        pub unmetered_only_groups: Vec<String> = [],
     }
 }
 
@@ -185,6 +188,8 @@ pub(crate) struct QueueSettings {
     pub sensitive_query: Vec<String>,
     /// `PRAGMA synchronous` of the queue file.
     pub durability: Durability,
+    /// Groups whose entries wait while the network is metered.
+    pub unmetered_only_groups: Vec<String>,
 }
 
 impl QueueSettings {
@@ -213,6 +218,7 @@ impl QueueSettings {
             } else {
                 Durability::Normal
             },
+            unmetered_only_groups: c.unmetered_only_groups.clone(),
         })
     }
 }
@@ -346,6 +352,12 @@ impl Queue {
                  Application Support)",
             ));
         }
+        if req.skip_authentication {
+            return Err(ApiError::invalid_request(
+                "skip_authentication cannot be queued: a replayed request always carries the \
+                 authenticator's credentials (send the refresh call live)",
+            ));
+        }
         for name in query_names(&req.path, &req.query)? {
             if self
                 .settings
@@ -380,6 +392,7 @@ impl Queue {
             &self.settings.sensitive_headers,
         );
         stored.scope = self.store.scope_tag(scope);
+        stored.unmetered_only |= self.settings.unmetered_only_groups.contains(&stored.group);
         let (max_entries, max_bytes) = (self.settings.max_entries, self.settings.max_bytes);
         let result = storage::insert(&mut self.store.conn(), &stored, max_entries, max_bytes);
         match result {

@@ -6,6 +6,7 @@
 //! | 409 (the original may still be in flight at the server), 408, 429, 5xx | retry later, with backoff (no sooner than a 429/503's `Retry-After`) |
 //! | timeout, broken connection, every backend down | retry later, with backoff |
 //! | offline, client shut down | not an attempt: wait, try again when possible |
+//! | `Unauthorized` (the credential refresh failed, or refreshed credentials were refused) | not an attempt (a 401 was not executed): the queue pauses until `credentials_changed()` |
 //! | other 4xx (400, 422, …), an invalid request | dead-letter, response kept |
 //! | a retry-later failure more than `queue.max_age_ms` after the first attempt | dead-letter (never without an attempt) |
 
@@ -46,7 +47,9 @@ pub(crate) fn decide(result: Result<ApiResponse, ApiError>) -> Decision {
                 body: Some(body),
             },
         },
-        Err(ApiError::Offline | ApiError::Cancelled { .. }) => Decision::NotAttempted,
+        Err(ApiError::Offline | ApiError::Cancelled { .. } | ApiError::Unauthorized { .. }) => {
+            Decision::NotAttempted
+        }
         Err(e @ (ApiError::InvalidRequest { .. } | ApiError::InvalidConfig { .. })) => {
             Decision::DeadLetter {
                 reason: e.to_string(),
@@ -104,6 +107,13 @@ mod tests {
             }
         }
         assert_eq!(decide(Err(ApiError::Offline)), Decision::NotAttempted);
+        let unauthorized = Err(ApiError::Unauthorized {
+            status: 401,
+            backend: "b".into(),
+            refresh_failed: true,
+            reason: "r".into(),
+        });
+        assert_eq!(decide(unauthorized), Decision::NotAttempted);
         let t = Err(ApiError::Timeout {
             backend: "b".into(),
             timeout_ms: 5,

@@ -1,8 +1,11 @@
 //! The replay task: delivers due entries, at most `max_in_flight` at once (one per ordering group,
 //! so each group stays FIFO), and sleeps until the next due time, an enqueue, a flush, the network
-//! coming back, a backend recovering or the user scope changing. Never runs while the app reports
+//! coming back, a backend recovering, the app returning to the foreground, the network becoming
+//! unmetered or the user scope changing. Never runs while the app reports
 //! it is offline. Only the current user scope's entries are started; the others wait (the sleep
-//! is computed from the current scope's entries only, so they never make the task spin).
+//! is computed from the current scope's entries only, so they never make the task spin). While
+//! the current scope's credentials are blocked (its refresh failed), nothing is started: the task
+//! waits for `credentials_changed()` or a successful refresh.
 
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -13,27 +16,52 @@ use super::Queue;
 use crate::cache::CacheLayer;
 use crate::error::ApiError;
 use crate::net::retry::backoff_delay;
-use crate::net::Rounds;
+use crate::net::{Conditions, Rounds};
 use crate::store::now_ms;
 
 /// Runs until the client's runtime stops.
 pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
-    let mut network = layer.network().subscribe_online();
+    let mut conditions = layer.network().conditions();
     let mut recovered = layer.network().subscribe_recovered();
     let mut scopes = queue.identity().subscribe();
+    let mut credentials = layer.network().subscribe_credentials();
+    let mut seen = *conditions.borrow_and_update();
     loop {
-        if !*network.borrow_and_update() {
+        if !seen.online {
             // Offline: nothing is sent; wait for the network.
-            if network.changed().await.is_err() {
+            if conditions.changed().await.is_err() {
                 return;
             }
+            let now = *conditions.borrow_and_update();
+            if now.online {
+                let _ = queue.db("network back", |c| storage::make_all_due(c, now_ms()));
+            }
+            seen = now;
             continue;
         }
         let scope = queue.identity().current();
+        credentials.borrow_and_update();
+        if layer.network().credentials_blocked(&scope) {
+            // Paused: no entry is sent (none dead-lettered) until new credentials come.
+            tokio::select! {
+                changed = credentials.changed() => if changed.is_err() { return },
+                changed = scopes.changed() => if changed.is_err() { return },
+                changed = conditions.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    seen = *conditions.borrow_and_update();
+                }
+            }
+            continue;
+        }
         let tag = queue.store.scope_tag(scope.as_deref());
-        start_due(&queue, &layer, scope, tag.as_deref());
+        let metered = seen.metered;
+        start_due(&queue, &layer, scope, tag.as_deref(), metered);
         let next = queue
-            .db("next due", |c| storage::next_due_at(c, tag.as_deref()))
+            .db("next due", |c| {
+                storage::next_due_at(c, tag.as_deref(), metered)
+            })
             .ok()
             .flatten();
         let sleep_for = next.map_or(Duration::from_secs(3600), |at| {
@@ -44,13 +72,15 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
         tokio::select! {
             _ = queue.wake.notified() => {}
             _ = tokio::time::sleep_until((Instant::now() + sleep_for).into()) => {}
-            changed = network.changed() => {
+            changed = conditions.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                if *network.borrow() {
-                    let _ = queue.db("network back", |c| storage::make_all_due(c, now_ms()));
+                let now = *conditions.borrow_and_update();
+                if flush_on_change(seen, now) {
+                    let _ = queue.db("conditions", |c| storage::make_all_due(c, now_ms()));
                 }
+                seen = now;
             }
             _ = recovered.changed() => {
                 let _ = queue.db("backend recovered", |c| storage::make_all_due(c, now_ms()));
@@ -62,12 +92,27 @@ pub(crate) async fn run(queue: Arc<Queue>, layer: CacheLayer) {
                 // The new scope's entries may be due; its unnotified outcomes can be told.
                 queue.poke_listener();
             }
+            _ = credentials.changed() => {}
         }
     }
 }
 
+/// Does this change make every pending entry due now? Back online, back in the foreground (a
+/// flush, as `flush_queue` would), or off a metered network (unmetered-only entries may go).
+fn flush_on_change(before: Conditions, after: Conditions) -> bool {
+    (after.online && !before.online)
+        || (before.background() && !after.background())
+        || (before.metered && !after.metered)
+}
+
 /// Starts deliveries for due group heads of user `scope` (stored as `tag`) while slots are free.
-fn start_due(queue: &Arc<Queue>, layer: &CacheLayer, scope: Option<String>, tag: Option<&str>) {
+fn start_due(
+    queue: &Arc<Queue>,
+    layer: &CacheLayer,
+    scope: Option<String>,
+    tag: Option<&str>,
+    metered: bool,
+) {
     let busy: Vec<String> = queue
         .in_flight
         .lock()
@@ -79,7 +124,9 @@ fn start_due(queue: &Arc<Queue>, layer: &CacheLayer, scope: Option<String>, tag:
     if free == 0 {
         return;
     }
-    let Ok(due) = queue.db("due", |c| storage::due_heads(c, now_ms(), &busy, free, tag)) else {
+    let Ok(due) = queue.db("due", |c| {
+        storage::due_heads(c, now_ms(), &busy, free, tag, metered)
+    }) else {
         return;
     };
     for entry in due {
@@ -168,9 +215,11 @@ async fn deliver_once(
     entry: &Stored,
     scope: Option<String>,
 ) -> bool {
-    if queue.identity().current() != scope || !layer.network().is_online() {
-        // The user switched, or the app went offline, between the start and now: it waits,
-        // untouched (the header provider is not asked for a request that cannot go out).
+    let conditions = layer.network().current_conditions();
+    if queue.identity().current() != scope || !conditions.may_send(entry.unmetered_only) {
+        // The user switched, the app went offline or onto a metered network (for an
+        // unmetered-only entry) between the start and now: it waits, untouched (the header
+        // provider is not asked for a request that cannot go out).
         return false;
     }
     let entry = entry.clone();

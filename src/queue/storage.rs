@@ -35,6 +35,8 @@ pub(crate) struct Stored {
     pub scope: Option<String>,
     /// When it was first attempted (Unix ms; `None`: never). Expiry counts from here.
     pub first_attempt_at_ms: Option<i64>,
+    /// Waits while the network is metered.
+    pub unmetered_only: bool,
 }
 
 /// A server body kept with a dead letter or an outcome is cut to this many bytes.
@@ -151,6 +153,7 @@ impl Stored {
             attempts: 0,
             scope: None,
             first_attempt_at_ms: None,
+            unmetered_only: req.unmetered_only,
         }
     }
 
@@ -163,6 +166,7 @@ impl Stored {
         r.body = self.body.clone();
         r.timeout_ms = self.timeout_ms;
         r.idempotency_key = Some(self.idempotency_key.clone());
+        r.unmetered_only = self.unmetered_only;
         r
     }
 
@@ -190,6 +194,7 @@ impl Stored {
             attempts: r.get::<_, i64>("attempts")?.clamp(0, u32::MAX as i64) as u32,
             scope: r.get("scope")?,
             first_attempt_at_ms: r.get("first_attempt_at_ms")?,
+            unmetered_only: r.get::<_, i64>("unmetered_only")? != 0,
         })
     }
 }
@@ -237,8 +242,8 @@ pub(crate) fn insert(
     );
     tx.prepare_cached(
         "INSERT INTO queue_entries (id, idempotency_key, group_key, method, path, query, headers, body,
-            timeout_ms, size, created_at_ms, next_attempt_at_ms, scope, checksum)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)",
+            timeout_ms, size, created_at_ms, next_attempt_at_ms, scope, checksum, unmetered_only)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         s.id,
@@ -254,19 +259,22 @@ pub(crate) fn insert(
         s.created_at_ms,
         s.scope,
         checksum,
+        i64::from(s.unmetered_only),
     ])?;
     tx.commit()?;
     Ok(())
 }
 
 /// The oldest pending entry of every ordering group of user `scope` (its tag) whose next attempt
-/// is due, oldest first, skipping `busy` ids, at most `limit`.
+/// is due, oldest first, skipping `busy` ids, at most `limit`. While `metered`, a group whose
+/// head is "unmetered only" waits (its later entries too: a group stays FIFO).
 pub(crate) fn due_heads(
     c: &Connection,
     now: i64,
     busy: &[String],
     limit: usize,
     scope: Option<&str>,
+    metered: bool,
 ) -> rusqlite::Result<Vec<Stored>> {
     let mut st = c.prepare_cached(
         "SELECT q.* FROM queue_entries q
@@ -274,9 +282,10 @@ pub(crate) fn due_heads(
            AND q.seq = (SELECT MIN(seq) FROM queue_entries p
                         WHERE p.dead = 0 AND p.scope IS q.scope AND p.group_key = q.group_key)
            AND q.next_attempt_at_ms <= ?1
+           AND (?3 = 0 OR q.unmetered_only = 0)
          ORDER BY q.seq",
     )?;
-    let rows = st.query_map(params![now, scope], Stored::from_row)?;
+    let rows = st.query_map(params![now, scope, i64::from(metered)], Stored::from_row)?;
     let mut out = Vec::new();
     for row in rows {
         let s = row?;
@@ -291,15 +300,21 @@ pub(crate) fn due_heads(
 }
 
 /// When the next group head of user `scope` becomes due (None: nothing pending in that scope;
-/// other scopes' entries wait for theirs).
-pub(crate) fn next_due_at(c: &Connection, scope: Option<&str>) -> rusqlite::Result<Option<i64>> {
+/// other scopes' entries wait for theirs; while `metered`, unmetered-only heads wait for an
+/// unmetered network, which wakes the replay itself).
+pub(crate) fn next_due_at(
+    c: &Connection,
+    scope: Option<&str>,
+    metered: bool,
+) -> rusqlite::Result<Option<i64>> {
     c.prepare_cached(
         "SELECT MIN(q.next_attempt_at_ms) FROM queue_entries q
          WHERE q.dead = 0 AND q.scope IS ?1
            AND q.seq = (SELECT MIN(seq) FROM queue_entries p
-                        WHERE p.dead = 0 AND p.scope IS q.scope AND p.group_key = q.group_key)",
+                        WHERE p.dead = 0 AND p.scope IS q.scope AND p.group_key = q.group_key)
+           AND (?2 = 0 OR q.unmetered_only = 0)",
     )?
-    .query_row([scope], |r| r.get(0))
+    .query_row(params![scope, i64::from(metered)], |r| r.get(0))
 }
 
 /// Every pending entry becomes due now (network came back, a backend recovered, flush).

@@ -242,6 +242,8 @@ const QUEUE_MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 0),
         key BLOB NOT NULL
     );",
+    // 2: entries that wait while the network is metered.
+    "ALTER TABLE queue_entries ADD COLUMN unmetered_only INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// What a database file holds.
@@ -445,14 +447,27 @@ fn open_and_migrate(
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let migrations = schema.migrations;
     let mut report = salvage::Report::default();
-    for (i, sql) in migrations.iter().enumerate().skip(version.max(0) as usize) {
+    if version <= 0 && schema.kind == Kind::Queue {
+        // A new queue file: every migration and the take-over in one transaction, so the rows
+        // taken over land in the final shape (and a crash leaves no half-made file).
+        let tx = conn.transaction()?;
+        for sql in migrations {
+            tx.execute_batch(sql)?;
+        }
+        if let Some(from) = from.filter(|f| f.exists()) {
+            report = salvage::queue_rows(&tx, from)?;
+        }
+        tx.pragma_update(None, "user_version", migrations.len() as i64)?;
+        tx.commit()?;
+    }
+    let version_now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in migrations
+        .iter()
+        .enumerate()
+        .skip(version_now.max(0) as usize)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        if i == 0 && schema.kind == Kind::Queue {
-            if let Some(from) = from.filter(|f| f.exists()) {
-                report = salvage::queue_rows(&tx, from)?;
-            }
-        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }

@@ -106,6 +106,7 @@ struct Entry {
     scope: Option<String>,
     first_attempt_at_ms: Option<i64>,
     checksum: Option<Vec<u8>>,
+    unmetered_only: Option<i64>,
 }
 
 impl Entry {
@@ -150,6 +151,7 @@ fn entry_from(r: &Row<'_>) -> rusqlite::Result<Entry> {
         scope: opt(r, "scope"),
         first_attempt_at_ms: opt(r, "first_attempt_at_ms"),
         checksum: opt(r, "checksum"),
+        unmetered_only: opt(r, "unmetered_only"),
     })
 }
 
@@ -162,9 +164,10 @@ fn insert_entry(dst: &Connection, e: &Entry) -> rusqlite::Result<()> {
     dst.prepare_cached(
         "INSERT OR IGNORE INTO queue_entries (seq, id, idempotency_key, group_key, method, path, query,
             headers, body, timeout_ms, size, created_at_ms, attempts, next_attempt_at_ms, last_error,
-            dead, dead_reason, dead_status, dead_body, scope, first_attempt_at_ms, checksum)
+            dead, dead_reason, dead_status, dead_body, scope, first_attempt_at_ms, checksum,
+            unmetered_only)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22)",
+            ?19, ?20, ?21, ?22, ?23)",
     )?
     .execute(params![
         e.seq,
@@ -189,6 +192,7 @@ fn insert_entry(dst: &Connection, e: &Entry) -> rusqlite::Result<()> {
         e.scope,
         first,
         e.checksum,
+        e.unmetered_only.unwrap_or(0),
     ])?;
     Ok(())
 }

@@ -57,6 +57,62 @@ pub(crate) fn is_storable_header(name: &str, sensitive: &[String]) -> bool {
         && !sensitive.contains(&n)
 }
 
+/// A text on its way out of the process (a log record for the app's listener) with what looks
+/// like a credential replaced by `REDACTED`: the values of the sensitive query parameters, the
+/// credential of an `Authorization`-style scheme (`Bearer …`, `Basic …`, `Token …`), and the value
+/// after a credential header's name (`authorization: …`, `cookie=…`, `set-cookie: …`). The SDK
+/// never logs these on purpose; this is the second line.
+pub(crate) fn scrub(text: &str) -> String {
+    let names: Vec<String> = SENSITIVE_QUERY_PARAMS.map(String::from).to_vec();
+    let text = crate::http::redact_query_values(text, &names);
+    let mut text = redact_after(&text, &["bearer ", "basic ", "token ", "digest "], false);
+    let headers: Vec<String> = CREDENTIAL_HEADERS
+        .iter()
+        .chain(CREDENTIAL_RESPONSE_HEADERS.iter())
+        .flat_map(|h| [format!("{h}:"), format!("{h}=")])
+        .collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    text = redact_after(&text, &headers, true);
+    text
+}
+
+/// Replaces what follows each (ASCII case-insensitive) `marker` in `text` — one token, or with
+/// `to_line_end` everything up to the end of the line or a quote — by `REDACTED`.
+fn redact_after(text: &str, markers: &[&str], to_line_end: bool) -> String {
+    let lower = text.to_ascii_lowercase(); // same byte offsets: ASCII lower-casing only
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let found = markers
+            .iter()
+            .filter_map(|m| lower[i..].find(m).map(|at| (i + at, m.len())))
+            .min();
+        let Some((at, len)) = found else { break };
+        let mut start = at + len;
+        out.push_str(&text[i..start]);
+        let rest = &text[start..];
+        let skipped = rest.len() - rest.trim_start_matches([' ', '"', '\'']).len();
+        out.push_str(&rest[..skipped]);
+        start += skipped;
+        let rest = &text[start..];
+        let end = rest
+            .find(|c: char| {
+                if to_line_end {
+                    c == '\n' || c == '\r' || c == '"' || c == '\''
+                } else {
+                    c.is_whitespace() || "\"',;)]}".contains(c)
+                }
+            })
+            .unwrap_or(rest.len());
+        if end > 0 {
+            out.push_str(crate::http::REDACTED);
+        }
+        i = start + end;
+    }
+    out.push_str(&text[i.min(text.len())..]);
+    out
+}
+
 /// The per-install HMAC key.
 pub(crate) struct InstallKey {
     key: hmac::Key,
@@ -140,6 +196,29 @@ mod tests {
         assert_ne!(k.tag("d", &["ab", "c"]), k.tag("d", &["a", "bc"]));
         // Another install's key gives other tags.
         assert_ne!(t, key().tag("cache", &["Bearer A"]));
+    }
+
+    #[test]
+    fn scrubbing_removes_what_looks_like_a_credential_and_keeps_the_rest() {
+        let cases = [
+            (
+                "GET /x?access_token=S3CR3T&page=2 failed",
+                "GET /x?access_token=REDACTED&page=2 failed",
+            ),
+            ("Authorization: Bearer S3CR3T", "Authorization: REDACTED"),
+            ("header Bearer S3CR3T, next", "header Bearer REDACTED, next"),
+            (
+                "cookie=sid=S3CR3T; x=1\nnext line",
+                "cookie=REDACTED\nnext line",
+            ),
+            ("set-cookie: sid=S3CR3T", "set-cookie: REDACTED"),
+            ("nothing secret here: 42 ms", "nothing secret here: 42 ms"),
+            ("Ünïcode BEARER S3CR3T ok", "Ünïcode BEARER REDACTED ok"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(scrub(raw), want, "{raw}");
+        }
+        assert_eq!(scrub("ends with bearer "), "ends with bearer ");
     }
 
     #[test]

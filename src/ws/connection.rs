@@ -45,6 +45,9 @@ type Stream = SplitStream<Socket>;
 
 /// Frames read without waiting before a connection with an overdue pong is declared dead.
 const DRAIN_BEFORE_DEAD: usize = 64;
+/// While the heartbeat is paused (background) the loop sleeps this long between re-checks: no
+/// timer of the heartbeat's cadence keeps waking the radio.
+const HEARTBEAT_PAUSED_WAKE: Duration = Duration::from_secs(3600);
 
 /// Code and reason reported by `on_closed`.
 type Final = (u16, String);
@@ -165,6 +168,8 @@ enum Step {
     Poke,
     /// The network watch changed (`false`: its sender is gone).
     Network(bool),
+    /// The app went to the foreground or the background.
+    AppState,
 }
 
 /// What woke a wait.
@@ -184,6 +189,8 @@ pub(crate) struct Task {
     events: Dispatcher,
     registry: Weak<SocketRegistry>,
     network: tokio::sync::watch::Receiver<bool>,
+    /// The device conditions (foreground/background pauses the heartbeat).
+    conditions: tokio::sync::watch::Receiver<crate::net::Conditions>,
     /// False once the network watch's sender is gone (never while the pipeline lives).
     network_ok: bool,
     /// The state last reported to the listener.
@@ -199,6 +206,7 @@ impl Task {
         registry: Weak<SocketRegistry>,
     ) -> Self {
         let network = net.subscribe_online();
+        let conditions = net.conditions();
         Task {
             shared,
             net,
@@ -206,6 +214,7 @@ impl Task {
             events,
             registry,
             network,
+            conditions,
             network_ok: true,
             announced: WebSocketState::Connecting,
         }
@@ -634,7 +643,14 @@ impl Task {
             if let Err(reason) = self.flush(&mut sink, write_timeout).await {
                 return dropped(reason);
             }
-            let wait_until = match heartbeat.poll(Instant::now()) {
+            // In the background (unless configured) no pings: the radio may sleep.
+            let paused = self.heartbeat_paused();
+            let action = if paused {
+                Action::Wait(Instant::now() + HEARTBEAT_PAUSED_WAKE)
+            } else {
+                heartbeat.poll(Instant::now())
+            };
+            let wait_until = match action {
                 Action::Wait(t) => t,
                 Action::SendPing(payload) => {
                     let sent = tokio::time::timeout(
@@ -672,6 +688,10 @@ impl Task {
                 _ = self.shared.wake.notified() => Step::Poke,
                 _ = tokio::time::sleep_until(wait_until.into()) => Step::Poke,
                 changed = self.network.changed(), if self.network_ok => Step::Network(changed.is_ok()),
+                changed = self.conditions.changed(), if self.network_ok => match changed {
+                    Ok(()) => Step::AppState,
+                    Err(_) => Step::Network(false),
+                },
             };
             match step {
                 Step::Frame(frame) => {
@@ -688,8 +708,21 @@ impl Task {
                 }
                 // The pipeline's sender is gone (never while this task runs): stop watching.
                 Step::Network(false) => self.network_ok = false,
+                // Back in the foreground: a ping at once (the socket may have died meanwhile).
+                // A ping left unanswered when the app went to the background is forgotten.
+                Step::AppState => {
+                    let paused_now = self.heartbeat_paused();
+                    if paused && !paused_now {
+                        heartbeat.resume(Instant::now());
+                    }
+                }
             }
         }
+    }
+
+    /// No heartbeat pings now: the app is in the background and they are not configured there.
+    fn heartbeat_paused(&mut self) -> bool {
+        !self.settings.heartbeat_in_background && self.conditions.borrow_and_update().background()
     }
 
     /// Handles one read result; `Some` ends the connection.

@@ -90,6 +90,13 @@ impl Heartbeat {
         }
     }
 
+    /// After a pause (the app was in the background): forgets an unanswered ping and makes the
+    /// next one due now.
+    pub(crate) fn resume(&mut self, now: Instant) {
+        self.outstanding = None;
+        self.next_ping = now;
+    }
+
     /// The round trip of the last answered ping.
     #[cfg(test)]
     pub(crate) fn last_rtt(&self) -> Option<Duration> {

@@ -68,6 +68,9 @@ config_record! {
         pub max_buffered_messages: i32 = 1000,
         /// Outbound bytes held per connection while it (re)connects.
         pub max_buffered_bytes: i32 = 1048576,
+        /// Keep pinging while the app is in the background (`set_app_state`). Off by default (the
+        /// radio may sleep); back in the foreground every open socket is pinged at once.
+        pub heartbeat_in_background: bool = false,
     }
 }
 
@@ -148,6 +151,7 @@ pub(crate) struct WsSettings {
     pub reconnect_on_normal_close: bool,
     pub max_buffered_messages: usize,
     pub max_buffered_bytes: u64,
+    pub heartbeat_in_background: bool,
     /// TCP + TLS + upgrade handshake.
     pub connect_timeout: Duration,
 }
@@ -189,6 +193,7 @@ impl WsSettings {
             )? as usize,
             max_buffered_bytes: at_least("websocket.max_buffered_bytes", c.max_buffered_bytes, 1)?
                 as u64,
+            heartbeat_in_background: c.heartbeat_in_background,
             connect_timeout,
         })
     }

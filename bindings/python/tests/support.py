@@ -118,6 +118,20 @@ class Fleet:
         """Body bytes backend `i` received on its upload routes (finished or aborted uploads)."""
         return int(self.call("GET", f"/backends/{i}/upload-bytes"))
 
+    # The token service (`/auth/token`, `/private/...`; see TokenService in fleet/src/auth.rs).
+
+    def issue_tokens(self) -> tuple:
+        """A new (access, refresh) pair, as a login."""
+        access, refresh = self.call("POST", "/auth/issue").split()
+        return access, refresh
+
+    def expire_access(self) -> None:
+        self.call("POST", "/auth/expire")
+
+    def auth_count(self, what: str) -> int:
+        """`refreshes`, `reused` (a spent refresh token presented again) or `rejected` (401s)."""
+        return int(self.call("GET", f"/auth/{what}"))
+
     def index_of(self, url: str) -> int:
         return self.urls.index(url)
 

@@ -7,3 +7,5 @@ export * from './native';
 export { default } from './native';
 export * from './helpers';
 export * from './hooks';
+// - ./robustApiService is hand-written: a drop-in for the app's old hand-written service.
+export * from './robustApiService';

@@ -56,6 +56,11 @@ export class Fleet {
   }
 
   /** `ok`, `down`, `blackhole`, `status 503`, `retry-after 503 2`, `slow 200`, `truncate`, `reset`. */
+  /** The token service's control API (`POST /auth/issue`, `/auth/expire`, `GET /auth/refreshes`, ...). */
+  async auth(method: 'GET' | 'POST', action: string, body?: string): Promise<string> {
+    return this.call(method, `/auth/${action}`, body);
+  }
+
   async fault(i: number, spec: string): Promise<void> {
     await this.call('POST', `/backends/${i}/fault`, spec);
   }

@@ -64,3 +64,24 @@ test('a WebSocket opens on a backend, echoes text and binary, receives a push, c
   assert.equal(events.states[events.states.length - 1], WebSocketState.Closed);
   assert.deepEqual(events.errors, []);
 });
+
+test('the server dies under an open WebSocket: it reconnects (to a live backend) and echoes again', async (t) => {
+  const fleet = await startFleet(t, 2, { websockets: true });
+  const client = makeClient(t, fleet.wsUrls, { websocket: { reconnectBaseDelayMs: 50, reconnectMaxDelayMs: 200 } });
+  const events = new Recorder();
+  const socket = client.connectWebsocket('/chat', events);
+  assert.ok(await waitUntil(() => events.opened.length === 1, 5_000), 'not opened');
+  const first = fleet.wsUrls.indexOf(events.opened[0]!);
+  socket.sendText('before');
+  assert.ok(await waitUntil(() => events.texts.includes('before'), 5_000));
+
+  await fleet.ws('POST', `/ws/${first}/kill`); // its connections dropped, its port closed
+  assert.ok(await waitUntil(() => events.opened.length === 2, 10_000), `no reconnect; states ${events.states.join(',')}`);
+  assert.ok(events.states.includes(WebSocketState.Reconnecting), `states ${events.states.join(',')}`);
+  assert.notEqual(events.opened[1], fleet.wsUrls[first], 'reconnected to the dead server');
+  assert.equal(socket.state(), WebSocketState.Open);
+  socket.sendText('after');
+  assert.ok(await waitUntil(() => events.texts.includes('after'), 5_000), `texts: ${events.texts}`);
+  socket.close(1000, 'done');
+  assert.ok(await waitUntil(() => socket.state() === WebSocketState.Closed, 5_000));
+});

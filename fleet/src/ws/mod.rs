@@ -17,7 +17,7 @@
 //!   [`WsServer::restart`] does both.
 //! * [`WsServer::close_all`]: sends a close frame with a code to every open connection.
 //! * Counters: upgrade requests (with their arrival times and headers), TCP connections, health
-//!   hits, messages received in order, close codes received from clients.
+//!   hits, pings, messages received in order, close codes received from clients.
 
 use std::collections::HashMap;
 use std::io;
@@ -173,6 +173,7 @@ struct Inner {
     next_conn: AtomicU64,
     tcp_connections: AtomicU64,
     health_hits: AtomicU64,
+    pings: AtomicU64,
     upgrades: Mutex<Vec<Upgrade>>,
     received: Mutex<Vec<Received>>,
     close_codes: Mutex<Vec<u16>>,
@@ -202,6 +203,7 @@ impl WsServer {
             next_conn: AtomicU64::new(1),
             tcp_connections: AtomicU64::new(0),
             health_hits: AtomicU64::new(0),
+            pings: AtomicU64::new(0),
             upgrades: Mutex::new(Vec::new()),
             received: Mutex::new(Vec::new()),
             close_codes: Mutex::new(Vec::new()),
@@ -310,6 +312,11 @@ impl WsServer {
         self.0.health_hits.load(Ordering::SeqCst)
     }
 
+    /// WebSocket pings received from clients (over all connections).
+    pub fn pings(&self) -> u64 {
+        self.0.pings.load(Ordering::SeqCst)
+    }
+
     /// WebSocket connections open now.
     pub fn open_connections(&self) -> u64 {
         self.0.open_ws.load(Ordering::SeqCst)
@@ -348,6 +355,7 @@ impl WsServer {
         lock(&self.0.close_codes).clear();
         self.0.tcp_connections.store(0, Ordering::SeqCst);
         self.0.health_hits.store(0, Ordering::SeqCst);
+        self.0.pings.store(0, Ordering::SeqCst);
     }
 
     fn abort_all(&self) {
@@ -459,6 +467,14 @@ async fn run_ws(
                         // tungstenite answers the close; read on until the end.
                         while let Some(Ok(_)) = ws.next().await {}
                         return;
+                    }
+                    Some(Ok(Message::Ping(_))) => {
+                        // tungstenite queues the pong; it goes out with the next write or flush.
+                        inner.pings.fetch_add(1, Ordering::SeqCst);
+                        if ws.flush().await.is_err() {
+                            return;
+                        }
+                        continue;
                     }
                     Some(Ok(_)) => continue,
                     Some(Err(_)) | None => return,

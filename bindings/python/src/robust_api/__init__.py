@@ -3,6 +3,11 @@ re-exported as is, plus a thin idiomatic layer that adds nothing Rust already do
 
 - ``str(e)`` of an ``ApiError`` is the crate's ``Display`` text (computed by Rust);
 - ``async with RobustClient(...) as client:`` (and ``with``) calls ``client.shutdown()`` at the end;
+- ``client.set_authenticator(auth)`` called inside a running event loop makes that loop the one the
+  authenticator's coroutines (``async def credentials/refresh``) run on: Rust asks for them from
+  its own threads, where asyncio has no running loop. (UniFFI's own ``uniffi_set_event_loop`` would
+  also take over every ``await client...`` made from other loops; here a running loop always wins
+  and the authenticator's loop is only the fallback for threads without one.)
 - ``async for event in client.status_events():`` iterates status events on the running event loop;
   the listener is removed when the iteration ends (``break``, cancellation or ``aclose()``).
 """
@@ -44,6 +49,41 @@ def _enter(self):
 
 def _exit(self, *exc) -> None:
     self.shutdown()
+
+
+_generated_set_authenticator = RobustClient.set_authenticator
+_authenticator_loop = None
+
+
+def _event_loop():
+    # The running loop of this thread (an `await client.request(...)`), else — a call from one of
+    # Rust's threads into the authenticator — the loop set_authenticator was called on, else the
+    # one given to uniffi_set_event_loop.
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        loop = _authenticator_loop or _generated._UNIFFI_GLOBAL_EVENT_LOOP
+        if loop is None:
+            raise RuntimeError(
+                "robust_api: call set_authenticator() inside the running event loop "
+                "(or robust_api.uniffi_set_event_loop(loop) first)"
+            ) from None
+        return loop
+
+
+_generated._uniffi_get_event_loop = _event_loop
+
+
+def _set_authenticator(self, authenticator) -> None:
+    global _authenticator_loop
+    try:
+        _authenticator_loop = asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no running loop here: the app gives one with uniffi_set_event_loop
+    _generated_set_authenticator(self, authenticator)
+
+
+RobustClient.set_authenticator = _set_authenticator  # type: ignore[method-assign]
 
 
 class StatusEvents:

@@ -110,6 +110,16 @@ class Fleet private constructor(
     }
 
     /**
+     * One call to the token service's control API (`POST /auth/issue`, `/auth/expire`,
+     * `GET /auth/refreshes`, `/auth/reused`, `/auth/rejected`; see TokenService in fleet/src/auth.rs).
+     */
+    fun auth(method: String, action: String, body: String? = null): String {
+        val (code, text) = call(control, method, "/auth/$action", body)
+        check(code == 200) { "$method /auth/$action: HTTP $code $text" }
+        return text
+    }
+
+    /**
      * One call to the WebSocket backends' control API (`/ws/{i}/kill`, `/start`, `/received`, ...; see
      * `WsControl` in tests/support/ws_server.rs); returns the body, fails on a non-200 answer.
      */
