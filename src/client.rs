@@ -208,6 +208,12 @@ impl RobustClient {
     /// first attempt, so every attempt, live or replayed, carries the same one.
     pub async fn request(&self, mut request: ApiRequest) -> Result<ApiResponse, ApiError> {
         request.adopt_idempotency_header();
+        if !self.runtime.is_closed() {
+            // A fresh hit in memory is answered here, on the caller's thread: no task, no wake-up.
+            if let Some(answer) = self.stack.answer_at_hand(&request) {
+                return answer;
+            }
+        }
         self.runtime.call(self.stack.send(request)).await
     }
 

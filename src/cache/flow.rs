@@ -89,6 +89,40 @@ impl CacheLayer {
         serve(self.cache.clone(), self.net.clone(), req, scope, rounds).await
     }
 
+    /// The answer to `req` when it is at hand: a hit in the memory tier that the call would
+    /// answer with anyway ([`step`] says `Hit`), its headers known without asking anyone. `None`
+    /// when the call needs the network, SQLite, a foreign callback or a background refresh — it
+    /// then runs as usual. This lets a call be answered on the caller's thread, without a task.
+    pub(crate) fn answer_at_hand(
+        &self,
+        req: &ApiRequest,
+        scope: Option<String>,
+    ) -> Option<Result<ApiResponse, ApiError>> {
+        let policy = req.cache.unwrap_or(CachePolicy::NetworkFirst);
+        if req.method != HttpMethod::Get
+            || policy == CachePolicy::NetworkOnly
+            || !self.cache.enabled()
+        {
+            return None;
+        }
+        let headers = match self.net.outgoing_headers_at_hand(req, &scope)? {
+            Ok(headers) => headers,
+            Err(e) => return Some(Err(e)),
+        };
+        let key = self.cache.key(req, &headers, scope.as_deref())?;
+        let directives =
+            RequestDirectives::parse(key.header("cache-control"), key.header("pragma"));
+        if directives.no_store {
+            return None;
+        }
+        let e = self.cache.lookup_in_memory(&key)?;
+        if step(policy, Some(&e), &directives) != Step::Hit {
+            return None;
+        }
+        self.cache.count_hit();
+        Some(answer(e.to_response(now_ms(), 0)))
+    }
+
     /// The thin bridge read: the stored answer to GET `req` for user `scope`, without the network
     /// — fresh (by the response's and the request's directives), or with `allow_stale` any entry
     /// that may stand in for a failed network. `Ok(None)` when there is none. Synchronous: the
@@ -193,31 +227,49 @@ async fn serve(
         cache.count_hit();
         answer(e.to_response(now_ms(), ms_i32(started.elapsed())))
     };
-    let not_cached = |call: &Call| ApiError::NotCached {
-        key: call.key.label().to_string(),
-    };
-    match (policy, entry) {
-        (CachePolicy::CacheOnly, Some(e)) | (CachePolicy::CacheFirst, Some(e)) => hit(&e),
-        (CachePolicy::CacheOnly, None) => Err(not_cached(&call)),
-        (_, None) if directives.only_if_cached => Err(not_cached(&call)),
-        (CachePolicy::StaleWhileRevalidate, Some(e)) => {
+    match (step(policy, entry.as_deref(), &directives), entry) {
+        (Step::Hit, Some(e)) => hit(&e),
+        (Step::HitAndRefresh, Some(e)) => {
             let response = hit(&e);
-            if !e.freshness(now_ms()).is_fresh() {
-                refresh_in_background(cache.clone(), net, rounds, call, e);
-            }
+            refresh_in_background(cache.clone(), net, rounds, call, e);
             response
         }
-        (_, Some(e)) => match e.freshness(now_ms()).decide(&directives) {
-            Use::Fresh => hit(&e),
-            Use::StaleWhileRevalidate => {
-                let response = hit(&e);
-                refresh_in_background(cache.clone(), net, rounds, call, e);
-                response
-            }
-            Use::Revalidate if directives.only_if_cached => Err(not_cached(&call)),
-            Use::Revalidate => shared_fetch(&cache, &net, rounds, call, Some(e), coalesce).await,
+        (Step::NotCached, _) => Err(ApiError::NotCached {
+            key: call.key.label().to_string(),
+        }),
+        (_, entry) => shared_fetch(&cache, &net, rounds, call, entry, coalesce).await,
+    }
+}
+
+/// What a GET does with what the cache holds for it (NetworkOnly and `no-store` never look).
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Answer with the entry.
+    Hit,
+    /// Answer with the (stale) entry and refresh it in the background.
+    HitAndRefresh,
+    /// Answer `NotCached` without the network.
+    NotCached,
+    /// Ask the network (conditionally when there is an entry with validators).
+    Fetch,
+}
+
+fn step(policy: CachePolicy, entry: Option<&Entry>, directives: &RequestDirectives) -> Step {
+    match (policy, entry) {
+        (CachePolicy::CacheOnly | CachePolicy::CacheFirst, Some(_)) => Step::Hit,
+        (CachePolicy::CacheOnly, None) => Step::NotCached,
+        (_, None) if directives.only_if_cached => Step::NotCached,
+        (_, None) => Step::Fetch,
+        (CachePolicy::StaleWhileRevalidate, Some(e)) => match e.freshness(now_ms()).is_fresh() {
+            true => Step::Hit,
+            false => Step::HitAndRefresh,
         },
-        (_, None) => shared_fetch(&cache, &net, rounds, call, None, coalesce).await,
+        (_, Some(e)) => match e.freshness(now_ms()).decide(directives) {
+            Use::Fresh => Step::Hit,
+            Use::StaleWhileRevalidate => Step::HitAndRefresh,
+            Use::Revalidate if directives.only_if_cached => Step::NotCached,
+            Use::Revalidate => Step::Fetch,
+        },
     }
 }
 

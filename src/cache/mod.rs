@@ -477,17 +477,29 @@ impl HttpCache {
     pub(crate) fn lookup(&self, key: &CacheKey, memory_only: bool) -> Option<Arc<Entry>> {
         let found = self.find(key, memory_only);
         match &found {
-            Some(e) if now_ms() - e.last_access_ms > ACCESS_GRANULARITY_MS => {
-                let touched = Entry {
-                    last_access_ms: now_ms(),
-                    ..(**e).clone()
-                };
-                self.put(Arc::new(touched), false);
-            }
+            Some(e) if now_ms() - e.last_access_ms > ACCESS_GRANULARITY_MS => self.touch(e),
             Some(_) => {}
             None => bump(&self.counters.misses),
         }
         found
+    }
+
+    /// [`HttpCache::lookup`] in memory only (pending writes, the memory tier): `None` is no miss,
+    /// SQLite may still hold the entry.
+    pub(crate) fn lookup_in_memory(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        let found = self.find(key, true)?;
+        if now_ms() - found.last_access_ms > ACCESS_GRANULARITY_MS {
+            self.touch(&found);
+        }
+        Some(found)
+    }
+
+    fn touch(&self, e: &Entry) {
+        let touched = Entry {
+            last_access_ms: now_ms(),
+            ..e.clone()
+        };
+        self.put(Arc::new(touched), false);
     }
 
     fn find(&self, key: &CacheKey, memory_only: bool) -> Option<Arc<Entry>> {

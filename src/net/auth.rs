@@ -239,6 +239,16 @@ impl Auth {
         })))
     }
 
+    /// [`Auth::headers`] when they are at hand: `Some(None)` with no authenticator,
+    /// `Some(Some(creds))` when the credentials of `scope` are known, `None` when the
+    /// authenticator would have to be asked.
+    pub(crate) fn headers_at_hand(&self, scope: &Option<String>) -> Option<Option<Arc<Creds>>> {
+        if self.authenticator().is_none() {
+            return Some(None);
+        }
+        self.with_slot(scope, |s| s.headers.clone()).map(Some)
+    }
+
     /// New credentials for a call of `scope` refused with the headers it `sent`: the current ones
     /// if a refresh already replaced those, else the result of the one refresh (joined or started).
     /// `Err`: why no usable credentials came (the refresh failed).

@@ -487,18 +487,8 @@ impl Network {
             true => self.auth.headers(&scope).await?,
             false => None,
         };
-        let mut headers = self.settings.default_headers.clone();
-        for (name, value) in parse_headers(own, ApiError::invalid_request)? {
-            if let Some(name) = name {
-                headers.insert(name, value);
-            }
-        }
-        let provider = self
-            .header_provider
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(provider) = provider {
+        let mut headers = self.base_headers(own)?;
+        if let Some(provider) = self.header_provider() {
             let fresh = ask_provider(
                 provider,
                 method,
@@ -509,38 +499,65 @@ impl Network {
             .await?;
             merge_provided(&mut headers, &fresh)?;
         }
-        if let Some(creds) = creds {
-            creds.apply(&mut headers);
-        }
-        if let Some(key) = idempotency_key {
-            headers.insert(
-                HeaderName::from_static("idempotency-key"),
-                idempotency_header(key)?,
-            );
+        finish_headers(&mut headers, creds, idempotency_key)?;
+        Ok(headers)
+    }
+
+    /// The client's default headers with the request's own over them.
+    fn base_headers(&self, own: &HashMap<String, String>) -> Result<HeaderMap, ApiError> {
+        let mut headers = self.settings.default_headers.clone();
+        for (name, value) in parse_headers(own, ApiError::invalid_request)? {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
         }
         Ok(headers)
     }
 
+    fn header_provider(&self) -> Option<Arc<dyn HeaderProvider>> {
+        self.header_provider
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// [`Network::outgoing_headers`] when they are at hand, without asking anyone or waiting: no
+    /// header provider is set and the authenticator's credentials (if one is set) are known.
+    /// `None` when the call would have to ask or wait (it then takes the async path).
+    pub(crate) fn outgoing_headers_at_hand(
+        &self,
+        req: &ApiRequest,
+        scope: &Option<String>,
+    ) -> Option<Result<HeaderMap, ApiError>> {
+        if self.header_provider().is_some() {
+            return None;
+        }
+        let creds = match req.skip_authentication {
+            true => None,
+            false => self.auth.headers_at_hand(scope)?,
+        };
+        Some(self.base_headers(&req.headers).and_then(|mut headers| {
+            finish_headers(&mut headers, creds, req.idempotency_key.as_deref())?;
+            Ok(headers)
+        }))
+    }
+
     /// [`Network::outgoing_headers`] for a synchronous caller (the cache's thin bridge read): the
     /// header provider, if any, is asked on the calling thread — an app thread, never a runtime
-    /// worker — and may block it.
+    /// worker — and may block it. The authenticator's credentials count when they are known (it
+    /// is not asked here: without them the request's key is another one, so nothing is served
+    /// that was stored for credentials).
     pub(crate) fn outgoing_headers_here(
         &self,
         req: &ApiRequest,
         scope: Option<String>,
     ) -> Result<HeaderMap, ApiError> {
-        let mut headers = self.settings.default_headers.clone();
-        for (name, value) in parse_headers(&req.headers, ApiError::invalid_request)? {
-            if let Some(name) = name {
-                headers.insert(name, value);
-            }
-        }
-        let provider = self
-            .header_provider
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(provider) = provider {
+        let mut headers = self.base_headers(&req.headers)?;
+        let creds = match req.skip_authentication {
+            true => None,
+            false => self.auth.headers_at_hand(&scope).flatten(),
+        };
+        if let Some(provider) = self.header_provider() {
             let unavailable = |reason: String| ApiError::CredentialsUnavailable { reason };
             let path = req.path.clone();
             let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -554,6 +571,7 @@ impl Network {
             };
             merge_provided(&mut headers, &fresh)?;
         }
+        finish_headers(&mut headers, creds, req.idempotency_key.as_deref())?;
         Ok(headers)
     }
 
@@ -607,6 +625,24 @@ impl Network {
     pub(crate) async fn run_health_probes(self: Arc<Self>) {
         health::run(self).await
     }
+}
+
+/// The last layers of a call's headers: the authenticator's credentials, then `Idempotency-Key`.
+fn finish_headers(
+    headers: &mut HeaderMap,
+    creds: Option<Arc<auth::Creds>>,
+    idempotency_key: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(creds) = creds {
+        creds.apply(headers);
+    }
+    if let Some(key) = idempotency_key {
+        headers.insert(
+            HeaderName::from_static("idempotency-key"),
+            idempotency_header(key)?,
+        );
+    }
+    Ok(())
 }
 
 /// Adds the header provider's headers (they override the others).

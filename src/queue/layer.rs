@@ -61,6 +61,16 @@ impl QueueLayer {
         }
     }
 
+    /// The answer to `req` when it is at hand without the network or waiting (see
+    /// [`CacheLayer::answer_at_hand`]); a request that may be queued always takes the async path.
+    pub(crate) fn answer_at_hand(&self, req: &ApiRequest) -> Option<Result<ApiResponse, ApiError>> {
+        if req.offline == Some(OfflinePolicy::Queue) {
+            return None;
+        }
+        self.inner
+            .answer_at_hand(req, self.queue.identity().current())
+    }
+
     /// Persists `req` for delivery as soon as possible, in the current user scope (durable when
     /// this returns).
     pub(crate) fn enqueue(
