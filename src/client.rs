@@ -206,7 +206,10 @@ impl RobustClient {
     /// first attempt, so every attempt, live or replayed, carries the same one.
     pub async fn request(&self, mut request: ApiRequest) -> Result<ApiResponse, ApiError> {
         request.adopt_idempotency_header();
-        self.runtime.call(self.stack.send(request)).await
+        let stack = self.stack.clone();
+        self.runtime
+            .call(async move { stack.send(request).await })
+            .await
     }
 
     /// `request`, cancellable from anywhere with `token.cancel()` (e.g. Swift's
@@ -218,9 +221,10 @@ impl RobustClient {
         token: Arc<CancelToken>,
     ) -> Result<ApiResponse, ApiError> {
         request.adopt_idempotency_header();
-        let send = self.stack.send(request);
+        let stack = self.stack.clone();
         self.runtime
             .call(async move {
+                let send = stack.send(request);
                 tokio::select! {
                     biased;
                     _ = token.cancelled() => Err(ApiError::Cancelled {

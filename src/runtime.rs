@@ -2,16 +2,18 @@
 //! connection tasks) runs on its worker threads, so foreign callers (Kotlin coroutines, Swift tasks,
 //! Python asyncio) need no runtime of their own.
 //!
-//! A call is not spawned: its future is polled by whoever awaits it (the foreign executor, or a Rust
-//! caller's runtime) with this runtime entered for the duration of each poll ([`InRuntime`]). Timers
-//! and sockets register with this runtime's drivers, whose threads wake the caller directly. That
-//! saves two cross-thread hand-offs per call (spawn, then join) compared with spawning — measured at
-//! tens of microseconds on a small VM (see benches/overhead.rs). Dropping the future (the foreign
-//! side cancelled) drops the in-flight request; shutdown wakes every call with `Cancelled`; a panic
-//! inside a call becomes `ApiError::Internal` instead of unwinding into foreign code.
+//! A call is spawned as a task on this runtime ([`ClientRuntime::call`]); the caller's executor
+//! (a Kotlin coroutine, a Swift task, Python asyncio, the JS thread) only awaits its result, so it
+//! never drives the request itself. It used to be polled by whoever awaited it, with this runtime
+//! entered (two cross-thread hand-offs fewer per call, tens of microseconds, benches/overhead.rs),
+//! but that deadlocks an executor whose continuation callback blocks until its own thread has run
+//! it, as ubrn's N-API runtime does (see `Call`). Dropping the future (the foreign side cancelled)
+//! aborts the task and so drops the in-flight request; shutdown wakes every call with
+//! `Cancelled`; a panic inside a call becomes `ApiError::Internal` instead of unwinding into
+//! foreign code.
 
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -132,28 +134,26 @@ impl ClientRuntime {
         f()
     }
 
-    /// Runs a call with this runtime as its context; the future can be awaited from any executor.
+    /// Runs a call as a task on this runtime; the returned future can be awaited from any
+    /// executor and only waits for that task's result (see [`Call`]). Dropping it (the foreign
+    /// side cancelled) aborts the task, which drops the in-flight request; shutdown fails it with
+    /// `Cancelled`; a panic inside the call becomes `ApiError::Internal`.
     pub(crate) async fn call<T, F>(&self, fut: F) -> Result<T, ApiError>
     where
-        F: Future<Output = Result<T, ApiError>>,
+        T: Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
-        let guarded = async {
-            // Created before the flag is checked: `notify_waiters` reaches it even if not yet polled.
-            let shutdown = self.shutdown.notified();
-            if self.is_closed() {
-                return Err(shut_down());
-            }
-            tokio::select! {
-                biased;
-                _ = shutdown => Err(shut_down()),
-                r = fut => r,
-            }
-        };
-        InRuntime {
-            handle: &self.handle,
-            fut: Box::pin(guarded),
+        // Created before the flag is checked: `notify_waiters` reaches it even if not yet polled.
+        let shutdown = self.shutdown.notified();
+        if self.is_closed() {
+            return Err(shut_down());
         }
-        .await
+        let task = Call(self.handle.spawn(fut));
+        tokio::select! {
+            biased;
+            _ = shutdown => Err(shut_down()),
+            r = task => r,
+        }
     }
 
     /// Stops every task and cancels calls in flight. Never blocks (safe inside async code and
@@ -219,30 +219,36 @@ fn shut_down() -> ApiError {
     }
 }
 
-/// Polls `fut` with the client's runtime entered, turning a panic into `ApiError::Internal`.
-struct InRuntime<'a, F> {
-    handle: &'a Handle,
-    fut: Pin<Box<F>>,
-}
+/// The caller's side of a call spawned by [`ClientRuntime::call`]: polling it only polls the
+/// task's `JoinHandle`, so the caller's thread never drives the request itself (sockets, timers,
+/// hyper's connection pool). That matters for foreign executors whose continuation callback,
+/// called from another thread, blocks until their own thread has run it — ubrn's N-API runtime
+/// (`@ubjs/node`) does (`dispatch_to_js_thread` waits for the JS thread's reply), and uniffi calls
+/// that callback with the `RustFuture`'s scheduler lock held. Were the request polled on the JS
+/// thread, it would wake *other* calls' `RustFuture`s from there (e.g. hyper handing a pooled
+/// connection to a waiting request), blocking the JS thread on a scheduler lock held by a worker
+/// that waits for the JS thread: a deadlock (bindings/react-native/README.md, "Known issues").
+/// Dropped unfinished, it aborts the task.
+struct Call<T>(tokio::task::JoinHandle<Result<T, ApiError>>);
 
-impl<T, F> Future for InRuntime<'_, F>
-where
-    F: Future<Output = Result<T, ApiError>>,
-{
+impl<T> Future for Call<T> {
     type Output = Result<T, ApiError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let _entered = self.handle.enter();
-        let fut = self.fut.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(p) => p,
-            Err(panic) => {
-                let what = panic_message(&*panic);
-                Poll::Ready(Err(ApiError::Internal {
-                    reason: format!("a call panicked: {what}"),
-                }))
-            }
-        }
+        Pin::new(&mut self.0).poll(cx).map(|joined| match joined {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(ApiError::Internal {
+                reason: format!("a call panicked: {}", panic_message(&*e.into_panic())),
+            }),
+            // Aborted: only by the runtime shutting down (a dropped `Call` is not polled again).
+            Err(_) => Err(shut_down()),
+        })
+    }
+}
+
+impl<T> Drop for Call<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
