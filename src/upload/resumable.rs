@@ -833,7 +833,7 @@ pub(crate) async fn follow(
     net: &Network,
     req: &UploadRequest,
     caps: (usize, policy::Capabilities),
-    listener: Option<Arc<dyn super::UploadProgressListener>>,
+    sink: Option<super::ProgressSink>,
     token: Option<&CancelToken>,
 ) -> Result<crate::types::ApiResponse, ApiError> {
     let started = std::time::Instant::now();
@@ -844,12 +844,10 @@ pub(crate) async fn follow(
         .map_or(0, |r| r.size)
         .min(i64::MAX as u64) as i64;
     let mut reported = 0i64;
+    // To the caller's side, which calls the listener (see `super::ProgressSink`).
     let report = |sent: i64| {
-        if let Some(l) = &listener {
-            let called = catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total)));
-            if let Ok(r) = called {
-                crate::error::warn_on_listener_error("upload progress listener", r);
-            }
+        if let Some(sink) = &sink {
+            sink.post((sent, total));
         }
     };
     loop {
