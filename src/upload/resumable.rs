@@ -827,7 +827,8 @@ impl Uploads {
 }
 
 /// The `upload_file` call of a resumable upload: starts it and follows its job to the end,
-/// reporting the confirmed offset to `listener` (on the thread polling the call).
+/// posting the confirmed offset to `sink` (the caller's side of the call delivers it to the
+/// listener, on the thread awaiting the call).
 pub(crate) async fn follow(
     uploads: &Arc<Uploads>,
     net: &Network,
