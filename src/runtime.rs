@@ -473,7 +473,8 @@ mod tests {
     #[test]
     fn reports_reach_the_caller_thread_and_the_last_one_precedes_the_result() {
         let rt = ClientRuntime::new(2).unwrap();
-        let heard: Arc<Mutex<Vec<(u32, Option<String>)>>> = Arc::default();
+        type Heard = Vec<(u32, Option<String>)>; // (value, the delivering thread's name)
+        let heard: Arc<Mutex<Heard>> = Arc::default();
         let h = heard.clone();
         let r = block_on(rt.call_reporting(
             |latest: Arc<Latest<u32>>| async move {
