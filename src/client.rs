@@ -214,7 +214,10 @@ impl RobustClient {
                 return answer;
             }
         }
-        self.runtime.call(self.stack.send(request)).await
+        let stack = self.stack.clone();
+        self.runtime
+            .call(async move { stack.send(request).await })
+            .await
     }
 
     /// `request`, cancellable from anywhere with `token.cancel()` (e.g. Swift's
@@ -226,9 +229,10 @@ impl RobustClient {
         token: Arc<CancelToken>,
     ) -> Result<ApiResponse, ApiError> {
         request.adopt_idempotency_header();
-        let send = self.stack.send(request);
+        let stack = self.stack.clone();
         self.runtime
             .call(async move {
+                let send = stack.send(request);
                 tokio::select! {
                     biased;
                     _ = token.cancelled() => Err(ApiError::Cancelled {
@@ -373,17 +377,7 @@ impl RobustClient {
         request: UploadRequest,
         listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
-        let (net, settings) = (self.net.clone(), self.upload.clone());
-        self.runtime
-            .call(upload::send(
-                self.uploads.clone(),
-                net,
-                settings,
-                request,
-                listener.map(Arc::from),
-                None,
-            ))
-            .await
+        self.upload_reporting(request, listener, None).await
     }
 
     /// `upload_file`, cancellable from anywhere with `token.cancel()` (e.g. a "Cancel" button):
@@ -395,17 +389,7 @@ impl RobustClient {
         token: Arc<CancelToken>,
         listener: Option<Box<dyn UploadProgressListener>>,
     ) -> Result<ApiResponse, ApiError> {
-        let (net, settings) = (self.net.clone(), self.upload.clone());
-        self.runtime
-            .call(upload::send(
-                self.uploads.clone(),
-                net,
-                settings,
-                request,
-                listener.map(Arc::from),
-                Some(token),
-            ))
-            .await
+        self.upload_reporting(request, listener, Some(token)).await
     }
 
     /// Uploads a video: `file_path` as form field `file` and `title` as field `title`, to the
@@ -590,6 +574,31 @@ impl RobustClient {
         self.events.close();
         self.net.close_recorder();
         self.storage.release(); // another client may use the folder now
+    }
+}
+
+impl RobustClient {
+    /// An upload as a task on the client's runtime; `listener` hears its progress on the caller's
+    /// side (the thread awaiting this call), never on the runtime's threads.
+    async fn upload_reporting(
+        &self,
+        request: UploadRequest,
+        listener: Option<Box<dyn UploadProgressListener>>,
+        token: Option<Arc<CancelToken>>,
+    ) -> Result<ApiResponse, ApiError> {
+        let listener: Option<Arc<dyn UploadProgressListener>> = listener.map(Arc::from);
+        let reports = listener.is_some();
+        let (uploads, net, settings) =
+            (self.uploads.clone(), self.net.clone(), self.upload.clone());
+        self.runtime
+            .call_reporting(
+                move |sink| {
+                    let sink = reports.then_some(sink);
+                    upload::send(uploads, net, settings, request, sink, token)
+                },
+                upload::deliver_to(listener),
+            )
+            .await
     }
 }
 

@@ -2,20 +2,27 @@
 //! connection tasks) runs on its worker threads, so foreign callers (Kotlin coroutines, Swift tasks,
 //! Python asyncio) need no runtime of their own.
 //!
-//! A call is not spawned: its future is polled by whoever awaits it (the foreign executor, or a Rust
-//! caller's runtime) with this runtime entered for the duration of each poll ([`InRuntime`]). Timers
-//! and sockets register with this runtime's drivers, whose threads wake the caller directly. That
-//! saves two cross-thread hand-offs per call (spawn, then join) compared with spawning — measured at
-//! tens of microseconds on a small VM (see benches/overhead.rs). Dropping the future (the foreign
-//! side cancelled) drops the in-flight request; shutdown wakes every call with `Cancelled`; a panic
-//! inside a call becomes `ApiError::Internal` instead of unwinding into foreign code.
+//! A call is spawned as a task on this runtime ([`ClientRuntime::call`]); the caller's executor
+//! (a Kotlin coroutine, a Swift task, Python asyncio, the JS thread) only awaits its result, so it
+//! never drives the request itself. It used to be polled by whoever awaited it, with this runtime
+//! entered (two cross-thread hand-offs fewer per call, tens of microseconds, benches/overhead.rs),
+//! but that deadlocks an executor whose continuation callback blocks until its own thread has run
+//! it, as ubrn's N-API runtime does (see `Call`). Dropping the future (the foreign side cancelled)
+//! aborts the task and so drops the in-flight request; shutdown wakes every call with
+//! `Cancelled`; a panic inside a call becomes `ApiError::Internal` instead of unwinding into
+//! foreign code.
+//!
+//! A call's task never calls foreign code itself: a call that reports as it goes (an upload's
+//! progress) posts to a one-value mailbox ([`Latest`]), and the call's future delivers the value
+//! to the foreign callback when the caller polls it ([`ClientRuntime::call_reporting`]) — on the
+//! caller's thread, never on a worker.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::FutureExt;
 use tokio::runtime::{Builder, Handle, Runtime};
@@ -132,28 +139,64 @@ impl ClientRuntime {
         f()
     }
 
-    /// Runs a call with this runtime as its context; the future can be awaited from any executor.
+    /// Runs a call as a task on this runtime; the returned future can be awaited from any
+    /// executor and only waits for that task's result (see [`Call`]). Dropping it (the foreign
+    /// side cancelled) aborts the task, which drops the in-flight request; shutdown fails it with
+    /// `Cancelled`; a panic inside the call becomes `ApiError::Internal`.
     pub(crate) async fn call<T, F>(&self, fut: F) -> Result<T, ApiError>
     where
-        F: Future<Output = Result<T, ApiError>>,
+        T: Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
-        let guarded = async {
-            // Created before the flag is checked: `notify_waiters` reaches it even if not yet polled.
-            let shutdown = self.shutdown.notified();
-            if self.is_closed() {
-                return Err(shut_down());
-            }
-            tokio::select! {
-                biased;
-                _ = shutdown => Err(shut_down()),
-                r = fut => r,
-            }
+        self.run_call(fut, None).await
+    }
+
+    /// [`call`](Self::call) for a call that reports to a foreign callback as it goes (an upload's
+    /// progress listener): `make` builds the call's future around a [`Latest`] mailbox it posts
+    /// to, and `deliver` hands each posted value to the callback — on the caller's side, from
+    /// the poll of the call's future (the thread that awaits the call: a Kotlin dispatcher, a
+    /// Swift task, the Python event loop, the JS thread), never on this runtime's threads.
+    /// Values coalesce (a slow caller gets the latest, not every one); what the task posted
+    /// before it finished is delivered before the call's result, so a final report (an upload's
+    /// total) always comes first.
+    pub(crate) async fn call_reporting<T, P, F>(
+        &self,
+        make: impl FnOnce(Arc<Latest<P>>) -> F,
+        deliver: impl FnMut(P) + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        P: Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        let latest = Arc::new(Latest::default());
+        let fut = make(latest.clone());
+        let delivery = Delivery {
+            latest,
+            deliver: Box::new(deliver),
         };
-        InRuntime {
-            handle: &self.handle,
-            fut: Box::pin(guarded),
+        self.run_call(fut, Some(Box::new(delivery))).await
+    }
+
+    async fn run_call<T, F>(&self, fut: F, delivery: Option<Box<dyn Drain>>) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        // Created before the flag is checked: `notify_waiters` reaches it even if not yet polled.
+        let shutdown = self.shutdown.notified();
+        if self.is_closed() {
+            return Err(shut_down());
         }
-        .await
+        let task = Call {
+            task: self.handle.spawn(contained_call(fut)),
+            delivery,
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown => Err(shut_down()),
+            r = task => r,
+        }
     }
 
     /// Stops every task and cancels calls in flight. Never blocks (safe inside async code and
@@ -219,30 +262,131 @@ fn shut_down() -> ApiError {
     }
 }
 
-/// Polls `fut` with the client's runtime entered, turning a panic into `ApiError::Internal`.
-struct InRuntime<'a, F> {
-    handle: &'a Handle,
-    fut: Pin<Box<F>>,
-}
-
-impl<T, F> Future for InRuntime<'_, F>
+/// A call's body with its panic caught: it becomes `ApiError::Internal` (and a log record), so a
+/// call's task is contained like every other task ([`contained`]) and no panic reaches the caller.
+async fn contained_call<T, F>(fut: F) -> Result<T, ApiError>
 where
     F: Future<Output = Result<T, ApiError>>,
 {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic_message(&*panic);
+            log::error!("robust-api: a call panicked (contained): {what}");
+            Err(ApiError::Internal {
+                reason: format!("a call panicked: {what}"),
+            })
+        }
+    }
+}
+
+/// A one-value mailbox from a call's task to its caller's side ([`ClientRuntime::call_reporting`]):
+/// [`post`](Latest::post) replaces the value not yet delivered (the last one wins; bounded by
+/// construction) and wakes the caller. Posting never blocks and never runs foreign code; the lock
+/// is held for a swap only, never across a wake or a delivery.
+pub(crate) struct Latest<P> {
+    state: Mutex<(Option<P>, Option<Waker>)>,
+}
+
+impl<P> Default for Latest<P> {
+    fn default() -> Self {
+        Latest {
+            state: Mutex::new((None, None)),
+        }
+    }
+}
+
+impl<P> Latest<P> {
+    /// Hands `value` to the caller's side, replacing one it has not taken yet.
+    pub(crate) fn post(&self, value: P) {
+        let waker = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0 = Some(value);
+            state.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The value posted since the last take, if any; `waker` is woken by the next post.
+    fn take(&self, waker: &Waker) -> Option<P> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !state.1.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            state.1 = Some(waker.clone());
+        }
+        state.0.take()
+    }
+}
+
+/// Delivers what a call's task posted, from the poll of the call's future.
+trait Drain: Send {
+    fn drain(&mut self, waker: &Waker);
+}
+
+struct Delivery<P> {
+    latest: Arc<Latest<P>>,
+    deliver: Box<dyn FnMut(P) + Send>,
+}
+
+impl<P: Send> Drain for Delivery<P> {
+    fn drain(&mut self, waker: &Waker) {
+        if let Some(value) = self.latest.take(waker) {
+            // `deliver` contains a panicking callback itself; this keeps one from unwinding into
+            // the caller's executor whatever `deliver` does.
+            if catch_unwind(AssertUnwindSafe(|| (self.deliver)(value))).is_err() {
+                log::warn!("robust-api: a call's report callback panicked (contained)");
+            }
+        }
+    }
+}
+
+/// The caller's side of a call spawned by [`ClientRuntime::call`]: polling it only polls the
+/// task's `JoinHandle` (and delivers what the task reported, see
+/// [`ClientRuntime::call_reporting`]), so the caller's thread never drives the request itself
+/// (sockets, timers, hyper's connection pool). That matters for foreign executors whose
+/// continuation callback, called from another thread, blocks until their own thread has run it —
+/// ubrn's N-API runtime (`@ubjs/node`) does (`dispatch_to_js_thread` waits for the JS thread's
+/// reply), and uniffi calls that callback with the `RustFuture`'s scheduler lock held. Were the
+/// request polled on the JS thread, it would wake *other* calls' `RustFuture`s from there (e.g.
+/// hyper handing a pooled connection to a waiting request), blocking the JS thread on a scheduler
+/// lock held by a worker that waits for the JS thread: a deadlock (bindings/react-native/README.md,
+/// "Known issues").
+///
+/// Dropped unfinished (a Python task, Kotlin coroutine or Swift `Task` cancelled, a JS
+/// `AbortSignal`, uniffi's `rust_future_free`), it aborts the task: the request, its connection
+/// and an upload's body stream are dropped, and nothing keeps running for a caller that is gone.
+struct Call<T> {
+    task: tokio::task::JoinHandle<Result<T, ApiError>>,
+    delivery: Option<Box<dyn Drain>>,
+}
+
+impl<T> Future for Call<T> {
     type Output = Result<T, ApiError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let _entered = self.handle.enter();
-        let fut = self.fut.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(p) => p,
-            Err(panic) => {
-                let what = panic_message(&*panic);
-                Poll::Ready(Err(ApiError::Internal {
-                    reason: format!("a call panicked: {what}"),
-                }))
-            }
+        let this = &mut *self;
+        // The task first: once it is seen finished, everything it posted is in the mailbox, so
+        // the drain below delivers the final report before the result is returned.
+        let joined = Pin::new(&mut this.task).poll(cx);
+        if let Some(d) = this.delivery.as_mut() {
+            d.drain(cx.waker());
         }
+        joined.map(|joined| match joined {
+            Ok(r) => r,
+            // `contained_call` caught panics already; this is only belt and braces.
+            Err(e) if e.is_panic() => Err(ApiError::Internal {
+                reason: format!("a call panicked: {}", panic_message(&*e.into_panic())),
+            }),
+            // Aborted: only by the runtime shutting down (a dropped `Call` is not polled again).
+            Err(_) => Err(shut_down()),
+        })
+    }
+}
+
+impl<T> Drop for Call<T> {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -312,6 +456,117 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(restored.load(Ordering::SeqCst));
+        rt.shutdown();
+    }
+
+    /// Awaits `fut` on this test's own thread (as a foreign executor would), not on a runtime's.
+    fn block_on<F: Future>(fut: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    }
+
+    /// What a call reports is delivered on the thread polling the call (never a runtime
+    /// thread), the latest value wins, and the last one posted arrives before the result.
+    #[test]
+    fn reports_reach_the_caller_thread_and_the_last_one_precedes_the_result() {
+        let rt = ClientRuntime::new(2).unwrap();
+        type Heard = Vec<(u32, Option<String>)>; // (value, the delivering thread's name)
+        let heard: Arc<Mutex<Heard>> = Arc::default();
+        let h = heard.clone();
+        let r = block_on(rt.call_reporting(
+            |latest: Arc<Latest<u32>>| async move {
+                for v in 1..=50 {
+                    latest.post(v);
+                    tokio::task::yield_now().await;
+                }
+                latest.post(100); // the final report, right before the result
+                Ok("done")
+            },
+            move |v| {
+                let name = std::thread::current().name().map(str::to_owned);
+                h.lock().unwrap().push((v, name));
+            },
+        ));
+        assert_eq!(r.unwrap(), "done");
+        let heard = heard.lock().unwrap().clone();
+        assert_eq!(heard.last().map(|h| h.0), Some(100), "{heard:?}");
+        assert!(heard.windows(2).all(|w| w[0].0 < w[1].0), "{heard:?}");
+        assert!(
+            heard
+                .iter()
+                .all(|(_, t)| !t.as_deref().unwrap_or("").starts_with(THREAD_NAME)),
+            "{heard:?}"
+        );
+        rt.shutdown();
+    }
+
+    /// Dropping a call's future (the foreign side cancelled) aborts its task: what it holds is
+    /// dropped and it runs no further.
+    #[test]
+    fn dropping_a_call_aborts_its_task() {
+        struct Guard(Arc<AtomicBool>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let rt = ClientRuntime::new(1).unwrap();
+        let (dropped, ticks) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (d, t) = (dropped.clone(), ticks.clone());
+        let call = rt.call(async move {
+            let _guard = Guard(d);
+            loop {
+                t.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            #[allow(unreachable_code)]
+            Ok(())
+        });
+        let running = ticks.clone();
+        let outcome = block_on(async {
+            tokio::select! {
+                r = call => Some(r),
+                _ = async {
+                    while running.load(Ordering::SeqCst) < 3 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                } => None, // the call is dropped here, its task running
+            }
+        });
+        assert!(outcome.is_none());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the task still holds its state"
+        );
+        let after = ticks.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(ticks.load(Ordering::SeqCst), after, "the task still runs");
+        rt.shutdown();
+    }
+
+    #[test]
+    fn a_panicking_call_is_a_typed_internal_error() {
+        let rt = ClientRuntime::new(1).unwrap();
+        let r: Result<(), ApiError> = block_on(rt.call(async {
+            tokio::task::yield_now().await;
+            panic!("injected: inside a call")
+        }));
+        match r {
+            Err(ApiError::Internal { reason }) => assert!(reason.contains("injected"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // The runtime still runs calls.
+        assert_eq!(block_on(rt.call(async { Ok(7) })).unwrap(), 7);
         rt.shutdown();
     }
 

@@ -231,6 +231,7 @@ async fn dropping_the_future_mid_way_stops_the_server_receiving() {
         _ = reached.notified() => {} // the upload future is dropped here
     }
     let at_cancel = progress.calls().last().unwrap().0;
+    progress.assert_off_the_client_threads();
     let received = settled_upload_bytes(&server).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.upload_bytes_received(), received, "still receiving");
@@ -280,6 +281,7 @@ async fn a_cancel_token_stops_the_upload_with_cancelled() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.upload_bytes_received(), received, "still receiving");
     let at_cancel = progress.calls().last().unwrap().0;
+    progress.assert_off_the_client_threads();
     println!("token at progress {at_cancel}: the server received {received} of {size} bytes");
     assert!(received < size / 2, "received {received} of {size}");
     assert!(server.uploads().is_empty());

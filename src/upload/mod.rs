@@ -9,14 +9,18 @@
 //!   only before the first byte, always an idempotency key);
 //! - [`run`]: drives them through the network's one attempt loop (`crate::net::attempt`).
 //!
-//! Cancellation: the call's future is polled by the caller (see [`crate::runtime`]); dropping it (a
-//! Kotlin coroutine or Swift task cancelled, a Python task cancelled) drops the request and its
-//! connection, and the body stream fails at its next chunk. A [`CancelToken`] does the same
-//! from anywhere (e.g. a "Cancel" button) and makes the call return `ApiError::Cancelled`.
+//! Cancellation: the upload runs as a task on the client's runtime (see [`crate::runtime`]);
+//! dropping the call's future (a Kotlin coroutine or Swift task cancelled, a Python task cancelled,
+//! a JS `AbortSignal`) aborts that task, which drops the request and its connection, and the body
+//! stream fails at its next chunk. A [`CancelToken`] does the same from anywhere (e.g. a "Cancel"
+//! button) and makes the call return `ApiError::Cancelled`.
 //!
-//! The progress listener is called from the upload's own task — on the thread polling the call (the
-//! foreign executor's), never on the client's I/O threads and never with a lock held; the body
-//! stream only bumps an atomic counter and, every 1 %, wakes that task.
+//! The progress listener is never called from the upload's task: the task posts each value the
+//! throttle lets through to a one-value mailbox ([`ProgressSink`], latest wins), and the call's
+//! future delivers it when the caller polls it — on the thread awaiting the call (the foreign
+//! executor's), never on the client's threads and never with a lock held
+//! ([`crate::runtime::ClientRuntime::call_reporting`]). The body stream only bumps an atomic
+//! counter and, every 1 %, wakes the task.
 
 mod body;
 mod policy;
@@ -103,10 +107,12 @@ impl UploadRequest {
     }
 }
 
-/// Receives an upload's progress. Called on the thread that polls the upload (not on the client's
-/// network threads), at most every 1 % of the body or every 250 ms, with values that never go
+/// Receives an upload's progress. Called on the thread that awaits the upload (the coroutine's
+/// dispatcher, the Swift task's executor, the Python event loop, the JS thread — never one of the
+/// client's own threads), at most every 1 % of the body or every 250 ms, with values that never go
 /// backwards (a retry re-sends from the start; progress holds until it passes the last value), and
-/// exactly once with `bytes_sent == total_bytes`, after the server accepted the upload.
+/// exactly once with `bytes_sent == total_bytes`, after the server accepted the upload and before
+/// the call returns. A listener slower than the upload gets the latest value, not every one.
 /// `total_bytes` is the request body: the file plus a few hundred bytes of multipart framing.
 /// Return quickly (post to the UI thread).
 ///
@@ -124,6 +130,38 @@ impl<T: UploadProgressListener + ?Sized> UploadProgressListener for Arc<T> {
     fn on_progress(&self, bytes_sent: i64, total_bytes: i64) -> Result<(), ApiError> {
         (**self).on_progress(bytes_sent, total_bytes)
     }
+}
+
+/// Where an upload's task posts its progress `(bytes_sent, total_bytes)`: the caller's side of the
+/// call delivers it to the listener ([`deliver_to`]).
+pub(crate) type ProgressSink = Arc<crate::runtime::Latest<(i64, i64)>>;
+
+/// The caller's side of an upload's progress: calls `listener` with each delivered value; one
+/// that panics is logged and no longer called, an error it returns is logged as a warning.
+pub(crate) fn deliver_to(
+    listener: Option<Arc<dyn UploadProgressListener>>,
+) -> impl FnMut((i64, i64)) + Send + 'static {
+    let mut listener = listener;
+    move |(sent, total)| {
+        let Some(l) = &listener else { return };
+        match catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total))) {
+            Ok(r) => crate::error::warn_on_listener_error("upload progress listener", r),
+            Err(_) => {
+                log::warn!(
+                    "robust-api: an upload progress listener panicked; it is no longer called"
+                );
+                listener = None;
+            }
+        }
+    }
+}
+
+/// Converts byte counts for the listener.
+fn progress_pair(sent: u64, total: u64) -> (i64, i64) {
+    (
+        sent.min(i64::MAX as u64) as i64,
+        total.min(i64::MAX as u64) as i64,
+    )
 }
 
 /// Resolves when `token` (if any) is cancelled; never without one.
@@ -384,39 +422,18 @@ struct Upload<'a> {
     net: &'a Network,
     settings: &'a UploadSettings,
     prepared: Prepared,
-    /// The progress throttle and the listener (dropped if it panics); locked only briefly, never
-    /// across an await or a callback.
-    progress: Mutex<(Throttle, Option<Arc<dyn UploadProgressListener>>)>,
+    /// The progress throttle; locked only briefly, never across an await.
+    progress: Mutex<Throttle>,
+    /// Where reported values go (to the caller's side); `None`: no listener.
+    sink: Option<ProgressSink>,
     token: Option<&'a CancelToken>,
 }
 
 impl Upload<'_> {
-    /// Calls the listener (outside any lock; a panicking listener is logged and dropped).
+    /// Hands `sent` to the caller's side (never calls foreign code here).
     fn notify(&self, sent: u64) {
-        let total = self.prepared.layout.content_length();
-        let listener = self
-            .progress
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .clone();
-        if let Some(l) = listener {
-            let (sent, total) = (
-                sent.min(i64::MAX as u64) as i64,
-                total.min(i64::MAX as u64) as i64,
-            );
-            let called = catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total)));
-            if let Ok(r) = called {
-                crate::error::warn_on_listener_error("upload progress listener", r);
-            } else {
-                log::warn!(
-                    "robust-api: an upload progress listener panicked; it is no longer called"
-                );
-                self.progress
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .1 = None;
-            }
+        if let Some(sink) = &self.sink {
+            sink.post(progress_pair(sent, self.prepared.layout.content_length()));
         }
     }
 
@@ -425,7 +442,6 @@ impl Upload<'_> {
             .progress
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .0
             .offer(meter.sent(), Instant::now());
         if let Some(v) = offered {
             self.notify(v);
@@ -485,7 +501,6 @@ impl Upload<'_> {
             .progress
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .0
             .step();
         let meter = Arc::new(Meter::new(step));
         let _abort = AbortOnDrop(meter.clone());
@@ -629,7 +644,6 @@ impl Upload<'_> {
                     .progress
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .0
                     .finish();
                 if let Some(total) = total {
                     self.notify(total);
@@ -721,7 +735,7 @@ pub(crate) async fn send(
     net: Arc<Network>,
     settings: UploadSettings,
     req: UploadRequest,
-    listener: Option<Arc<dyn UploadProgressListener>>,
+    sink: Option<ProgressSink>,
     token: Option<Arc<CancelToken>>,
 ) -> Result<ApiResponse, ApiError> {
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
@@ -737,10 +751,10 @@ pub(crate) async fn send(
             return Err(ApiError::Offline);
         }
         if let Some(caps) = uploads.discover(&req).await? {
-            return resumable::follow(&uploads, &net, &req, caps, listener, token.as_deref()).await;
+            return resumable::follow(&uploads, &net, &req, caps, sink, token.as_deref()).await;
         }
     }
-    run(net, settings, req, listener, token).await
+    run(net, settings, req, sink, token).await
 }
 
 /// Uploads `req` as multipart (see [`UploadRequest`]).
@@ -748,7 +762,7 @@ pub(crate) async fn run(
     net: Arc<Network>,
     settings: UploadSettings,
     mut req: UploadRequest,
-    listener: Option<Arc<dyn UploadProgressListener>>,
+    sink: Option<ProgressSink>,
     token: Option<Arc<CancelToken>>,
 ) -> Result<ApiResponse, ApiError> {
     if token.as_ref().is_some_and(|t| t.is_cancelled()) {
@@ -771,7 +785,8 @@ pub(crate) async fn run(
         net: &net,
         settings: &settings,
         prepared,
-        progress: Mutex::new((throttle, listener)),
+        progress: Mutex::new(throttle),
+        sink,
         token: token.as_deref(),
     };
     // Cancelling the token stops everything, backoff sleeps included.

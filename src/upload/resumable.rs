@@ -827,13 +827,14 @@ impl Uploads {
 }
 
 /// The `upload_file` call of a resumable upload: starts it and follows its job to the end,
-/// reporting the confirmed offset to `listener` (on the thread polling the call).
+/// posting the confirmed offset to `sink` (the caller's side of the call delivers it to the
+/// listener, on the thread awaiting the call).
 pub(crate) async fn follow(
     uploads: &Arc<Uploads>,
     net: &Network,
     req: &UploadRequest,
     caps: (usize, policy::Capabilities),
-    listener: Option<Arc<dyn super::UploadProgressListener>>,
+    sink: Option<super::ProgressSink>,
     token: Option<&CancelToken>,
 ) -> Result<crate::types::ApiResponse, ApiError> {
     let started = std::time::Instant::now();
@@ -844,12 +845,10 @@ pub(crate) async fn follow(
         .map_or(0, |r| r.size)
         .min(i64::MAX as u64) as i64;
     let mut reported = 0i64;
+    // To the caller's side, which calls the listener (see `super::ProgressSink`).
     let report = |sent: i64| {
-        if let Some(l) = &listener {
-            let called = catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total)));
-            if let Ok(r) = called {
-                crate::error::warn_on_listener_error("upload progress listener", r);
-            }
+        if let Some(sink) = &sink {
+            sink.post((sent, total));
         }
     };
     loop {

@@ -33,6 +33,8 @@ type Hook = Box<dyn Fn(i64, i64) + Send + Sync>;
 #[derive(Default)]
 pub struct Progress {
     pub calls: Mutex<Vec<(i64, i64)>>,
+    /// The name of the thread each call ran on (`None`: an unnamed thread).
+    pub threads: Mutex<Vec<Option<String>>>,
     hook: Option<Hook>,
 }
 
@@ -43,8 +45,8 @@ impl Progress {
 
     pub fn with_hook(hook: impl Fn(i64, i64) + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Progress {
-            calls: Mutex::new(Vec::new()),
             hook: Some(Box::new(hook)),
+            ..Progress::default()
         })
     }
 
@@ -71,13 +73,30 @@ impl Progress {
             1,
             "the total is reported once"
         );
+        self.assert_off_the_client_threads();
         total
+    }
+
+    /// Asserts that no call ran on one of the client's own threads (its runtime's workers and
+    /// blocking pool are named `robust-api`, its delivery threads `robust-api-…`): a foreign
+    /// callback made from inside a call runs on the caller's side (the thread awaiting the call).
+    pub fn assert_off_the_client_threads(&self) {
+        let threads = self.threads.lock().unwrap().clone();
+        assert!(!threads.is_empty(), "no progress calls");
+        assert!(
+            threads
+                .iter()
+                .all(|t| !t.as_deref().unwrap_or("").starts_with("robust-api")),
+            "progress ran on the client's threads: {threads:?}"
+        );
     }
 }
 
 impl UploadProgressListener for Progress {
     fn on_progress(&self, bytes_sent: i64, total_bytes: i64) -> Result<(), ApiError> {
         self.calls.lock().unwrap().push((bytes_sent, total_bytes));
+        let thread = std::thread::current().name().map(str::to_owned);
+        self.threads.lock().unwrap().push(thread);
         if let Some(h) = &self.hook {
             h(bytes_sent, total_bytes);
         }

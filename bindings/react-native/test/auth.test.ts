@@ -31,8 +31,7 @@ class TokenApp implements Authenticator {
   }
 }
 
-// Skipped: hangs under the N-API route with concurrent calls (README "Known issues").
-test('20 concurrent calls with an expired token share one refresh and all succeed', { skip: 'hangs under N-API with concurrent calls: see README Known issues' }, async (t) => {
+test('20 concurrent calls with an expired token share one refresh and all succeed', async (t) => {
   const fleet = await startFleet(t, 1);
   const client = makeClient(t, fleet.urls, { workerThreads: 2 });
   const app = new TokenApp((await fleet.auth('POST', 'issue')).split(' '));

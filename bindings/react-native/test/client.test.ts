@@ -225,6 +225,19 @@ test('async calls run concurrently: Promise.all of 30 GETs and POSTs', async (t)
   assert.ok(took < 3_000, `30 calls of 200 ms took ${took} ms: not concurrent`);
 });
 
+// The N-API deadlock's threshold (README "Known issues", fixed): from about 10 calls in flight to 3
+// backends, requests wait in hyper's pool, and a freed connection handed to a waiting request woke
+// that call's future from whichever thread polled the freeing one. Rounds of 10 at once, repeated,
+// hang for good (the test's timeout) if a call is ever polled on the JS thread again.
+test('rounds of Promise.all of 10 GETs to 3 backends all answer', { timeout: 60_000 }, async (t) => {
+  const fleet = await startFleet(t);
+  const client = makeClient(t, fleet.urls, { timeouts: { requestMs: 5_000 } });
+  for (let round = 0; round < 10; round++) {
+    const responses = await Promise.all(Array.from({ length: 10 }, (_, i) => client.get(`/api/ten/${round}/${i}`)));
+    assert.deepEqual(responses.map((r) => r.status), Array(10).fill(200));
+  }
+});
+
 test('an AbortSignal cancels a call in flight', async (t) => {
   const fleet = await startFleet(t, 1);
   await fleet.fault(0, 'slow 3000');

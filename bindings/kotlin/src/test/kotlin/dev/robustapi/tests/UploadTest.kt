@@ -61,9 +61,11 @@ private fun jsonString(json: String, name: String): String? =
 
 class ProgressRecorder(private val hook: (Long, Long) -> Unit = { _, _ -> }) : UploadProgressListener {
     val calls: MutableList<Pair<Long, Long>> = Collections.synchronizedList(mutableListOf())
+    val threads: MutableSet<String> = Collections.synchronizedSet(mutableSetOf())
 
     override fun onProgress(bytesSent: Long, totalBytes: Long) {
         calls.add(bytesSent to totalBytes)
+        threads.add(Thread.currentThread().name)
         hook(bytesSent, totalBytes)
     }
 }
@@ -107,6 +109,9 @@ class UploadTest {
             assertTrue(calls.zipWithNext().all { (a, b) -> a.first < b.first }, "monotonic: $calls")
             assertEquals(total, calls.last().first)
             assertTrue(calls.size in 2..110, "${calls.size} progress calls")
+            // Called on the coroutine's side (the thread awaiting the call), never on the client's
+            // own threads (its runtime's are named robust-api).
+            assertTrue(progress.threads.none { it.startsWith("robust-api") }, "${progress.threads}")
         }
     }
 
