@@ -160,6 +160,13 @@ log "bundled ${#TESTS[@]} test files for Hermes in $((SECONDS - t0)) s"
 export LD_LIBRARY_PATH="$HERMES_BUILD/API/hermes:$HERMES_BUILD/jsi:$ROOT/target/debug${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export ROBUST_API_REPO="$ROOT"
 export ROBUST_API_TEST_FLEET="${ROBUST_API_TEST_FLEET:-$ROOT/target/debug/examples/test-fleet}"
+# Tests that start the official tus server (through ./tus, jsi/shims/tus.ts): it is installed once
+# (cached) by scripts/setup-tus-server.sh and run with this node, spawned by the test host.
+if grep -lq "from '\./tus'" "${TESTS[@]}"; then
+  ROBUST_API_TUS_SERVER="$("$ROOT/scripts/setup-tus-server.sh")" || die "scripts/setup-tus-server.sh failed"
+  ROBUST_API_NODE="$(command -v node)" || die "node not found (the tus server runs in Node)"
+  export ROBUST_API_TUS_SERVER ROBUST_API_NODE
+fi
 logs="$OUT/logs" && rm -rf "$logs" && mkdir -p "$logs"
 run_bundle() {  # NAME: runs BUNDLES/NAME.js in Hermes, output to logs/NAME.log (then stderr); sets rc
   set +e
