@@ -3,7 +3,9 @@
 //! last reference to the client goes away. A foreign binding drops its reference late: a JS host
 //! object lives until Hermes' garbage collector collects it, a Kotlin/Swift/Python object until
 //! its finalizer runs. The React Native JSI suite found it (`test/jsi/leaks.test.ts`: 21 clients
-//! shut down, 42 descriptors kept). Its own test binary (one test) so no other test's clients
+//! shut down, 42 descriptors kept). Two ways to keep them were found: the runtime's own `Handle`,
+//! kept until drop, and a task waker left in client state (the cache writer waited in an mpsc
+//! `recv`, whose waker outlives the dropped task and keeps its runtime handle). Its own test binary (one test) so no other test's clients
 //! blur the counts; Linux only (`/proc/self`).
 
 use std::sync::Arc;
