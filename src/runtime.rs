@@ -52,8 +52,16 @@ pub(crate) fn blocking_io<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// A runtime owned by one client.
+///
+/// [`shutdown`](ClientRuntime::shutdown) releases everything the runtime holds — its threads and
+/// its drivers' descriptors (an epoll instance and an eventfd per runtime, which live as long as
+/// any [`Handle`] to it) — at once, not when the client is dropped: a foreign binding drops its
+/// reference late (a JS host object when Hermes' collector gets to it, a Kotlin/Swift/Python
+/// object when its finalizer runs), so an app that makes and shuts down clients would otherwise
+/// run out of descriptors (tests/shutdown_resources.rs). So no handle outlives shutdown: the
+/// runtime's own is dropped there, a call holds a clone only while it runs.
 pub(crate) struct ClientRuntime {
-    handle: Handle,
+    handle: Mutex<Option<Handle>>,
     runtime: Mutex<Option<Runtime>>,
     closed: AtomicBool,
     shutdown: Notify,
@@ -93,7 +101,7 @@ impl ClientRuntime {
                 reason: format!("starting the tokio runtime: {e}"),
             })?;
         Ok(ClientRuntime {
-            handle: runtime.handle().clone(),
+            handle: Mutex::new(Some(runtime.handle().clone())),
             runtime: Mutex::new(Some(runtime)),
             closed: AtomicBool::new(false),
             shutdown: Notify::new(),
@@ -104,14 +112,22 @@ impl ClientRuntime {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// The runtime's handle; `None` once shut down.
+    fn handle(&self) -> Option<Handle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Spawns a background task (aborted at shutdown with the runtime), panic-contained like
     /// [`spawn_contained`]; `what` names it in the log.
     pub(crate) fn spawn_background<F>(&self, what: &'static str, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if !self.is_closed() {
-            drop(self.handle.spawn(contained(what, fut)));
+        if let Some(handle) = self.handle() {
+            drop(handle.spawn(contained(what, fut)));
         }
     }
 
@@ -133,9 +149,13 @@ impl ClientRuntime {
         });
     }
 
-    /// Runs `f` (synchronous) with this runtime as the context, so the tasks it spawns run here.
-    pub(crate) fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _guard = self.handle.enter();
+    /// Runs `f` (synchronous) with this runtime as the context, so the tasks it spawns run here;
+    /// `Cancelled` once shut down (there is no runtime to spawn on).
+    pub(crate) fn enter<T>(&self, f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let Some(handle) = self.handle() else {
+            return Err(shut_down());
+        };
+        let _guard = handle.enter();
         f()
     }
 
@@ -185,11 +205,11 @@ impl ClientRuntime {
     {
         // Created before the flag is checked: `notify_waiters` reaches it even if not yet polled.
         let shutdown = self.shutdown.notified();
-        if self.is_closed() {
+        let Some(handle) = self.handle().filter(|_| !self.is_closed()) else {
             return Err(shut_down());
-        }
+        };
         let task = Call {
-            task: self.handle.spawn(contained_call(fut)),
+            task: handle.spawn(contained_call(fut)),
             delivery,
         };
         tokio::select! {
@@ -204,6 +224,13 @@ impl ClientRuntime {
     pub(crate) fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.shutdown.notify_waiters();
+        // The last handle but those of calls still running, which end now with `Cancelled`.
+        drop(
+            self.handle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         if let Some(rt) = self
             .runtime
             .lock()
@@ -446,7 +473,7 @@ mod tests {
         });
         // The runtime still runs tasks afterwards.
         rt.spawn_background("test", async move { d.notify_one() });
-        rt.handle.block_on(async {
+        rt.handle().unwrap().block_on(async {
             tokio::time::timeout(Duration::from_secs(10), done.notified())
                 .await
                 .unwrap()

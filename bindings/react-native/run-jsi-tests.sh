@@ -126,17 +126,25 @@ extern \"C\" void registerNatives(jsi::Runtime &rt, std::shared_ptr<react::CallI
     NativeRobustApi::registerModule(rt, callInvoker);
 }"
 [ "$(cat "$EXT_SRC/Entrypoint.cpp" 2>/dev/null)" = "$entry" ] || printf '%s\n' "$entry" > "$EXT_SRC/Entrypoint.cpp"
-if [ ! -f "$EXT/build.ninja" ] || [ "$(cat "$EXT/.key" 2>/dev/null)" != "$UBRN_VERSION $HERMES_BUILD" ]; then
+# generate.sh rewrites cpp/generated on every run: copied only when the content changed, so a warm
+# run does not recompile the (large) generated host object.
+mkdir -p "$EXT_SRC/generated"
+for f in "$GEN"/*; do
+  cmp -s "$f" "$EXT_SRC/generated/${f##*/}" || cp "$f" "$EXT_SRC/generated/"
+done
+ext_key="2 $UBRN_VERSION $HERMES_BUILD"
+if [ ! -f "$EXT/build.ninja" ] || [ "$(cat "$EXT/.key" 2>/dev/null)" != "$ext_key" ]; then
   rm -rf "$EXT"
   cmake -S "$UBRN_PKG/cpp/hermes-rust-extension" -B "$EXT" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DHERMES_SRC_DIR="$HERMES_SRC" -DHERMES_BUILD_DIR="$HERMES_BUILD" \
     -DHERMES_EXTENSION_NAME=rn-robust_api -DRUST_LIB_NAME=robust_api -DRUST_TARGET_DIR="$ROOT/target/debug" \
-    "-DHERMES_EXTENSION_CPP=$EXT_SRC/Entrypoint.cpp;$GEN/robust_api.cpp" \
-    "-DCMAKE_CXX_FLAGS=-I$GEN" >&2
-  echo "$UBRN_VERSION $HERMES_BUILD" > "$EXT/.key"
+    "-DHERMES_EXTENSION_CPP=$EXT_SRC/Entrypoint.cpp;$EXT_SRC/generated/robust_api.cpp" \
+    "-DCMAKE_CXX_FLAGS=-I$EXT_SRC/generated" >&2
+  echo "$ext_key" > "$EXT/.key"
 fi
 t0=$SECONDS
 ninja -C "$EXT" >&2   # -Wall -Werror (ubrn's flags); rebuilds when the generated C++ changed
+# (the Rust library itself is loaded at run time, from target/debug via LD_LIBRARY_PATH)
 HOST_SO="$OUT/libjsi-test-host.so"
 if [ ! -f "$HOST_SO" ] || [ "$HERE/jsi/TestHost.cpp" -nt "$HOST_SO" ]; then
   g++ -std=c++17 -O1 -Wall -Werror -shared -fPIC -I "$HERMES_SRC/API" -I "$HERMES_SRC/API/jsi" \
@@ -160,6 +168,13 @@ log "bundled ${#TESTS[@]} test files for Hermes in $((SECONDS - t0)) s"
 export LD_LIBRARY_PATH="$HERMES_BUILD/API/hermes:$HERMES_BUILD/jsi:$ROOT/target/debug${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export ROBUST_API_REPO="$ROOT"
 export ROBUST_API_TEST_FLEET="${ROBUST_API_TEST_FLEET:-$ROOT/target/debug/examples/test-fleet}"
+# Tests that start the official tus server (through ./tus, jsi/shims/tus.ts): it is installed once
+# (cached) by scripts/setup-tus-server.sh and run with this node, spawned by the test host.
+if grep -lq "from '\./tus'" "${TESTS[@]}"; then
+  ROBUST_API_TUS_SERVER="$("$ROOT/scripts/setup-tus-server.sh")" || die "scripts/setup-tus-server.sh failed"
+  ROBUST_API_NODE="$(command -v node)" || die "node not found (the tus server runs in Node)"
+  export ROBUST_API_TUS_SERVER ROBUST_API_NODE
+fi
 logs="$OUT/logs" && rm -rf "$logs" && mkdir -p "$logs"
 run_bundle() {  # NAME: runs BUNDLES/NAME.js in Hermes, output to logs/NAME.log (then stderr); sets rc
   set +e

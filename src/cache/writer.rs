@@ -8,11 +8,18 @@
 //! (`write_lock`): a deletion holds it while it drops the pending entries and deletes the rows, and
 //! the writer holds it while it writes, writing only entries that are still pending. A deleted
 //! entry is never written back.
+//!
+//! The writer waits on a [`Notify`], never inside `Receiver::recv`: `recv` leaves the writer
+//! task's waker in the channel after the task is dropped, and that waker keeps the task's
+//! allocation — with its handle to the client's runtime, whose epoll and eventfd descriptors go
+//! with it — alive for as long as the client is referenced, after `shutdown()` too
+//! (tests/shutdown_resources.rs). A dropped `Notified` takes its waker with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TryRecvError};
+use tokio::sync::Notify;
 
 use super::Entry;
 
@@ -28,6 +35,8 @@ pub(crate) struct WriteBehind {
     pending: Mutex<HashMap<Slot, Arc<Entry>>>,
     tx: mpsc::Sender<Arc<Entry>>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Arc<Entry>>>,
+    /// Notified after each send (a permit waits if the writer is busy).
+    sent: Notify,
     write_lock: Mutex<()>,
 }
 
@@ -46,6 +55,7 @@ impl WriteBehind {
             pending: Mutex::default(),
             tx,
             rx: tokio::sync::Mutex::new(rx),
+            sent: Notify::new(),
             write_lock: Mutex::new(()),
         }
     }
@@ -54,7 +64,10 @@ impl WriteBehind {
     pub(crate) fn push(&self, entry: Arc<Entry>) -> bool {
         lock(&self.pending).insert(slot(&entry), entry.clone());
         match self.tx.try_send(entry.clone()) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.sent.notify_one();
+                true
+            }
             Err(_) => {
                 let mut p = lock(&self.pending);
                 if p.get(&slot(&entry)).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
@@ -112,7 +125,13 @@ impl WriteBehind {
     /// `None` once every sender is gone.
     pub(crate) async fn next_batch(&self) -> Option<Vec<Arc<Entry>>> {
         let mut rx = self.rx.lock().await;
-        let first = rx.recv().await?;
+        let first = loop {
+            match rx.try_recv() {
+                Ok(e) => break e,
+                Err(TryRecvError::Empty) => self.sent.notified().await,
+                Err(TryRecvError::Disconnected) => return None,
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < WRITE_BATCH {
             match rx.try_recv() {

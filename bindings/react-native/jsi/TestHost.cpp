@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -176,6 +177,19 @@ void install(jsi::Runtime &rt) {
     }
     if (!f.good()) throw jsi::JSError(rt, "write failed: " + path);
     return jsi::Value::undefined();
+  });
+  // readFile(path, asText): the file's text (UTF-8) or its bytes as an ArrayBuffer.
+  fn("readFile", 2, [](jsi::Runtime &rt, const jsi::Value &, const jsi::Value *args, size_t count) -> jsi::Value {
+    std::string path = str(rt, args, count, 0);
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw jsi::JSError(rt, "cannot read " + path);
+    std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (count > 1 && args[1].isBool() && args[1].getBool()) return jsi::String::createFromUtf8(rt, data);
+    // An ArrayBuffer made by the runtime's own constructor, then filled.
+    jsi::Object buffer =
+        rt.global().getPropertyAsFunction(rt, "ArrayBuffer").callAsConstructor(rt, (double)data.size()).getObject(rt);
+    std::memcpy(buffer.getArrayBuffer(rt).data(rt), data.data(), data.size());
+    return buffer;
   });
   fn("fileSize", 1, [](jsi::Runtime &rt, const jsi::Value &, const jsi::Value *args, size_t count) -> jsi::Value {
     std::error_code ec;

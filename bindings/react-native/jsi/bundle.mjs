@@ -3,8 +3,9 @@
 //   1. esbuild bundles the file with its imports (the generated JSI bindings, the package's
 //      hand-written src/, @ubjs/core), jsi/shims/error-subclassing.ts and the prelude first; the
 //      test files' Node imports resolve to the Hermes shims in jsi/shims (node:test,
-//      node:assert/strict, node:fs, ...) and their './api' / './fleet' to the JSI flavours
-//      (shims/api.ts, shims/fleet.ts), so the N-API suite's files run unchanged;
+//      node:assert/strict, node:fs, ...) and their './api' / './fleet' / './tus' to the JSI
+//      flavours (shims/api.ts, shims/fleet.ts, shims/tus.ts), so the N-API suite's files run
+//      unchanged;
 //   2. TypeScript's transpiler lowers the bundle to ES5 (as ubrn's own JSI test pipeline does:
 //      this Hermes compiles no ES6 classes), keeping BigInt literals.
 // Usage: node bundle.mjs OUT_DIR NODE_MODULES TEST.ts...   (writes OUT_DIR/<test name>.js; ES5
@@ -30,7 +31,7 @@ const NODE_SHIMS = {
   'node:url': 'url.ts',
   'node:crypto': 'crypto.ts',
 };
-const TEST_MODULES = { api: 'api.ts', fleet: 'fleet.ts' };
+const TEST_MODULES = { api: 'api.ts', fleet: 'fleet.ts', tus: 'tus.ts' };
 const TEST_DIR = path.join(HERE, '..', 'test');
 
 const hermesShims = {
@@ -41,8 +42,8 @@ const hermesShims = {
       if (!shim) return { errors: [{ text: `${args.path} has no Hermes shim (jsi/shims)` }] };
       return { path: path.join(SHIMS, shim) };
     });
-    // The test directory's own api/fleet modules (from test/ or test/jsi/): the JSI flavours.
-    build.onResolve({ filter: /^\.\.?\/(api|fleet)$/ }, (args) => {
+    // The test directory's own api/fleet/tus modules (from test/ or test/jsi/): the JSI flavours.
+    build.onResolve({ filter: /^\.\.?\/(api|fleet|tus)$/ }, (args) => {
       const target = path.resolve(args.resolveDir, args.path);
       const name = path.basename(target);
       if (target !== path.join(TEST_DIR, name)) return undefined;

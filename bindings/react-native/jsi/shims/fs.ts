@@ -23,6 +23,13 @@ export function writeFileSync(path: string, data: string | ArrayBuffer | ArrayBu
   copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   host().writeFile(path, copy.buffer);
 }
+/** The file's bytes (a Uint8Array, as Node's Buffer is one), or its text with an encoding. */
+export function readFileSync(path: string): Uint8Array;
+export function readFileSync(path: string, encoding: 'utf8' | 'utf-8'): string;
+export function readFileSync(path: string, encoding?: 'utf8' | 'utf-8'): Uint8Array | string {
+  if (encoding !== undefined) return host().readFile(path, true) as string;
+  return new Uint8Array(host().readFile(path, false) as ArrayBuffer);
+}
 export function readdirSync(path: string): string[] {
   return host().readdir(path);
 }
@@ -31,4 +38,4 @@ export function statSync(path: string): { size: number } {
   if (size < 0) throw new Error(`ENOENT: ${path}`);
   return { size };
 }
-export default { mkdtempSync, rmSync, existsSync, mkdirSync, writeFileSync, readdirSync, statSync };
+export default { mkdtempSync, rmSync, existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync, statSync };

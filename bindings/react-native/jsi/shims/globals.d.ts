@@ -12,6 +12,8 @@ declare var __testHost: {
   exists(path: string): boolean;
   mkdir(path: string): void;
   writeFile(path: string, data: string | ArrayBuffer): void;
+  /** The file's text (UTF-8) with `asText`, else its bytes. */
+  readFile(path: string, asText: boolean): string | ArrayBuffer;
   fileSize(path: string): number;
   readdir(path: string): string[];
   openFds(): number;
