@@ -704,3 +704,127 @@ async fn an_upload_whose_backend_stays_down_waits_then_restarts_on_another_after
     assert_eq!(b.upload_count(), 1);
     assert_eq!(sha256_file(&b.newest_upload()), sha256_file(&path));
 }
+
+/// The upload requests (`POST`, `PATCH`, `HEAD`, `DELETE`: not discovery, not health probes) the
+/// proxy saw.
+fn upload_requests(proxy: &HttpProxy) -> Vec<String> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            ["POST ", "PATCH ", "HEAD ", "DELETE "]
+                .iter()
+                .any(|m| r.starts_with(m))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmetered_only_upload_waits_while_metered_and_goes_on_when_unmetered() {
+    let size = 96 * MB;
+    let server = TusServer::start(0);
+    let proxy = HttpProxy::start(server.addr()).await.unwrap();
+    let (dir, store) = (files(), tempfile::tempdir().unwrap());
+    let path = make_file(dir.path(), "wifi.mp4", size);
+    let client = RobustClient::new(config(vec![proxy.url()], store.path(), 2 * MB)).unwrap();
+    client.set_network_metered(true);
+    let mut req = video(&path, "Wi-Fi only");
+    req.unmetered_only = true;
+    let progress = Progress::new();
+    let (call, up) = start(&client, req, Some(progress.clone())).await;
+    assert!(
+        up.unmetered_only && up.state == UploadState::Active,
+        "{up:?}"
+    );
+    // Metered: over a measured interval, not one upload request (discovery aside) goes out.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(upload_requests(&proxy).is_empty(), "{:?}", proxy.requests());
+    assert_eq!(proxy.body_bytes(), 0);
+    assert!(!call.is_finished(), "the call waits");
+    // Unmetered: it starts by itself. Metered again mid-way: the transfer stops at once.
+    client.set_network_metered(false);
+    confirmed_at_least(&client, &up.id, 8 * MB as i64).await;
+    client.set_network_metered(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (requests, body) = (upload_requests(&proxy).len(), proxy.body_bytes());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        upload_requests(&proxy).len(),
+        requests,
+        "no request while metered"
+    );
+    assert_eq!(proxy.body_bytes(), body, "no upload byte while metered");
+    assert!(body < size, "stopped mid-way ({body} of {size} bytes)");
+    assert!(!call.is_finished(), "the call still waits");
+    // Unmetered again: it goes on by itself, from the server's offset.
+    client.set_network_metered(false);
+    confirmed_at_least(&client, &up.id, (body + 4 * MB) as i64).await;
+    // Offline (for every upload): the transfer under way stops at once, nothing goes out.
+    client.set_network_available(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (offline_requests, offline_body) = (upload_requests(&proxy).len(), proxy.body_bytes());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        upload_requests(&proxy).len(),
+        offline_requests,
+        "no request offline"
+    );
+    assert_eq!(proxy.body_bytes(), offline_body, "no upload byte offline");
+    assert!(
+        offline_body < size,
+        "stopped mid-way ({offline_body} of {size} bytes)"
+    );
+    // Online: it goes on and completes intact.
+    client.set_network_available(true);
+    let heard = Arc::new(Heard::default());
+    client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while heard.completed.lock().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no completion: {:?}, {:?}",
+            client.pending_uploads(),
+            upload_requests(&proxy)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = call.await.unwrap();
+    let wire = proxy.body_bytes();
+    let reqs = upload_requests(&proxy);
+    let url = reqs
+        .iter()
+        .find(|r| r.starts_with("PATCH") || r.starts_with("HEAD"))
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(sha256_file(&server.stored(&url).0), sha256_file(&path));
+    assert_eq!(
+        server.upload_count(),
+        1,
+        "one upload, resumed (never created anew)"
+    );
+    let p = heard.progress.lock().unwrap().clone();
+    assert!(p.windows(2).all(|w| w[0].0 <= w[1].0), "monotonic: {p:?}");
+    println!(
+        "FIGURE unmetered-only: {size} bytes; {body} body bytes before the metered stop, \
+         {offline_body} at the offline stop, {wire} in all ({:.4} x size); call: {:?}",
+        wire as f64 / size as f64,
+        r.as_ref().map(|r| r.status)
+    );
+    // The call waited through the metered spell and ended with `Offline` at the offline one
+    // (the durable upload itself went on), with progress that never went backwards.
+    assert!(matches!(r, Err(ApiError::Offline)), "{r:?}");
+    let calls = progress.calls();
+    assert!(
+        calls.windows(2).all(|w| w[0].0 <= w[1].0),
+        "monotonic: {calls:?}"
+    );
+    assert!(
+        calls.last().is_some_and(|c| c.0 as u64 >= body),
+        "{calls:?}"
+    );
+}

@@ -224,7 +224,9 @@ const QUEUE_MIGRATIONS: &[&str] = &[
 /// file is and what it looked like (the fingerprint), where it goes (backend, upload URL), how far
 /// the server confirmed it, its metadata (title, file name) and its user scope's keyed tag. No
 /// credential: the app's headers are not stored (the header provider supplies them at send time).
-const UPLOAD_MIGRATIONS: &[&str] = &["CREATE TABLE uploads (
+const UPLOAD_MIGRATIONS: &[&str] = &[
+    // 1: resumable upload records.
+    "CREATE TABLE uploads (
         id TEXT PRIMARY KEY NOT NULL,
         seq INTEGER NOT NULL,
         scope TEXT,
@@ -252,7 +254,10 @@ const UPLOAD_MIGRATIONS: &[&str] = &["CREATE TABLE uploads (
     CREATE TABLE install_key (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         key BLOB NOT NULL
-    );"];
+    );",
+    // 2: uploads marked "unmetered only" wait while the network is metered.
+    "ALTER TABLE uploads ADD COLUMN unmetered_only INTEGER NOT NULL DEFAULT 0;",
+];
 
 /// What a database file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -85,6 +85,13 @@ pub struct UploadRequest {
     /// random UUID generated for this call.
     #[uniffi(default = None)]
     pub idempotency_key: Option<String>,
+    /// Send only over an unmetered network (`set_network_metered(false)`): while the app reports
+    /// a metered one the upload waits (no byte goes out; a transfer under way stops at once) and
+    /// it goes on by itself when the network is unmetered again — a resumable upload from the
+    /// server's offset, a multipart one from the start. `upload.unmetered_only` makes it the
+    /// default for every upload.
+    #[uniffi(default = false)]
+    pub unmetered_only: bool,
 }
 
 impl UploadRequest {
@@ -99,6 +106,7 @@ impl UploadRequest {
             fields: HashMap::new(),
             headers: HashMap::new(),
             idempotency_key: None,
+            unmetered_only: false,
         }
     }
 }
@@ -166,6 +174,9 @@ config_record! {
         /// been unreachable this long (across resumes), the upload is created anew on the best
         /// other backend, from byte 0. 0: wait for it however long it takes.
         pub restart_elsewhere_after_ms: i32 = 600000,
+        /// Every upload (`upload_file`, `upload_video_file`) waits for an unmetered network, as if
+        /// its request said `unmetered_only`.
+        pub unmetered_only: bool = false,
     }
 }
 
@@ -188,6 +199,8 @@ pub(crate) struct UploadSettings {
     pub max_restarts: u32,
     /// Unreachable this long → created anew elsewhere (zero: never).
     pub restart_elsewhere_after: Duration,
+    /// Every upload waits for an unmetered network.
+    pub unmetered_only: bool,
 }
 
 impl UploadSettings {
@@ -228,6 +241,7 @@ impl UploadSettings {
                 "upload.restart_elsewhere_after_ms",
                 c.restart_elsewhere_after_ms,
             )?,
+            unmetered_only: c.unmetered_only,
         })
     }
 }
@@ -732,6 +746,8 @@ pub(crate) async fn send(
         .await
         .is_ok_and(|m| m.is_file())
         && tokio::fs::File::open(&req.file_path).await.is_ok();
+    let mut req = req;
+    req.unmetered_only |= settings.unmetered_only;
     if settings.resumable != "multipart" && readable {
         if !net.is_online() {
             return Err(ApiError::Offline);
@@ -740,7 +756,70 @@ pub(crate) async fn send(
             return resumable::follow(&uploads, &net, &req, caps, listener, token.as_deref()).await;
         }
     }
-    run(net, settings, req, listener, token).await
+    if !req.unmetered_only {
+        return run(net, settings, req, listener, token).await;
+    }
+    unmetered_multipart(net, settings, req, listener, token).await
+}
+
+/// Forwards only values above the highest so far (a multipart upload started over after a
+/// metered spell reports from 0 again; the app's progress holds until it passes).
+struct Monotonic {
+    inner: Arc<dyn UploadProgressListener>,
+    high: std::sync::atomic::AtomicI64,
+}
+
+impl UploadProgressListener for Monotonic {
+    fn on_progress(&self, bytes_sent: i64, total_bytes: i64) -> Result<(), ApiError> {
+        use std::sync::atomic::Ordering;
+        if self.high.fetch_max(bytes_sent, Ordering::SeqCst) >= bytes_sent {
+            return Ok(());
+        }
+        self.inner.on_progress(bytes_sent, total_bytes)
+    }
+}
+
+/// A multipart upload marked `unmetered_only`: it starts when the network is unmetered (offline
+/// is `Offline`, as for every upload), and a metered spell stops it at once and starts it over
+/// once the network is unmetered again (a multipart body cannot resume).
+async fn unmetered_multipart(
+    net: Arc<Network>,
+    settings: UploadSettings,
+    req: UploadRequest,
+    listener: Option<Arc<dyn UploadProgressListener>>,
+    token: Option<Arc<CancelToken>>,
+) -> Result<ApiResponse, ApiError> {
+    let listener = listener.map(|inner| {
+        Arc::new(Monotonic {
+            inner,
+            high: std::sync::atomic::AtomicI64::new(0),
+        }) as Arc<dyn UploadProgressListener>
+    });
+    let mut conditions = net.conditions();
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancelled(token.as_deref()) => return Err(cancelled_error()),
+            r = conditions.wait_for(|c| !c.online || c.may_send(true)) => {
+                if r.is_err() {
+                    return Err(ApiError::Cancelled { reason: "the client was shut down".into() });
+                }
+            }
+        }
+        let attempt = run(
+            net.clone(),
+            settings.clone(),
+            req.clone(),
+            listener.clone(),
+            token.clone(),
+        );
+        tokio::select! {
+            r = attempt => return r,
+            _ = conditions.wait_for(|c| c.online && !c.may_send(true)) => {
+                log::info!("robust-api: an unmetered-only upload stopped: the network is metered; it starts over when it is not");
+            }
+        }
+    }
 }
 
 /// Uploads `req` as multipart (see [`UploadRequest`]).

@@ -132,6 +132,8 @@ pub(crate) struct Record {
     pub result_body: Option<Vec<u8>>,
     pub last_error: Option<String>,
     pub created_at_ms: i64,
+    /// Sent only over an unmetered network.
+    pub unmetered_only: bool,
 }
 
 fn to_u64(v: i64) -> u64 {
@@ -164,6 +166,7 @@ impl Record {
             result_body: r.get("result_body")?,
             last_error: r.get("last_error")?,
             created_at_ms: r.get("created_at_ms")?,
+            unmetered_only: r.get::<_, i64>("unmetered_only")? != 0,
         })
     }
 }
@@ -226,8 +229,8 @@ impl Records {
                 .map_err(storage)?;
             tx.execute(
                 "INSERT INTO uploads (id, seq, scope, file_path, size, mtime_ms, edge_hash, endpoint,
-                    metadata, state, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                    metadata, state, created_at_ms, updated_at_ms, unmetered_only)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
                 params![
                     r.id,
                     seq,
@@ -240,6 +243,7 @@ impl Records {
                     encode_header_lines(&r.metadata),
                     r.state.as_str(),
                     r.created_at_ms,
+                    i64::from(r.unmetered_only),
                 ],
             )
             .map_err(storage)?;
@@ -422,6 +426,7 @@ mod tests {
             result_body: None,
             last_error: None,
             created_at_ms: now_ms(),
+            unmetered_only: id == "a",
         }
     }
 
@@ -448,6 +453,7 @@ mod tests {
         assert_eq!((a.confirmed, a.sent_high, a.expires_at_ms), (6, 8, Some(5)));
         assert_eq!(a.upload_url.as_deref(), Some("http://b/files/1"));
         assert_eq!(a.metadata["title"], "T");
+        assert!(a.unmetered_only);
         assert_eq!(r.list(None, false).unwrap()[0].id, "n");
         assert!(r
             .list(r.scope_tag(Some("bob")).as_deref(), true)

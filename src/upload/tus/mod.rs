@@ -84,6 +84,8 @@ pub(crate) struct Source {
     pub metadata: String,
     /// The app's own headers.
     pub headers: HashMap<String, String>,
+    /// Nothing goes out while the network is metered.
+    pub unmetered_only: bool,
 }
 
 /// A finished session.
@@ -207,6 +209,16 @@ impl Session<'_> {
         if !(self.same_scope)() {
             return Err(ApiError::Cancelled {
                 reason: "the user scope changed; the upload waits for its own".into(),
+            });
+        }
+        // Checked before every request too (the job also stops a transfer when they change).
+        let conditions = self.net.current_conditions();
+        if !conditions.online {
+            return Err(ApiError::Offline);
+        }
+        if !conditions.may_send(self.source.unmetered_only) {
+            return Err(ApiError::Cancelled {
+                reason: "the network is metered; the upload waits for an unmetered one".into(),
             });
         }
         let mut h = self
