@@ -160,7 +160,15 @@ impl Fleet {
     /// Starts the plain-text control HTTP server (see [`ControlServer`]) for this fleet.
     /// It stops when the returned handle is dropped.
     pub async fn start_control(&self) -> io::Result<ControlServer> {
-        ControlServer::start(self.servers.clone()).await
+        ControlServer::start(self.servers.clone(), None).await
+    }
+
+    /// [`Fleet::start_control`], with `/proxy/...` routes driving `proxy` (see [`ControlServer`]).
+    pub async fn start_control_with_proxy(
+        &self,
+        proxy: Arc<crate::HttpProxy>,
+    ) -> io::Result<ControlServer> {
+        ControlServer::start(self.servers.clone(), Some(proxy)).await
     }
 
     /// Stops every server and waits until all listeners and connections are closed.
