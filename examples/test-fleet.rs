@@ -39,7 +39,8 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: test-fleet [--backends N] [--ignore-stdin] [--websockets] [--proxy-to PORT]\n\
+const USAGE: &str =
+    "usage: test-fleet [--backends N] [--ignore-stdin] [--websockets] [--proxy-to PORT]\n\
     Starts N (default 3, max 64) HTTP test backends and a control server on 127.0.0.1,\n\
     prints {\"backends\":[...],\"control\":\"...\"} on one line, exits when stdin reaches EOF.\n\
     --websockets also starts N WebSocket echo backends and their control server and adds\n\

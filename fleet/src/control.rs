@@ -64,13 +64,11 @@ impl ControlServer {
         let accept_task = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => {
-                        task_conns.spawn(serve_control_connection(
-                            Arc::clone(&servers),
-                            proxy.clone(),
-                            stream,
-                        ))
-                    }
+                    Ok((stream, _)) => task_conns.spawn(serve_control_connection(
+                        Arc::clone(&servers),
+                        proxy.clone(),
+                        stream,
+                    )),
                     Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
             }

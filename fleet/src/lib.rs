@@ -90,6 +90,7 @@ mod routes;
 mod server;
 mod tasks;
 mod tls;
+mod tus;
 mod upload;
 pub mod ws;
 

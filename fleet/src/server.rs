@@ -230,6 +230,8 @@ pub(crate) struct ServerInner {
     pub(crate) tokens: Arc<TokenService>,
     /// `Some(body)`: `/api/health` answers `200` `application/json` with it instead of `ok`.
     pub(crate) health_body: Mutex<Option<String>>,
+    /// The small tus server on `/tus/files` (see `tus`).
+    pub(crate) tus: Mutex<crate::tus::TusState>,
 }
 
 #[derive(Default)]
@@ -287,6 +289,7 @@ impl Server {
             upload: UploadSink::default(),
             tokens,
             health_body: Mutex::new(None),
+            tus: Mutex::default(),
         }));
         let task = tokio::spawn(accept_loop(Arc::clone(&server.0), listener));
         *lock(&server.0.listener_task) = Some(task);

@@ -414,6 +414,7 @@ impl Uploads {
             last_error: None,
             created_at_ms: now_ms(),
             unmetered_only: req.unmetered_only || self.settings.unmetered_only,
+            headers: self.records.storable_headers(&req.headers), // never a credential
         };
         self.records.insert(&record)?;
         let phase = self.launch(record, Some(caps), req.headers.clone());
@@ -623,7 +624,18 @@ impl Uploads {
             on_offset: &on_offset,
             same_scope: &same_scope,
         };
-        let mut caps = caps;
+        // A resumed upload: what its backend offers, when this process asked (checksums).
+        let mut caps = caps.or_else(|| {
+            let (i, _) = resume.target.as_ref()?;
+            let d = self
+                .discovered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            d.get(&(*i, record.endpoint.clone()))
+                .cloned()
+                .flatten()
+                .map(|c| (*i, c))
+        });
         loop {
             let result = tokio::select! {
                 biased;
@@ -683,7 +695,8 @@ impl Uploads {
         let tag = self.current_tag();
         for r in self.records.list(tag.as_deref(), false)? {
             if r.state == UploadState::Active {
-                drop(self.launch(r, None, HashMap::new()));
+                let headers = r.headers.clone();
+                drop(self.launch(r, None, headers));
             }
         }
         Ok(())
@@ -783,7 +796,8 @@ impl Uploads {
                         state: UploadState::Active,
                         ..r
                     };
-                    drop(self.launch(r, None, HashMap::new()));
+                    let headers = r.headers.clone();
+                    drop(self.launch(r, None, headers));
                 }
                 Ok(true)
             }
@@ -817,7 +831,7 @@ impl Uploads {
                 size: r.size,
                 stat: (r.size, r.mtime_ms),
                 metadata: String::new(),
-                headers: HashMap::new(),
+                headers: r.headers.clone(),
                 unmetered_only: false, // a cancelled upload's DELETE goes out on any network
             };
             let journal = RowJournal {

@@ -32,7 +32,8 @@ final class ResumableUploadTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let size = 6 * mb + 7
         let source = dir.appendingPathComponent("clip.mp4")
-        let bytes = Data((0..<size).map { UInt8(($0 * 7 + $0 / 4096) % 251) })
+        let raw: [UInt8] = (0..<size).map { (i: Int) -> UInt8 in UInt8((i * 7 + i / 4096) % 251) }
+        let bytes = Data(raw)
         try bytes.write(to: source)
         let title = "Holiday ✓ \(UUID().uuidString)"
 
