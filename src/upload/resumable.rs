@@ -546,13 +546,13 @@ impl Uploads {
             match outcome {
                 // Stopped by a metered network (or it turned metered while the session ended).
                 None => {}
-                Some(Err(e))
-                    if transient(&e)
-                        && !token.is_cancelled()
-                        && !self.net.current_conditions().may_send(unmetered_only) =>
-                {
-                    if !self.net.is_online() {
+                Some(Err(e)) if transient(&e) && !token.is_cancelled() => {
+                    let now = self.net.current_conditions();
+                    if !now.online {
                         return Err(ApiError::Offline);
+                    }
+                    if now.may_send(unmetered_only) {
+                        return Err(e);
                     }
                 }
                 Some(r) => return r,
