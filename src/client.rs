@@ -177,6 +177,8 @@ impl RobustClient {
         runtime.spawn_supervised("queue replay", move || {
             queue::run(q.clone(), replay_layer.clone())
         });
+        let w = cache.clone();
+        runtime.spawn_supervised("cache writer", move || w.clone().run_writer());
         let c = cache.clone();
         runtime.spawn_supervised("cache cleanup", move || {
             let c = c.clone();
@@ -495,6 +497,21 @@ impl RobustClient {
     /// were recreated: what was salvaged, what was lost).
     pub fn take_storage_recoveries(&self) -> Vec<StorageRecovery> {
         self.events.take_recoveries()
+    }
+
+    /// The stored answer to GET `request` for the current user scope, synchronously and without
+    /// the network (a thin bridge for UI code that must render now): a fresh entry — or, with
+    /// `allow_stale`, one that may stand in for a failed network (never a `no-cache` or
+    /// `must-revalidate` one past its freshness) — else `None`. Hot entries come from memory;
+    /// the header provider, if any, is asked on the calling thread. A stored 4xx is
+    /// `ApiError::Http`, as from `request`.
+    pub fn cached_response(
+        &self,
+        request: ApiRequest,
+        allow_stale: bool,
+    ) -> Result<Option<ApiResponse>, ApiError> {
+        let scope = self.net.identity().current();
+        CacheLayer::new(self.cache.clone(), self.net.clone()).cached(&request, scope, allow_stale)
     }
 
     /// Empties the response cache (every scope), leaving no recoverable bytes.

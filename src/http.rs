@@ -154,13 +154,45 @@ fn backendless_url(path: &str, query: &[QueryParam]) -> Result<Url, ApiError> {
     join_url(origin, path, query)
 }
 
-/// The normalised `path?query` of a request, independent of any backend (cache keys).
+/// The normalised `path?query` of a request, independent of any backend (cache keys): the path
+/// as [`normalise_path`] leaves it.
 pub(crate) fn request_target(path: &str, query: &[QueryParam]) -> Result<String, ApiError> {
     let url = backendless_url(path, query)?;
+    let path = normalise_path(url.path());
     Ok(match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     })
+}
+
+/// A URL path in RFC 3986 §6.2.2 normal form: percent-encoded unreserved characters decoded
+/// (`%7E` → `~`, `%69` → `i`), other percent-encodings in upper case (`%2f` → `%2F`); the rest as
+/// it is. Two spellings of one resource get one cache entry and one invalidation.
+pub(crate) fn normalise_path(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                let c = (h * 16 + l) as u8;
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    out.push(c as char);
+                } else {
+                    out.push('%');
+                    out.push(b[i + 1].to_ascii_uppercase() as char);
+                    out.push(b[i + 2].to_ascii_uppercase() as char);
+                }
+                i += 3;
+                continue;
+            }
+        }
+        let ch = path[i..].chars().next().unwrap_or_default();
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    out
 }
 
 /// The (decoded) names of every query parameter of a request, from `query` and from a query
@@ -615,6 +647,19 @@ mod tests {
         assert!(parse_http_date("Thu, 29 Feb 2024 23:59:60 GMT").is_some());
         assert!(parse_http_date("Mon, 01 Jan 1900 00:00:00 GMT")
             .is_some_and(|t| t < std::time::UNIX_EPOCH));
+    }
+
+    #[test]
+    fn paths_are_normalised_per_rfc_3986() {
+        assert_eq!(normalise_path("/cache/%69tem"), "/cache/item");
+        assert_eq!(normalise_path("/a%7eb/%2f%2Fc"), "/a~b/%2F%2Fc");
+        assert_eq!(normalise_path("/x%"), "/x%");
+        assert_eq!(normalise_path("/x%4"), "/x%4");
+        assert_eq!(normalise_path("/caf\u{e9}"), "/caf\u{e9}");
+        assert_eq!(
+            request_target("/cache/%69tem", &[]).unwrap(),
+            request_target("/cache/item", &[]).unwrap()
+        );
     }
 
     #[test]

@@ -170,6 +170,10 @@ pub struct ApiRequest {
     /// waits while the app reports a metered one (`set_network_metered`). A live call ignores it.
     #[uniffi(default = false)]
     pub unmetered_only: bool,
+    /// GET only: share one exchange with identical GETs in flight (same URL, user scope and
+    /// headers; request coalescing). `None` = yes; `Some(false)` = this request goes out itself.
+    #[uniffi(default = None)]
+    pub coalesce: Option<bool>,
 }
 
 impl ApiRequest {
@@ -190,6 +194,7 @@ impl ApiRequest {
             max_response_bytes: None,
             skip_authentication: false,
             unmetered_only: false,
+            coalesce: None,
         }
     }
 

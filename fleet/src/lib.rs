@@ -39,7 +39,11 @@
 //!   `lm` → `Last-Modified`, `expires` → `Expires`, `vary` → `Vary`, `set_cookie` → `Set-Cookie`
 //!   (values percent-decoded; the `set_cookie` parameter is left out of the body's `path`). A
 //!   request whose `If-None-Match` matches the etag, or whose `If-Modified-Since` equals `lm`, gets
-//!   `304` with the same caching headers and no body.
+//!   `304` with the same caching headers and no body. More headers: `date` → `Date`, `age` and
+//!   `age2` → one `Age` line each, `conn` → `Connection`, `hop` → `X-Hop`, `keep_alive` →
+//!   `Keep-Alive`, `location` → `Location`, `content_location` → `Content-Location`;
+//!   `head_etag` replaces `etag` for a `HEAD`; `status=S` answers `S` instead of `200`;
+//!   `delay_ms=N` delays the answer N ms (at most 10 s).
 //! * `/upload`, `/upload/...`, `/api/videos` (`POST`/`PUT`) → the streaming upload route (see
 //!   the `upload` module): the `multipart/form-data` body is parsed as it arrives, never buffered whole
 //!   (no 64 MiB limit); the file part is SHA-256-hashed; answers `201` JSON

@@ -149,7 +149,11 @@ impl ServerInner {
     fn cache_route(&self, head: &Head, path: &str) -> Response {
         let query = head.target.split_once('?').map_or("", |(_, q)| q);
         let param = |name: &str| query_param(query, name);
-        let etag = param("etag").map(|e| format!("\"{e}\""));
+        let etag_param = match param("head_etag") {
+            Some(e) if head.method == "HEAD" => Some(e),
+            _ => param("etag"),
+        };
+        let etag = etag_param.map(|e| format!("\"{e}\""));
         let lm = param("lm");
         let mut headers: Vec<(&'static str, String)> = Vec::new();
         let named = [
@@ -158,6 +162,14 @@ impl ServerInner {
             ("Expires", param("expires")),
             ("Vary", param("vary")),
             ("Set-Cookie", param("set_cookie")),
+            ("Date", param("date")),
+            ("Age", param("age")),
+            ("Age", param("age2")),
+            ("Connection", param("conn")),
+            ("X-Hop", param("hop")),
+            ("Keep-Alive", param("keep_alive")),
+            ("Location", param("location")),
+            ("Content-Location", param("content_location")),
         ];
         for (name, value) in named {
             if let Some(v) = value {
@@ -193,8 +205,12 @@ impl ServerInner {
             self.index,
             json_escape(&target)
         );
+        let status = param("status")
+            .and_then(|s| s.parse().ok())
+            .filter(|s| (200..600).contains(s))
+            .unwrap_or(200);
         Response {
-            status: 200,
+            status,
             headers,
             body: Body::Bytes(json.into_bytes()),
         }

@@ -537,6 +537,16 @@ async fn accept_loop(inner: Arc<ServerInner>, listener: TcpListener) {
     }
 }
 
+/// `delay_ms` on a `/cache/...` route: how long its answer waits (at most 10 s).
+fn cache_route_delay(target: &str) -> Option<std::time::Duration> {
+    if !path_only(target).starts_with("/cache/") {
+        return None;
+    }
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let ms: u64 = crate::http::query_param(query, "delay_ms")?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms.min(10_000)))
+}
+
 /// Serves one backend connection: a loop of requests until the client closes, asks to close, a
 /// protocol error occurs, or a fault ends the connection.
 async fn serve_backend_connection(inner: Arc<ServerInner>, stream: TcpStream, connection: u64) {
@@ -589,6 +599,9 @@ async fn serve_backend_connection(inner: Arc<ServerInner>, stream: TcpStream, co
             Fault::None | Fault::Slow(_) | Fault::Truncate | Fault::ResetMidBody => {
                 let (response, replayed, pending) = inner.handle(&head, &body);
                 if let Fault::Slow(delay) = fault {
+                    tokio::time::sleep(delay).await;
+                }
+                if let Some(delay) = cache_route_delay(&head.target) {
                     tokio::time::sleep(delay).await;
                 }
                 inner.finish(pending, &response);

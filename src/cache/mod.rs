@@ -1,5 +1,8 @@
-//! The persistent HTTP response cache: SQLite table access, bounded size (LRU), statistics.
-//! The HTTP rules are in [`policy`] (pure); which policy does what on a request is in [`flow`].
+//! The persistent HTTP response cache: bounded size (LRU), statistics, and its three tiers —
+//! pending writes ([`writer`]: stores are written behind the call, in batches), the memory tier
+//! ([`hot`]) and the SQLite table ([`rows`]: one row per key and `Vary` variant). The HTTP rules
+//! are in [`policy`] (pure); which policy does what on a request is in [`flow`]; concurrent
+//! identical GETs share one exchange through [`coalesce`].
 //!
 //! Keys are computed from `GET <path>?<query>` (independent of the backend that answered: backends
 //! serve the same API), the user scope current when the entry was stored, and the credential
@@ -11,8 +14,12 @@
 //! The cache is best-effort: a storage error (full disk, busy) makes the operation a no-op with a
 //! logged warning; a damaged database is moved aside and recreated, with a status event.
 
+mod coalesce;
 mod flow;
+mod hot;
 mod policy;
+mod rows;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,14 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::OptionalExtension;
 
 use crate::defaults::{config_record, non_negative, non_negative_ms, positive_ms};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::http::{flatten_headers, request_target};
 use crate::store::secrets::{is_storable_header, storable_response_headers, CREDENTIAL_HEADERS};
-use crate::store::{decode_header_lines, encode_header_lines, is_corruption, now_ms, Store};
+use crate::store::{encode_header_lines, is_corruption, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse};
 use policy::Freshness;
 
@@ -52,6 +59,10 @@ pub struct CacheStatus {
     pub evictions: i64,
     /// Stale entries served because the network failed.
     pub stale_served: i64,
+    /// GETs answered by another identical GET's exchange (request coalescing), not their own.
+    pub coalesced: i64,
+    /// Responses not stored because the write-behind queue was full (the call was not slowed).
+    pub write_behind_dropped: i64,
 }
 
 config_record! {
@@ -98,16 +109,24 @@ struct Counters {
     revalidations: AtomicU64,
     evictions: AtomicU64,
     stale_served: AtomicU64,
+    coalesced: AtomicU64,
+    write_dropped: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// One stored response.
+/// One stored response (one variant of one key).
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     key: String,
+    /// The `Vary` fingerprint (`name=<keyed hash>` lines; empty without `Vary`).
+    vary: String,
+    /// The normalised path (no query): what invalidation matches.
+    path: String,
+    /// The scope tag it was stored under.
+    scope: Option<String>,
     status: u16,
     headers: HashMap<String, String>,
     body: Vec<u8>,
@@ -121,6 +140,9 @@ pub(crate) struct Entry {
     etag: Option<String>,
     last_modified: Option<String>,
     last_access_ms: i64,
+    purge_at_ms: i64,
+    /// Bytes it takes (body, headers, key, variant).
+    size: i64,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -132,6 +154,32 @@ fn dur(ms: i64) -> Duration {
 }
 
 impl Entry {
+    /// An empty entry (tests build on it).
+    #[cfg(test)]
+    pub(crate) fn blank() -> Self {
+        Entry {
+            key: String::new(),
+            vary: String::new(),
+            path: "/".into(),
+            scope: None,
+            status: 200,
+            headers: HashMap::new(),
+            body: Vec::new(),
+            stored_at_ms: 0,
+            initial_age_ms: 0,
+            lifetime_ms: 0,
+            swr_ms: None,
+            sie_ms: None,
+            must_revalidate: false,
+            no_cache: false,
+            etag: None,
+            last_modified: None,
+            last_access_ms: 0,
+            purge_at_ms: 0,
+            size: 0,
+        }
+    }
+
     fn age(&self, now_ms: i64) -> Duration {
         dur(self
             .initial_age_ms
@@ -149,12 +197,19 @@ impl Entry {
         }
     }
 
-    /// The entry as a response to the app.
+    /// The stored status (a `404` with `max-age` is stored too).
+    pub(crate) fn status(&self) -> i32 {
+        i32::from(self.status)
+    }
+
+    /// The entry as a response to the app, with its current `Age` (RFC 9111 §5.1: whole seconds).
     pub(crate) fn to_response(&self, now_ms: i64, elapsed_ms: i32) -> ApiResponse {
         let f = self.freshness(now_ms);
+        let mut headers = self.headers.clone();
+        headers.insert("age".into(), policy::age_header(f.age));
         ApiResponse {
             status: self.status as i32,
-            headers: self.headers.clone(),
+            headers,
             body: self.body.clone(),
             backend: "cache".into(),
             attempts: 0,
@@ -169,6 +224,45 @@ impl Entry {
     pub(crate) fn validators(&self) -> (Option<&str>, Option<&str>) {
         (self.etag.as_deref(), self.last_modified.as_deref())
     }
+
+    /// The freshness fields recomputed from `headers` (a `304`'s or `HEAD`'s merged in) at `now`.
+    fn refreshed(&self, new_age: Duration, settings: &CacheSettings, now: i64) -> Entry {
+        let mut e = self.clone();
+        let cc = policy::parse_cache_control(e.headers.get("cache-control").map(String::as_str));
+        e.stored_at_ms = now;
+        e.last_access_ms = now;
+        e.initial_age_ms = ms(new_age);
+        e.lifetime_ms = ms(policy::freshness_lifetime(
+            e.status(),
+            &cc,
+            &e.headers,
+            settings.default_ttl,
+            std::time::SystemTime::now(),
+        ));
+        e.swr_ms = cc.stale_while_revalidate.map(ms);
+        e.sie_ms = cc.stale_if_error.map(ms);
+        e.must_revalidate = cc.must_revalidate;
+        e.no_cache = cc.no_cache;
+        e.etag = e.headers.get("etag").cloned();
+        e.last_modified = e.headers.get("last-modified").cloned();
+        e.purge_at_ms = purge_at(settings, now, e.lifetime_ms, &cc);
+        e
+    }
+}
+
+/// When an entry stored `now` is past any use: fresh lifetime plus the longer of `max_stale`
+/// and the response's `stale-if-error`.
+fn purge_at(
+    settings: &CacheSettings,
+    now: i64,
+    lifetime_ms: i64,
+    cc: &policy::CacheControl,
+) -> i64 {
+    let stale_window = cc
+        .stale_if_error
+        .map_or(settings.max_stale, |sie| sie.max(settings.max_stale));
+    now.saturating_add(lifetime_ms)
+        .saturating_add(ms(stale_window))
 }
 
 /// Where a GET's entry lives, computed from its final outgoing headers and user scope.
@@ -180,6 +274,8 @@ pub(crate) struct CacheKey {
     scope: Option<String>,
     /// The final outgoing headers, names lower-cased.
     headers: HashMap<String, String>,
+    /// The normalised path (no query).
+    path: String,
     /// For messages: `GET <path>` (no query, no credential).
     label: String,
 }
@@ -214,7 +310,8 @@ fn vary_names(vary: Option<&String>) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// The persistent cache of one client.
+/// The persistent cache of one client: a memory tier ([`hot`]) and pending writes ([`writer`])
+/// in front of the SQLite table ([`rows`]).
 pub(crate) struct HttpCache {
     store: Arc<Store>,
     settings: CacheSettings,
@@ -223,13 +320,22 @@ pub(crate) struct HttpCache {
     sensitive: Vec<String>,
     counters: Counters,
     events: Arc<EventBus>,
-    /// Upper estimate of the stored bytes (grows with every store; re-measured exactly whenever it
-    /// passes the bound), so a store does not scan the table.
+    /// Upper estimate of the stored bytes (grows with every write; re-measured exactly whenever
+    /// it passes the bound), so a write does not scan the table.
     estimated_bytes: AtomicU64,
+    hot: hot::Hot,
+    writes: writer::WriteBehind,
+    /// Bumped by every deletion, so a read racing with it does not put a deleted row back into
+    /// the memory tier.
+    deletions: AtomicU64,
+    flights: coalesce::Flights,
 }
 
 /// Don't refresh `last_access_ms` on every hit (a write per read); this is LRU granularity.
 const ACCESS_GRANULARITY_MS: i64 = 100;
+
+/// The memory tier's bound: 1 MiB, or the whole cache if it is smaller.
+pub(crate) const HOT_MAX_BYTES: u64 = 1 << 20;
 
 impl HttpCache {
     pub(crate) fn new(
@@ -240,11 +346,15 @@ impl HttpCache {
     ) -> Self {
         let cache = HttpCache {
             store,
+            hot: hot::Hot::new(HOT_MAX_BYTES.min(settings.max_bytes)),
             settings,
             sensitive,
             counters: Counters::default(),
             events,
             estimated_bytes: AtomicU64::new(0),
+            writes: writer::WriteBehind::new(),
+            deletions: AtomicU64::new(0),
+            flights: coalesce::Flights::default(),
         };
         cache.evict_to_bound();
         cache
@@ -257,6 +367,10 @@ impl HttpCache {
     /// `cache_max_bytes == 0`: the cache is off.
     pub(crate) fn enabled(&self) -> bool {
         self.settings.max_bytes > 0
+    }
+
+    pub(crate) fn flights(&self) -> &coalesce::Flights {
+        &self.flights
     }
 
     /// The key of a GET sent with `headers` (final, outgoing) in user `scope`, or `None` if the
@@ -284,13 +398,28 @@ impl HttpCache {
             }
         }
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let path = target.split('?').next().unwrap_or_default();
+        let path = target.split('?').next().unwrap_or_default().to_string();
         Some(CacheKey {
             id: self.store.tag("cache-key", &refs),
             scope: self.store.scope_tag(scope),
             headers,
             label: format!("GET {path}"),
+            path,
         })
+    }
+
+    /// The flight id of a GET (see [`coalesce`]): the key and every final outgoing header.
+    pub(crate) fn flight_id(&self, key: &CacheKey, max_response_bytes: Option<i32>) -> String {
+        let mut headers: Vec<String> = key
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}:{v}"))
+            .collect();
+        headers.sort_unstable();
+        let limit = max_response_bytes.map_or_else(String::new, |n| n.to_string());
+        let mut parts: Vec<&str> = vec![&key.id, &limit];
+        parts.extend(headers.iter().map(String::as_str));
+        self.store.tag("flight", &parts)
     }
 
     /// `name=<keyed hash of the value>` lines (`name=` when absent) for the request headers named
@@ -339,55 +468,44 @@ impl HttpCache {
         }
     }
 
-    /// The stored entry for `key` that matches the request's `Vary`d headers. Counts a miss.
-    pub(crate) fn lookup(&self, key: &CacheKey) -> Option<Entry> {
-        let now = now_ms();
-        let (id, scope) = (&key.id, &key.scope);
-        let found = self
-            .with_db("lookup", |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT status, headers, body, vary, stored_at_ms, initial_age_ms, lifetime_ms, swr_ms,
-                            sie_ms, must_revalidate, no_cache, etag, last_modified, last_access_ms
-                     FROM cache_entries WHERE key = ?1 AND scope IS ?2",
-                )?;
-                st.query_row(params![id, scope], |r| {
-                    Ok((
-                        Entry {
-                            key: id.clone(),
-                            status: r.get(0)?,
-                            headers: decode_header_lines(&r.get::<_, String>(1)?),
-                            body: r.get(2)?,
-                            stored_at_ms: r.get(4)?,
-                            initial_age_ms: r.get(5)?,
-                            lifetime_ms: r.get(6)?,
-                            swr_ms: r.get(7)?,
-                            sie_ms: r.get(8)?,
-                            must_revalidate: r.get(9)?,
-                            no_cache: r.get(10)?,
-                            etag: r.get(11)?,
-                            last_modified: r.get(12)?,
-                            last_access_ms: r.get(13)?,
-                        },
-                        r.get::<_, String>(3)?,
-                    ))
-                })
-                .optional()
-            })
-            .flatten();
-        let entry = found.and_then(|(entry, vary)| {
-            (self.refingerprint(&vary, &key.headers) == vary).then_some(entry)
-        });
-        match &entry {
-            Some(e) if now - e.last_access_ms > ACCESS_GRANULARITY_MS => {
-                self.with_db("touch", |c| {
-                    c.prepare_cached("UPDATE cache_entries SET last_access_ms = ?2 WHERE key = ?1")?
-                        .execute(params![id, now])
-                });
+    /// The stored variant for `key` that matches the request's `Vary`d headers: pending writes
+    /// first, then the memory tier, then the table (`memory_only`: not the table). Counts a miss.
+    pub(crate) fn lookup(&self, key: &CacheKey, memory_only: bool) -> Option<Arc<Entry>> {
+        let found = self.find(key, memory_only);
+        match &found {
+            Some(e) if now_ms() - e.last_access_ms > ACCESS_GRANULARITY_MS => {
+                let touched = Entry {
+                    last_access_ms: now_ms(),
+                    ..(**e).clone()
+                };
+                self.put(Arc::new(touched), false);
             }
             Some(_) => {}
             None => bump(&self.counters.misses),
         }
-        entry
+        found
+    }
+
+    fn find(&self, key: &CacheKey, memory_only: bool) -> Option<Arc<Entry>> {
+        let matches =
+            |e: &Entry| e.scope == key.scope && self.refingerprint(&e.vary, &key.headers) == e.vary;
+        if let Some(e) = self.writes.get(&key.id, matches) {
+            return Some(e);
+        }
+        if let Some(e) = self.hot.get(&key.id, matches) {
+            return Some(e);
+        }
+        if memory_only {
+            return None;
+        }
+        let before = self.deletions.load(Ordering::SeqCst);
+        let rows = self.with_db("lookup", |c| rows::variants(c, &key.id, &key.scope))?;
+        let e = Arc::new(rows.into_iter().find(|e| matches(e))?);
+        self.hot.insert(e.clone());
+        if self.deletions.load(Ordering::SeqCst) != before {
+            self.hot.remove(&e.key, &e.vary); // deleted meanwhile: not back into memory
+        }
+        Some(e)
     }
 
     pub(crate) fn count_hit(&self) {
@@ -398,60 +516,180 @@ impl HttpCache {
         bump(&self.counters.stale_served);
     }
 
-    /// Stores a network response to `req` if HTTP rules allow; returns whether it did.
-    pub(crate) fn store(&self, key: &CacheKey, req: &ApiRequest, resp: &ApiResponse) -> bool {
-        if !policy::status_is_storable(resp.status) {
-            return false;
+    pub(crate) fn count_coalesced(&self) {
+        bump(&self.counters.coalesced);
+    }
+
+    /// Into the memory tier and the write-behind queue; a full queue drops it (`count_drop`:
+    /// counted; a touch is not).
+    fn put(&self, e: Arc<Entry>, count_drop: bool) -> bool {
+        self.hot.insert(e.clone());
+        if self.writes.push(e.clone()) {
+            return true;
         }
-        let req_cc = policy::parse_cache_control(key.header("cache-control"));
+        if count_drop {
+            self.hot.remove(&e.key, &e.vary);
+            bump(&self.counters.write_dropped);
+            log::warn!("robust-api: cache write queue full; a response was not stored");
+        }
+        false
+    }
+
+    /// Stores a network response to `key` if HTTP rules allow; returns whether it did (queued
+    /// for writing: see [`writer`]).
+    pub(crate) fn store(&self, key: &CacheKey, resp: &ApiResponse) -> bool {
         let cc = policy::parse_cache_control(resp.headers.get("cache-control").map(String::as_str));
-        if cc.no_store || req_cc.no_store {
+        let req =
+            policy::RequestDirectives::parse(key.header("cache-control"), key.header("pragma"));
+        let explicit = policy::has_explicit_freshness(&cc, &resp.headers);
+        if !policy::storable(resp.status, explicit) || cc.no_store || req.no_store {
             return false;
         }
         let Some(vary_names) = vary_names(resp.headers.get("vary")) else {
             return false;
         };
         let vary = self.vary_fingerprint(&vary_names, &key.headers);
-        let headers =
-            encode_header_lines(&storable_response_headers(&resp.headers, &self.sensitive));
-        let size = (resp.body.len() + headers.len() + key.id.len() + vary.len()) as u64;
+        let mut headers = storable_response_headers(&resp.headers, &self.sensitive);
+        policy::strip_hop_by_hop(&mut headers);
+        headers.remove("age"); // recomputed on every use
+        let size =
+            (resp.body.len() + encode_header_lines(&headers).len() + key.id.len() + vary.len())
+                as u64;
         if size > self.settings.max_bytes / 4 {
             return false; // one entry may not take over the cache
         }
         let now = now_ms();
-        let lifetime = policy::freshness_lifetime(&cc, &resp.headers, self.settings.default_ttl);
-        let initial_age = policy::initial_age(&resp.headers);
-        let purge_at = self.purge_at(now, ms(lifetime), &cc);
-        let path = req.path.split('?').next().unwrap_or_default().to_string();
-        let stored = self.with_db("store", |c| {
-            c.prepare_cached(
-                "INSERT OR REPLACE INTO cache_entries (key, path, status, headers, body, vary, stored_at_ms,
-                    initial_age_ms, lifetime_ms, swr_ms, sie_ms, must_revalidate, no_cache, etag, last_modified,
-                    size, last_access_ms, purge_at_ms, scope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?7, ?17, ?18)",
-            )?
-            .execute(params![
-                key.id,
-                path,
-                resp.status,
-                headers,
-                resp.body,
-                vary,
-                now,
-                ms(initial_age),
-                ms(lifetime),
-                cc.stale_while_revalidate.map(ms),
-                cc.stale_if_error.map(ms),
-                cc.must_revalidate,
-                cc.no_cache,
-                resp.headers.get("etag"),
-                resp.headers.get("last-modified"),
-                size as i64,
-                purge_at,
-                key.scope,
-            ])
-        });
-        if stored.is_some() {
+        let lifetime = policy::freshness_lifetime(
+            resp.status,
+            &cc,
+            &resp.headers,
+            self.settings.default_ttl,
+            std::time::SystemTime::now(),
+        );
+        let entry = Entry {
+            key: key.id.clone(),
+            vary,
+            path: key.path.clone(),
+            scope: key.scope.clone(),
+            status: u16::try_from(resp.status).unwrap_or(200),
+            etag: headers.get("etag").cloned(),
+            last_modified: headers.get("last-modified").cloned(),
+            headers,
+            body: resp.body.clone(),
+            stored_at_ms: now,
+            initial_age_ms: ms(policy::initial_age(&resp.headers)),
+            lifetime_ms: ms(lifetime),
+            swr_ms: cc.stale_while_revalidate.map(ms),
+            sie_ms: cc.stale_if_error.map(ms),
+            must_revalidate: cc.must_revalidate,
+            no_cache: cc.no_cache,
+            last_access_ms: now,
+            purge_at_ms: purge_at(&self.settings, now, ms(lifetime), &cc),
+            size: size as i64,
+        };
+        self.put(Arc::new(entry), true)
+    }
+
+    /// Header fields of a `304` or `HEAD` merged into a stored entry's (§4.3.4): all but those
+    /// describing the body, credentials and hop-by-hop fields.
+    fn merged_headers(&self, stored: &Entry, update: &ApiResponse) -> HashMap<String, String> {
+        let mut fresh = update.headers.clone();
+        policy::strip_hop_by_hop(&mut fresh);
+        let mut headers = stored.headers.clone();
+        for (k, v) in fresh {
+            if !policy::describes_body(&k) && k != "age" && is_storable_header(&k, &self.sensitive)
+            {
+                headers.insert(k, v);
+            }
+        }
+        headers
+    }
+
+    /// A `304 Not Modified` arrived for `entry`: update its headers and freshness, return it.
+    pub(crate) fn refresh(&self, entry: &Entry, not_modified: &ApiResponse) -> Arc<Entry> {
+        bump(&self.counters.revalidations);
+        let with = Entry {
+            headers: self.merged_headers(entry, not_modified),
+            ..entry.clone()
+        };
+        let e = Arc::new(with.refreshed(
+            policy::initial_age(&not_modified.headers),
+            &self.settings,
+            now_ms(),
+        ));
+        self.put(e.clone(), true);
+        e
+    }
+
+    /// A successful `HEAD` to `key`'s URL (§4.3.5): a stored variant with the same validators
+    /// takes over its header fields and freshness; one whose validators differ is dropped.
+    pub(crate) fn head(&self, key: &CacheKey, resp: &ApiResponse) {
+        if !(200..300).contains(&resp.status) {
+            return;
+        }
+        let Some(stored) = self.find(key, false) else {
+            return;
+        };
+        match policy::head_update(&stored.headers, &resp.headers) {
+            policy::HeadUpdate::Update => {
+                let with = Entry {
+                    headers: self.merged_headers(&stored, resp),
+                    ..(*stored).clone()
+                };
+                let age = policy::initial_age(&resp.headers);
+                self.put(
+                    Arc::new(with.refreshed(age, &self.settings, now_ms())),
+                    true,
+                );
+            }
+            policy::HeadUpdate::Invalidate => {
+                let (k, v) = (stored.key.clone(), stored.vary.clone());
+                self.delete(
+                    |e| e.key == k && e.vary == v,
+                    |c| rows::delete_variant(c, &k, &v).map(|_| ()),
+                );
+            }
+        }
+    }
+
+    /// Deletes what `doomed` selects from pending writes and the memory tier and what `sql`
+    /// deletes from the table, so that nothing deleted is written back (see [`writer`]).
+    fn delete(
+        &self,
+        doomed: impl Fn(&Entry) -> bool,
+        sql: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>,
+    ) -> Option<()> {
+        let _exclusive = self.writes.exclusive();
+        self.deletions.fetch_add(1, Ordering::SeqCst);
+        self.writes.discard(&doomed);
+        self.hot.retain(&doomed);
+        self.with_db("delete", sql)
+    }
+
+    /// A successful unsafe request: the cached GETs of these (normalised) paths are no longer
+    /// trustworthy.
+    pub(crate) fn invalidate_paths(&self, paths: &[String]) {
+        if paths.is_empty() {
+            return;
+        }
+        self.delete(
+            |e| paths.contains(&e.path),
+            |c| rows::delete_paths(c, paths),
+        );
+    }
+
+    /// Writes one batch from the write-behind queue (the writer task).
+    fn write_batch(&self, batch: Vec<Arc<Entry>>) {
+        let exclusive = self.writes.exclusive();
+        let batch = self.writes.still_pending(batch);
+        if batch.is_empty() {
+            return;
+        }
+        let written = self.with_db("store", |c| rows::upsert(c, &batch));
+        self.writes.written(&batch);
+        drop(exclusive);
+        if written.is_some() {
+            let size: u64 = batch.iter().map(|e| e.size.max(0) as u64).sum();
             let estimate = self
                 .estimated_bytes
                 .fetch_add(size, Ordering::Relaxed)
@@ -460,106 +698,72 @@ impl HttpCache {
                 self.evict_to_bound();
             }
         }
-        stored.is_some()
     }
 
-    /// A `304 Not Modified` arrived for `entry`: update its headers and freshness, return it.
-    pub(crate) fn refresh(&self, mut entry: Entry, not_modified: &ApiResponse) -> Entry {
-        bump(&self.counters.revalidations);
-        for (k, v) in &not_modified.headers {
-            if !matches!(
-                k.as_str(),
-                "content-length" | "content-type" | "transfer-encoding" | "content-encoding"
-            ) && is_storable_header(k, &self.sensitive)
-            {
-                entry.headers.insert(k.clone(), v.clone());
+    /// The writer task: writes queued stores until the client shuts down, each batch on a
+    /// blocking-pool thread (not an async worker: probes and calls keep their timing).
+    pub(crate) async fn run_writer(self: Arc<Self>) {
+        while let Some(batch) = self.writes.next_batch().await {
+            let cache = self.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || cache.write_batch(batch)).await {
+                log::error!("robust-api: a cache write failed: {e}");
             }
         }
-        let cc =
-            policy::parse_cache_control(entry.headers.get("cache-control").map(String::as_str));
-        let now = now_ms();
-        entry.stored_at_ms = now;
-        entry.initial_age_ms = ms(policy::initial_age(&not_modified.headers));
-        entry.lifetime_ms = ms(policy::freshness_lifetime(
-            &cc,
-            &entry.headers,
-            self.settings.default_ttl,
-        ));
-        entry.swr_ms = cc.stale_while_revalidate.map(ms);
-        entry.sie_ms = cc.stale_if_error.map(ms);
-        entry.must_revalidate = cc.must_revalidate;
-        entry.no_cache = cc.no_cache;
-        if let Some(etag) = not_modified.headers.get("etag") {
-            entry.etag = Some(etag.clone());
+    }
+
+    /// Writes every pending store now (shutdown, status).
+    pub(crate) fn flush(&self) {
+        let exclusive = self.writes.exclusive();
+        let all = self.writes.take_all();
+        if all.is_empty() {
+            return;
         }
-        let purge_at = self.purge_at(now, entry.lifetime_ms, &cc);
-        let e = &entry;
-        self.with_db("refresh", |c| {
-            c.prepare_cached(
-                "UPDATE cache_entries SET headers = ?2, stored_at_ms = ?3, initial_age_ms = ?4, lifetime_ms = ?5,
-                    swr_ms = ?6, sie_ms = ?7, must_revalidate = ?8, no_cache = ?9, etag = ?10,
-                    last_access_ms = ?3, purge_at_ms = ?11 WHERE key = ?1",
-            )?
-            .execute(params![
-                e.key,
-                encode_header_lines(&e.headers),
-                now,
-                e.initial_age_ms,
-                e.lifetime_ms,
-                e.swr_ms,
-                e.sie_ms,
-                e.must_revalidate,
-                e.no_cache,
-                e.etag,
-                purge_at
-            ])
-        });
-        entry
+        let written = self.with_db("flush", |c| rows::upsert(c, &all));
+        drop(exclusive);
+        if written.is_some() {
+            let size: u64 = all.iter().map(|e| e.size.max(0) as u64).sum();
+            let estimate = self
+                .estimated_bytes
+                .fetch_add(size, Ordering::Relaxed)
+                .saturating_add(size);
+            if estimate > self.settings.max_bytes {
+                self.evict_to_bound();
+            }
+        }
     }
 
-    /// When an entry stored `now` is past any use: fresh lifetime plus the longer of `max_stale`
-    /// and the response's `stale-if-error`.
-    fn purge_at(&self, now: i64, lifetime_ms: i64, cc: &policy::CacheControl) -> i64 {
-        let stale_window = cc.stale_if_error.map_or(self.settings.max_stale, |sie| {
-            sie.max(self.settings.max_stale)
-        });
-        now.saturating_add(lifetime_ms)
-            .saturating_add(ms(stale_window))
-    }
-
-    /// A successful unsafe request to `path`: its cached GETs are no longer trustworthy.
-    pub(crate) fn invalidate_path(&self, path: &str) {
-        let path = path.split('?').next().unwrap_or_default();
-        self.with_db("invalidate", |c| {
-            c.prepare_cached("DELETE FROM cache_entries WHERE path = ?1")?
-                .execute([path])
-        });
-    }
-
-    /// Releases the database file (client shutdown).
+    /// Writes what is pending and releases the database file (client shutdown).
     pub(crate) fn close(&self) {
+        self.flush();
         self.store.close();
     }
 
     /// Deletes everything, leaving no recoverable bytes (`secure_delete` + WAL truncation).
     pub(crate) fn clear(&self) {
-        self.with_db("clear", |c| {
-            c.execute("DELETE FROM cache_entries", [])?;
-            Store::wipe(c);
-            Ok(())
-        });
+        self.hot.clear();
+        self.delete(
+            |_| true,
+            |c| {
+                c.execute("DELETE FROM cache_entries", [])?;
+                Store::wipe(c);
+                Ok(())
+            },
+        );
         self.estimated_bytes.store(0, Ordering::Relaxed);
     }
 
     /// Deletes the entries of user `scope` (its tag), leaving no recoverable bytes.
     pub(crate) fn clear_scope(&self, scope: &str) -> Result<(), ApiError> {
         let tag = self.store.scope_tag(Some(scope));
-        self.with_db("clear scope", |c| {
-            c.prepare_cached("DELETE FROM cache_entries WHERE scope IS ?1")?
-                .execute([&tag])?;
-            Store::wipe(c);
-            Ok(())
-        })
+        self.delete(
+            |e| e.scope == tag,
+            |c| {
+                c.prepare_cached("DELETE FROM cache_entries WHERE scope IS ?1")?
+                    .execute([&tag])?;
+                Store::wipe(c);
+                Ok(())
+            },
+        )
         .ok_or_else(|| ApiError::Storage {
             reason: "cache: clearing a user scope failed".into(),
         })?;
@@ -570,6 +774,7 @@ impl HttpCache {
     /// Drops entries past any use (fresh lifetime + stale window), then enforces the size bound.
     pub(crate) fn cleanup(&self) {
         let now = now_ms();
+        self.hot.retain(|e| e.purge_at_ms < now);
         self.with_db("cleanup", |c| {
             c.prepare_cached("DELETE FROM cache_entries WHERE purge_at_ms < ?1")?
                 .execute([now])
@@ -582,27 +787,35 @@ impl HttpCache {
         let max = self.settings.max_bytes as i64;
         let result = self.with_db("evict", |c| {
             let mut total: i64 = c.query_row("SELECT COALESCE(SUM(size), 0) FROM cache_entries", [], |r| r.get(0))?;
-            let mut evicted = 0u64;
+            let mut evicted = Vec::new();
             while total > max {
-                let victim: Option<(String, i64)> = c
-                    .prepare_cached("SELECT key, size FROM cache_entries ORDER BY last_access_ms, stored_at_ms LIMIT 1")?
-                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                let victim: Option<(String, String, i64)> = c
+                    .prepare_cached("SELECT key, vary, size FROM cache_entries ORDER BY last_access_ms, stored_at_ms LIMIT 1")?
+                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?;
-                let Some((key, size)) = victim else { break };
-                c.prepare_cached("DELETE FROM cache_entries WHERE key = ?1")?.execute([&key])?;
+                let Some((key, vary, size)) = victim else { break };
+                rows::delete_variant(c, &key, &vary)?;
                 total -= size;
-                evicted += 1;
+                evicted.push((key, vary));
             }
             Ok((evicted, total))
         });
-        if let Some((n, total)) = result {
-            self.counters.evictions.fetch_add(n, Ordering::Relaxed);
+        if let Some((evicted, total)) = result {
+            for (k, v) in &evicted {
+                self.hot.remove(k, v);
+            }
+            self.counters
+                .evictions
+                .fetch_add(evicted.len() as u64, Ordering::Relaxed);
             self.estimated_bytes
                 .store(total.max(0) as u64, Ordering::Relaxed);
         }
     }
 
+    /// The cache section of the status (pending writes are written first, so the counts are
+    /// what is stored).
     pub(crate) fn status(&self) -> CacheStatus {
+        self.flush();
         let (entries, bytes) = self
             .with_db("status", |c| {
                 c.query_row(
@@ -622,6 +835,8 @@ impl HttpCache {
             revalidations: g(&self.counters.revalidations),
             evictions: g(&self.counters.evictions),
             stale_served: g(&self.counters.stale_served),
+            coalesced: g(&self.counters.coalesced),
+            write_behind_dropped: g(&self.counters.write_dropped),
         }
     }
 }
@@ -629,6 +844,7 @@ impl HttpCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::decode_header_lines;
 
     #[test]
     fn headers_round_trip() {

@@ -507,13 +507,7 @@ impl Network {
                 self.settings.header_provider_timeout,
             )
             .await?;
-            for (name, value) in parse_headers(&fresh, |r| ApiError::InvalidRequest {
-                reason: format!("header provider: {r}"),
-            })? {
-                if let Some(name) = name {
-                    headers.insert(name, value);
-                }
-            }
+            merge_provided(&mut headers, &fresh)?;
         }
         if let Some(creds) = creds {
             creds.apply(&mut headers);
@@ -523,6 +517,42 @@ impl Network {
                 HeaderName::from_static("idempotency-key"),
                 idempotency_header(key)?,
             );
+        }
+        Ok(headers)
+    }
+
+    /// [`Network::outgoing_headers`] for a synchronous caller (the cache's thin bridge read): the
+    /// header provider, if any, is asked on the calling thread — an app thread, never a runtime
+    /// worker — and may block it.
+    pub(crate) fn outgoing_headers_here(
+        &self,
+        req: &ApiRequest,
+        scope: Option<String>,
+    ) -> Result<HeaderMap, ApiError> {
+        let mut headers = self.settings.default_headers.clone();
+        for (name, value) in parse_headers(&req.headers, ApiError::invalid_request)? {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
+        }
+        let provider = self
+            .header_provider
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(provider) = provider {
+            let unavailable = |reason: String| ApiError::CredentialsUnavailable { reason };
+            let path = req.path.clone();
+            let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                provider.headers_for(req.method, path, scope)
+            }));
+            let fresh = match asked {
+                Ok(Ok(h)) => h,
+                Ok(Err(e @ ApiError::CredentialsUnavailable { .. })) => return Err(e),
+                Ok(Err(e)) => return Err(unavailable(format!("the header provider failed: {e}"))),
+                Err(_) => return Err(unavailable("the header provider panicked".into())),
+            };
+            merge_provided(&mut headers, &fresh)?;
         }
         Ok(headers)
     }
@@ -559,10 +589,39 @@ impl Network {
         request::execute(self, req, Some(headers), scope, rounds).await
     }
 
+    /// [`Network::execute_with_headers`], but a final 4xx answer comes back as a response (with
+    /// its headers) instead of `ApiError::Http`: the cache layer decides whether to store it and
+    /// turns it into the error itself. The authenticator's 401 → refresh → re-send applies as for
+    /// [`Network::execute_with_headers`]; an expired-credentials answer is never kept.
+    pub(crate) async fn execute_keeping_final_4xx(
+        &self,
+        req: ApiRequest,
+        headers: HeaderMap,
+        scope: Option<String>,
+        rounds: Rounds,
+    ) -> Result<ApiResponse, ApiError> {
+        request::execute_keeping(self, req, Some(headers), scope, rounds, true).await
+    }
+
     /// Runs the background health probes until the runtime stops.
     pub(crate) async fn run_health_probes(self: Arc<Self>) {
         health::run(self).await
     }
+}
+
+/// Adds the header provider's headers (they override the others).
+fn merge_provided(
+    headers: &mut HeaderMap,
+    fresh: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    for (name, value) in parse_headers(fresh, |r| ApiError::InvalidRequest {
+        reason: format!("header provider: {r}"),
+    })? {
+        if let Some(name) = name {
+            headers.insert(name, value);
+        }
+    }
+    Ok(())
 }
 
 /// Asks the header provider, on a blocking thread of its own (foreign code may block, or even make

@@ -243,6 +243,21 @@ pub(super) async fn execute(
     scope: Option<String>,
     rounds: Rounds,
 ) -> Result<ApiResponse, ApiError> {
+    execute_keeping(net, req, headers, scope, rounds, false).await
+}
+
+/// [`execute`]; with `keep_final_4xx` a final 4xx answer (not retried: `404`, `410`, …) comes back
+/// as a response, headers included, instead of `ApiError::Http` (the cache may store it). The
+/// authenticator's refresh and re-send apply first, as for [`execute`]; a status that means
+/// "credentials expired" (`401`, `auth_expired_statuses`) is never kept: it stays an error.
+pub(super) async fn execute_keeping(
+    net: &Network,
+    req: ApiRequest,
+    headers: Option<HeaderMap>,
+    scope: Option<String>,
+    rounds: Rounds,
+    keep_final_4xx: bool,
+) -> Result<ApiResponse, ApiError> {
     let started = net.now();
     net.count_request();
     let mut req = req;
@@ -275,6 +290,18 @@ pub(super) async fn execute(
         net,
         p,
         only_timeouts: AtomicBool::new(true),
+    };
+    let response = |r: RawResponse, index: usize, attempts: u32| ApiResponse {
+        status: r.status as i32,
+        headers: r.headers,
+        body: r.body,
+        backend: net.backend(index).name.clone(),
+        attempts: attempts as i32,
+        elapsed_ms: ms_i32(net.now().saturating_duration_since(started)),
+        from_cache: false,
+        stale: false,
+        age_ms: None,
+        queued: None,
     };
     let mut result = attempt::run(net, &ex, &plan).await;
     let mut earlier_attempts = 0;
@@ -323,18 +350,19 @@ pub(super) async fn execute(
             let r = done.value.map_err(|e| ApiError::Internal {
                 reason: format!("a failed attempt was classified as success: {e}"),
             })?;
-            Ok(ApiResponse {
-                status: r.status as i32,
-                headers: r.headers,
-                body: r.body,
-                backend: net.backend(done.index).name.clone(),
-                attempts: done.attempts as i32,
-                elapsed_ms: ms_i32(net.now().saturating_duration_since(started)),
-                from_cache: false,
-                stale: false,
-                age_ms: None,
-                queued: None,
-            })
+            Ok(response(r, done.index, done.attempts))
+        }
+        Err(Failed {
+            stop: Stop::Final,
+            last: Some((index, Ok(r))),
+            attempts,
+            ..
+        }) if keep_final_4xx
+            && (400..500).contains(&r.status)
+            && !matches!(r.status, 401 | 429)
+            && !s.auth_expired_statuses.contains(&r.status) =>
+        {
+            Ok(response(r, index, attempts + earlier_attempts))
         }
         Err(mut f) => {
             f.attempts += earlier_attempts;

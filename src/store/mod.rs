@@ -150,6 +150,34 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE queue_entries;
     DROP TABLE queue_stats;
     DROP TABLE queue_outcomes;",
+    // 5: several `Vary` variants per key (the cache is best-effort: older rows are dropped).
+    "DROP TABLE cache_entries;
+    CREATE TABLE cache_entries (
+        key TEXT NOT NULL,
+        vary TEXT NOT NULL,
+        path TEXT NOT NULL,
+        scope TEXT,
+        status INTEGER NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        stored_at_ms INTEGER NOT NULL,
+        initial_age_ms INTEGER NOT NULL,
+        lifetime_ms INTEGER NOT NULL,
+        swr_ms INTEGER,
+        sie_ms INTEGER,
+        must_revalidate INTEGER NOT NULL,
+        no_cache INTEGER NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        size INTEGER NOT NULL,
+        last_access_ms INTEGER NOT NULL,
+        purge_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (key, vary)
+    );
+    CREATE INDEX cache_entries_path ON cache_entries(path);
+    CREATE INDEX cache_entries_lru ON cache_entries(last_access_ms);
+    CREATE INDEX cache_entries_purge ON cache_entries(purge_at_ms);
+    CREATE INDEX cache_entries_scope ON cache_entries(scope);",
 ];
 
 /// The queue file's migrations (same rule). Version 1 is the shape the queue had in the shared

@@ -100,3 +100,16 @@ def test_queued_posts_are_delivered_in_order_when_back_online(fleet, make_client
     queue = client.service_status().queue
     assert queue.pending == 0 and queue.delivered == 3 and queue.dead_lettered == 0
     assert sum(fleet.hits(i, "/orders") for i in range(len(fleet.urls))) == 3
+
+
+def test_cached_response_is_a_sync_read_without_the_network(fleet, make_client):
+    client = make_client(fleet.urls)
+    path = "/cache/bridge?cc=max-age%3D60"
+    assert client.cached_response(ApiRequest(method=HttpMethod.GET, path=path), False) is None
+    online = asyncio.run(client.get(path))
+    hit = client.cached_response(ApiRequest(method=HttpMethod.GET, path=path), False)
+    assert hit is not None and hit.from_cache is True and hit.stale is False
+    assert hit.body == online.body
+    assert sum(fleet.hits(i, "/cache/bridge") for i in range(len(fleet.urls))) == 1
+    cache = client.service_status().cache
+    assert cache.coalesced == 0 and cache.write_behind_dropped == 0

@@ -1,0 +1,125 @@
+//! Write-behind: storing a response costs the caller a map insert and a channel send, not an
+//! SQLite write. Entries wait in `pending` (reads see them) and a bounded channel carries them to
+//! one writer task, which writes whatever has gathered in one transaction. A full channel drops
+//! the store (counted in `CacheStatus.write_behind_dropped`), never blocks the call. Shutdown
+//! writes what is still pending ([`WriteBehind::take_all`]).
+//!
+//! Races with deletion (invalidation, `clear_cache`, `clear_user_data`) are closed by one lock
+//! (`write_lock`): a deletion holds it while it drops the pending entries and deletes the rows, and
+//! the writer holds it while it writes, writing only entries that are still pending. A deleted
+//! entry is never written back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::mpsc;
+
+use super::Entry;
+
+/// Stores that may wait for the writer; one more is dropped.
+pub(crate) const WRITE_QUEUE_CAPACITY: usize = 256;
+/// Most entries written in one transaction.
+pub(crate) const WRITE_BATCH: usize = 64;
+
+type Slot = (String, String);
+
+/// The pending entries and the channel to the writer.
+pub(crate) struct WriteBehind {
+    pending: Mutex<HashMap<Slot, Arc<Entry>>>,
+    tx: mpsc::Sender<Arc<Entry>>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Arc<Entry>>>,
+    write_lock: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn slot(e: &Entry) -> Slot {
+    (e.key.clone(), e.vary.clone())
+}
+
+impl WriteBehind {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        WriteBehind {
+            pending: Mutex::default(),
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            write_lock: Mutex::new(()),
+        }
+    }
+
+    /// Queues `entry` for writing; `false` (nothing queued) when the queue is full.
+    pub(crate) fn push(&self, entry: Arc<Entry>) -> bool {
+        lock(&self.pending).insert(slot(&entry), entry.clone());
+        match self.tx.try_send(entry.clone()) {
+            Ok(()) => true,
+            Err(_) => {
+                let mut p = lock(&self.pending);
+                if p.get(&slot(&entry)).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+                    p.remove(&slot(&entry));
+                }
+                false
+            }
+        }
+    }
+
+    /// The first pending variant of `key` that `matches` accepts.
+    pub(crate) fn get(&self, key: &str, matches: impl Fn(&Entry) -> bool) -> Option<Arc<Entry>> {
+        lock(&self.pending)
+            .values()
+            .find(|e| e.key == key && matches(e))
+            .cloned()
+    }
+
+    /// Held while rows are deleted (so nothing pending is written after) or written.
+    pub(crate) fn exclusive(&self) -> MutexGuard<'_, ()> {
+        lock(&self.write_lock)
+    }
+
+    /// Drops the pending entries `drop_it` selects (call with [`WriteBehind::exclusive`] held).
+    pub(crate) fn discard(&self, drop_it: impl Fn(&Entry) -> bool) {
+        lock(&self.pending).retain(|_, e| !drop_it(e));
+    }
+
+    /// Of `batch` (received from the channel), the entries still pending as they were sent (call
+    /// with [`WriteBehind::exclusive`] held).
+    pub(crate) fn still_pending(&self, batch: Vec<Arc<Entry>>) -> Vec<Arc<Entry>> {
+        let p = lock(&self.pending);
+        batch
+            .into_iter()
+            .filter(|e| p.get(&slot(e)).is_some_and(|cur| Arc::ptr_eq(cur, e)))
+            .collect()
+    }
+
+    /// Written: no longer pending (unless replaced meanwhile).
+    pub(crate) fn written(&self, batch: &[Arc<Entry>]) {
+        let mut p = lock(&self.pending);
+        for e in batch {
+            if p.get(&slot(e)).is_some_and(|cur| Arc::ptr_eq(cur, e)) {
+                p.remove(&slot(e));
+            }
+        }
+    }
+
+    /// Everything pending, taken out (shutdown, status).
+    pub(crate) fn take_all(&self) -> Vec<Arc<Entry>> {
+        lock(&self.pending).drain().map(|(_, e)| e).collect()
+    }
+
+    /// The next batch from the channel: waits for one entry, then takes what else has gathered.
+    /// `None` once every sender is gone.
+    pub(crate) async fn next_batch(&self) -> Option<Vec<Arc<Entry>>> {
+        let mut rx = self.rx.lock().await;
+        let first = rx.recv().await?;
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+}
