@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use robust_api::{
     ApiError, ApiRequest, BreakerState, ClientConfig, RobustClient, ServiceStatus, StatusEvent,
-    StatusListener,
+    StatusListener, UploadRequest,
 };
 use robust_api_fleet::{Fault, Fleet};
 
@@ -255,6 +255,45 @@ async fn main() -> Result<(), ApiError> {
         "backend 0 probed: HALF_OPEN -> CLOSED, preferred again",
         &client.service_status(),
     );
+
+    println!(
+        "\n>> a resumable upload (tus 1.0, the fleet's /tus/files), marked Wi-Fi only, on a metered network"
+    );
+    let clip = storage.path().join("clip.mp4");
+    std::fs::write(&clip, vec![7u8; 3 << 20]).map_err(|e| ApiError::Storage {
+        reason: format!("writing the demo's clip: {e}"),
+    })?;
+    client.set_network_metered(true);
+    let mut upload = UploadRequest::new("/tus/files", clip.to_string_lossy());
+    upload.unmetered_only = true;
+    upload.fields.insert("title".into(), "Demo clip".into());
+    let uploader = client.clone();
+    let call = tokio::spawn(async move { uploader.upload_file(upload, None).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for p in client.pending_uploads()? {
+        println!(
+            "metered: upload {} waits, {} of {} bytes confirmed",
+            &p.id[..8],
+            p.confirmed_bytes,
+            p.total_bytes
+        );
+    }
+    for s in fleet.servers() {
+        s.tus_corrupt_next_patches(1); // the next chunk arrives damaged: its checksum fails
+    }
+    client.set_network_metered(false);
+    let done = call.await.map_err(|e| ApiError::Internal {
+        reason: format!("the demo's upload task: {e}"),
+    })??;
+    let mismatches: u64 = fleet.servers().iter().map(|s| s.tus_mismatches()).sum();
+    println!(
+        "unmetered: it went out by itself -> HTTP {} from {}; chunks rejected by their checksum \
+         (460) and sent again: {mismatches}",
+        done.status, done.backend
+    );
+    for s in fleet.servers() {
+        s.tus_corrupt_next_patches(0);
+    }
 
     println!("\n>> the app reports the network gone: nothing is sent; reads come from the cache, writes are queued");
     client.set_network_available(false);

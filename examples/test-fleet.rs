@@ -29,20 +29,30 @@
 //! `POST /ws/{i}/push` with a text; `GET /ws/{i}/upgrades` (connection attempts), `/open`,
 //! `/received`; see `WsControl` in `fleet/src/ws/control.rs`. The printed line becomes
 //! `{"backends":[...],"control":"...","ws_backends":[...],"ws_control":"..."}`.
+//!
+//! Proxy (`--proxy-to PORT`): an [`HttpProxy`](robust_api_fleet::HttpProxy) on 127.0.0.1 in front
+//! of `127.0.0.1:PORT` (e.g. the official tus server of the resumable-upload tests), driven by the
+//! control API: `POST /proxy/cut-after` with `<bytes>` (cut the connection mid-body that many
+//! request-body bytes further on, once), `GET /proxy/cuts`, `/proxy/body-bytes`,
+//! `/proxy/wire-bytes`, `/proxy/requests`. The line gets `"proxy":"http://127.0.0.1:PORT"`.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: test-fleet [--backends N] [--ignore-stdin] [--websockets]\n\
+const USAGE: &str =
+    "usage: test-fleet [--backends N] [--ignore-stdin] [--websockets] [--proxy-to PORT]\n\
     Starts N (default 3, max 64) HTTP test backends and a control server on 127.0.0.1,\n\
     prints {\"backends\":[...],\"control\":\"...\"} on one line, exits when stdin reaches EOF.\n\
     --websockets also starts N WebSocket echo backends and their control server and adds\n\
-    \"ws_backends\":[...],\"ws_control\":\"...\" to the line.";
+    \"ws_backends\":[...],\"ws_control\":\"...\" to the line.\n\
+    --proxy-to PORT relays http://127.0.0.1:<new port> to 127.0.0.1:PORT (cuts on request, see\n\
+    /proxy/... in the control API) and adds \"proxy\":\"...\" to the line.";
 
 struct Options {
     backends: usize,
     ignore_stdin: bool,
     websockets: bool,
+    proxy_to: Option<u16>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -50,6 +60,7 @@ fn parse_args() -> Result<Options, String> {
         backends: 3,
         ignore_stdin: false,
         websockets: false,
+        proxy_to: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,6 +75,14 @@ fn parse_args() -> Result<Options, String> {
             }
             "--ignore-stdin" => options.ignore_stdin = true,
             "--websockets" => options.websockets = true,
+            "--proxy-to" => {
+                let value = args.next().ok_or("--proxy-to needs a port")?;
+                options.proxy_to = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad --proxy-to {value:?}: expected a port"))?,
+                );
+            }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -95,7 +114,24 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let control = match fleet.start_control().await {
+    let proxy = match options.proxy_to {
+        Some(port) => {
+            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            match robust_api_fleet::HttpProxy::start(upstream).await {
+                Ok(p) => Some(std::sync::Arc::new(p)),
+                Err(e) => {
+                    eprintln!("test-fleet: cannot start the proxy: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    let control = match &proxy {
+        Some(p) => fleet.start_control_with_proxy(p.clone()).await,
+        None => fleet.start_control().await,
+    };
+    let control = match control {
         Ok(control) => control,
         Err(e) => {
             eprintln!("test-fleet: cannot start the control server: {e}");
@@ -145,6 +181,9 @@ async fn main() -> ExitCode {
             ws_backends.join(","),
             ws_control.url()
         ));
+    }
+    if let Some(p) = &proxy {
+        line.push_str(&format!(r#","proxy":"{}""#, p.url()));
     }
     line.push('}');
     let mut stdout = std::io::stdout().lock();

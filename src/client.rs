@@ -163,7 +163,10 @@ impl RobustClient {
         let uploads = Uploads::new(
             net.clone(),
             settings.upload.clone(),
-            Arc::new(Records::new(Arc::new(uploads_store))),
+            Arc::new(Records::new(
+                Arc::new(uploads_store),
+                settings.queue.sensitive_headers.clone(),
+            )),
             net.identity().clone(),
         )?;
         let u = uploads.clone();

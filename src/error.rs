@@ -217,6 +217,18 @@ pub enum ApiError {
         /// Restarts made.
         restarts: i32,
     },
+    /// A chunk of a resumable upload failed the server's checksum (`460 Checksum Mismatch`) twice
+    /// in a row: the bytes change between this device and the server (or on disk). The upload
+    /// stopped at the server's last good offset; its record stays (state `Failed`).
+    #[error(
+        "the upload server {backend} twice rejected the bytes at offset {offset} (checksum mismatch); the upload was stopped"
+    )]
+    UploadChecksumMismatch {
+        /// Base URL of the backend.
+        backend: String,
+        /// Where the rejected chunk starts.
+        offset: i64,
+    },
     /// A bug in robust-api. Please report it with this text.
     #[error("internal error (please report): {reason}")]
     Internal {

@@ -704,3 +704,257 @@ async fn an_upload_whose_backend_stays_down_waits_then_restarts_on_another_after
     assert_eq!(b.upload_count(), 1);
     assert_eq!(sha256_file(&b.newest_upload()), sha256_file(&path));
 }
+
+/// The upload requests (`POST`, `PATCH`, `HEAD`, `DELETE`: not discovery, not health probes) the
+/// proxy saw.
+fn upload_requests(proxy: &HttpProxy) -> Vec<String> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            ["POST ", "PATCH ", "HEAD ", "DELETE "]
+                .iter()
+                .any(|m| r.starts_with(m))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmetered_only_upload_waits_while_metered_and_goes_on_when_unmetered() {
+    let size = 96 * MB;
+    let server = TusServer::start(0);
+    let proxy = HttpProxy::start(server.addr()).await.unwrap();
+    let (dir, store) = (files(), tempfile::tempdir().unwrap());
+    let path = make_file(dir.path(), "wifi.mp4", size);
+    let client = RobustClient::new(config(vec![proxy.url()], store.path(), 2 * MB)).unwrap();
+    client.set_network_metered(true);
+    let mut req = video(&path, "Wi-Fi only");
+    req.unmetered_only = true;
+    let progress = Progress::new();
+    let (call, up) = start(&client, req, Some(progress.clone())).await;
+    assert!(
+        up.unmetered_only && up.state == UploadState::Active,
+        "{up:?}"
+    );
+    // Metered: over a measured interval, not one upload request (discovery aside) goes out.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(upload_requests(&proxy).is_empty(), "{:?}", proxy.requests());
+    assert_eq!(proxy.body_bytes(), 0);
+    assert!(!call.is_finished(), "the call waits");
+    // Unmetered: it starts by itself. Metered again mid-way: the transfer stops at once.
+    client.set_network_metered(false);
+    confirmed_at_least(&client, &up.id, 8 * MB as i64).await;
+    client.set_network_metered(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (requests, body) = (upload_requests(&proxy).len(), proxy.body_bytes());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        upload_requests(&proxy).len(),
+        requests,
+        "no request while metered"
+    );
+    assert_eq!(proxy.body_bytes(), body, "no upload byte while metered");
+    assert!(body < size, "stopped mid-way ({body} of {size} bytes)");
+    assert!(!call.is_finished(), "the call still waits");
+    // Unmetered again: it goes on by itself, from the server's offset.
+    client.set_network_metered(false);
+    confirmed_at_least(&client, &up.id, (body + 4 * MB) as i64).await;
+    // Offline (for every upload): the transfer under way stops at once, nothing goes out.
+    client.set_network_available(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (offline_requests, offline_body) = (upload_requests(&proxy).len(), proxy.body_bytes());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        upload_requests(&proxy).len(),
+        offline_requests,
+        "no request offline"
+    );
+    assert_eq!(proxy.body_bytes(), offline_body, "no upload byte offline");
+    assert!(
+        offline_body < size,
+        "stopped mid-way ({offline_body} of {size} bytes)"
+    );
+    // Online: it goes on and completes intact.
+    client.set_network_available(true);
+    let heard = Arc::new(Heard::default());
+    client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while heard.completed.lock().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no completion: {:?}, {:?}",
+            client.pending_uploads(),
+            upload_requests(&proxy)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = call.await.unwrap();
+    let wire = proxy.body_bytes();
+    let reqs = upload_requests(&proxy);
+    let url = reqs
+        .iter()
+        .find(|r| r.starts_with("PATCH") || r.starts_with("HEAD"))
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(sha256_file(&server.stored(&url).0), sha256_file(&path));
+    assert_eq!(
+        server.upload_count(),
+        1,
+        "one upload, resumed (never created anew)"
+    );
+    let p = heard.progress.lock().unwrap().clone();
+    assert!(p.windows(2).all(|w| w[0].0 <= w[1].0), "monotonic: {p:?}");
+    println!(
+        "FIGURE unmetered-only: {size} bytes; {body} body bytes before the metered stop, \
+         {offline_body} at the offline stop, {wire} in all ({:.4} x size); call: {:?}",
+        wire as f64 / size as f64,
+        r.as_ref().map(|r| r.status)
+    );
+    // The call waited through the metered spell and ended with `Offline` at the offline one
+    // (the durable upload itself went on), with progress that never went backwards.
+    assert!(matches!(r, Err(ApiError::Offline)), "{r:?}");
+    let calls = progress.calls();
+    assert!(
+        calls.windows(2).all(|w| w[0].0 <= w[1].0),
+        "monotonic: {calls:?}"
+    );
+    assert!(
+        calls.last().is_some_and(|c| c.0 as u64 >= body),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksums_go_where_offered_and_a_mismatch_is_resent_once_then_a_typed_error() {
+    // The fleet's small tus server offers the checksum extension (the official one does not).
+    let fleet = robust_api_fleet::Fleet::start(1).await;
+    let server = fleet.server(0);
+    let (dir, store) = (files(), tempfile::tempdir().unwrap());
+    let size = MB + 5;
+    let path = make_file(dir.path(), "sum.bin", size);
+    let chunk = 256 * 1024;
+    let client = RobustClient::new(config(fleet.urls(), store.path(), chunk)).unwrap();
+    // One chunk arrives corrupted: the server answers 460, the chunk is sent once more.
+    server.tus_corrupt_next_patches(1);
+    let r = client
+        .upload_file(
+            UploadRequest::new("/tus/files", path.to_string_lossy()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        server.tus_newest_upload().unwrap(),
+        std::fs::read(&path).unwrap()
+    );
+    let sums = server.tus_checksums();
+    let chunks = size.div_ceil(chunk) as usize;
+    assert_eq!(
+        sums.len(),
+        chunks + 1,
+        "every PATCH, and the resent one: {sums:?}"
+    );
+    assert!(sums.iter().all(|s| s.starts_with("sha1 ")), "{sums:?}");
+    assert_eq!(
+        sums[0], sums[1],
+        "the rejected chunk was sent again as it was"
+    );
+    assert_eq!(server.tus_mismatches(), 1);
+    // The same chunk rejected twice: a typed error, the record kept as failed.
+    server.tus_corrupt_next_patches(2);
+    let other = make_file(dir.path(), "sum2.bin", size);
+    let err = client
+        .upload_file(
+            UploadRequest::new("/tus/files", other.to_string_lossy()),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::UploadChecksumMismatch { offset: 0, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert_eq!(server.tus_mismatches(), 3);
+    let failed = client.pending_uploads().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].state, UploadState::Failed);
+    // The official server does not offer it: no Upload-Checksum there (tests above), and none to
+    // an endpoint whose OPTIONS lacks the extension (policy unit tests).
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_resumed_by_a_new_client_sends_the_apps_headers_and_no_credential_is_stored() {
+    let fleet = robust_api_fleet::Fleet::start(1).await;
+    let server = fleet.server(0);
+    let (dir, store) = (files(), tempfile::tempdir().unwrap());
+    let path = make_file(dir.path(), "h.bin", MB);
+    let chunk = 64 * 1024;
+    // Slow answers, so the upload is surely mid-way when it is paused.
+    server
+        .set_fault(robust_api_fleet::Fault::Slow(Duration::from_millis(100)))
+        .await;
+    let client = RobustClient::new(config(fleet.urls(), store.path(), chunk)).unwrap();
+    let mut req = UploadRequest::new("/tus/files", path.to_string_lossy());
+    req.headers.insert("X-App-Version".into(), "7".into());
+    req.headers
+        .insert("Authorization".into(), "Bearer upload-secret-42".into());
+    let (call, up) = start(&client, req, None).await;
+    confirmed_at_least(&client, &up.id, chunk as i64).await;
+    assert!(client.pause_upload(up.id.clone()).unwrap());
+    let _ = call.await.unwrap();
+    client.shutdown();
+    drop(client);
+    // On disk: the app's header, never the credential.
+    let mut on_disk = Vec::new();
+    for f in std::fs::read_dir(store.path()).unwrap() {
+        on_disk.extend(std::fs::read(f.unwrap().path()).unwrap_or_default());
+    }
+    let contains = |needle: &[u8]| on_disk.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"X-App-Version") || contains(b"x-app-version"));
+    assert!(
+        !contains(b"upload-secret-42"),
+        "a credential reached the disk"
+    );
+    // A new client (as after a kill) resumes it: its requests carry the app's header again.
+    server.set_fault(robust_api_fleet::Fault::None).await;
+    let before = server.requests().len();
+    let client = RobustClient::new(config(fleet.urls(), store.path(), chunk)).unwrap();
+    let heard = Arc::new(Heard::default());
+    assert!(client
+        .attach_upload_listener(up.id.clone(), heard.clone())
+        .unwrap());
+    assert!(client.resume_upload(up.id.clone()).unwrap());
+    wait_until(
+        "the resumed upload to complete",
+        Duration::from_secs(30),
+        || heard.completed.lock().unwrap().is_some(),
+    )
+    .await;
+    assert_eq!(
+        server.tus_newest_upload().unwrap(),
+        std::fs::read(&path).unwrap()
+    );
+    let resumed: Vec<_> = server.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "PATCH" || r.method == "HEAD")
+        .cloned()
+        .collect();
+    assert!(!resumed.is_empty());
+    for r in &resumed {
+        assert_eq!(
+            r.header("x-app-version"),
+            Some("7"),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(r.header("authorization"), None);
+    }
+}

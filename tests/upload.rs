@@ -613,3 +613,31 @@ async fn an_upload_answered_with_a_redirect_is_a_typed_error_naming_the_location
     assert!(fleet.server(0).uploads().is_empty());
     client.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmetered_only_multipart_upload_waits_while_metered() {
+    let fleet = Fleet::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_file(dir.path(), "wifi.mp4", 4 * MB);
+    let mut c = config(&fleet);
+    c.upload.unmetered_only = true; // the default for every upload
+    let client = Arc::new(RobustClient::new(c).unwrap());
+    client.set_network_metered(true);
+    let progress = Progress::new();
+    let call = {
+        let (client, p) = (client.clone(), progress.clone());
+        let req = UploadRequest::new("/upload", path.to_string_lossy());
+        tokio::spawn(async move { client.upload_file(req, Some(Box::new(p))).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let server = fleet.server(0);
+    assert_eq!(server.hits_for("/upload"), 0, "nothing while metered");
+    assert_eq!(server.upload_bytes_received(), 0);
+    assert!(!call.is_finished(), "the call waits");
+    client.set_network_metered(false);
+    let r = call.await.unwrap().unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(server.uploads().len(), 1);
+    assert_eq!(server.uploads()[0].sha256, sha256_file(&path));
+    progress.assert_monotonic_to_total();
+}

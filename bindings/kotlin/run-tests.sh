@@ -83,6 +83,7 @@ set +e
 java -XX:TieredStopAtLevel=1 \
   -Djna.library.path="$LIB_DIR" \
   -Drobustapi.fleet="$FLEET" \
+  -Drobustapi.root="$ROOT" \
   -jar "$JUNIT_CONSOLE" \
   --disable-banner --disable-ansi-colors --details=tree \
   -cp "$RUN_CP" "${SELECT[@]}" --fail-if-no-tests \

@@ -17,13 +17,29 @@ fi
 "$HERE/prepare.sh" || { rc=$?; echo "swift: 0 passed, 1 failed (building the library or bindings failed)"; exit "$rc"; }
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The official tus server (@tus/server, pinned; scripts/setup-tus-server.sh) for the resumable-upload
+# test, started here on the host as the Python and React Native suites do (the Swift chroot has no
+# Node): its port and store (under the mounted repository) go to the tests as ROBUST_API_TUS_PORT
+# and ROBUST_API_TUS_STORE.
+tus_pid=""
+trap 'rm -f "$log"; [ -z "$tus_pid" ] || kill "$tus_pid" 2>/dev/null || true' EXIT
+tus_store="$HERE/.build/tus-store"
+rm -rf "$tus_store" && mkdir -p "$tus_store"
+tus_dir=$("$ROOT/scripts/setup-tus-server.sh")
+coproc TUS { exec node "$tus_dir/server.mjs" "$tus_store" 0 0; }
+tus_pid=$TUS_PID
+read -r -t 30 tus_line <&"${TUS[0]}" || tus_line=""
+case $tus_line in
+  "LISTENING "*) export ROBUST_API_TUS_PORT=${tus_line#LISTENING } ROBUST_API_TUS_STORE=$tus_store ;;
+  *) echo "run-tests.sh: the tus server did not start ($tus_line)" >&2; echo "swift: 0 passed, 1 failed (tus server)"; exit 1 ;;
+esac
 rc=0
 if [ "$(uname -s)" = Darwin ]; then
   (cd "$HERE" && ROBUST_API_FFI=system swift test --disable-swift-testing "$@") 2>&1 | tee "$log" || rc=$?
 else
   envs=()
   [ -z "${ROBUST_API_TEST_FLEET-}" ] || envs+=(-e ROBUST_API_TEST_FLEET)   # another fleet binary
+  envs+=(-e ROBUST_API_TUS_PORT -e ROBUST_API_TUS_STORE)
   # The Rust client's TLS setup (rustls-platform-verifier) refuses to start without a CA store,
   # even for http:// backends, and the minimal chroot has none: lend it the host's bundle.
   # (Remove once scripts/setup-swift.sh installs ca-certificates in the chroot.)

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::fault::Fault;
 use crate::http::{next_body, next_head, query_param, write_response, Body, Head, Response};
+use crate::proxy::HttpProxy;
 use crate::server::Server;
 use crate::tasks::TaskSet;
 
@@ -38,6 +39,9 @@ use crate::tasks::TaskSet;
 /// | `POST /auth/refresh-fails` with `on` or `off` | `ok` |
 /// | `GET /auth/refreshes`, `/auth/reused`, `/auth/rejected` | decimal count (see [`TokenService`](crate::TokenService)) |
 /// | `POST /backends/{i}/health-body` with a JSON body (empty: back to `ok`) | `ok` |
+/// | `POST /proxy/cut-after` with `<bytes>` (with an [`HttpProxy`]: cut the connection carrying the body bytes that many further on, once) | `ok` |
+/// | `GET /proxy/cuts`, `/proxy/body-bytes`, `/proxy/wire-bytes` | decimal count |
+/// | `GET /proxy/requests` | `METHOD target` of every request relayed, one per line |
 ///
 /// Errors: `400` (bad index, bad fault syntax), `404` (unknown route or index out of range),
 /// `405` (wrong method), `500` (the port could not be re-bound), each with a message body.
@@ -48,7 +52,10 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    pub(crate) async fn start(servers: Vec<Server>) -> io::Result<ControlServer> {
+    pub(crate) async fn start(
+        servers: Vec<Server>,
+        proxy: Option<Arc<HttpProxy>>,
+    ) -> io::Result<ControlServer> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let conns = Arc::new(TaskSet::default());
@@ -57,9 +64,11 @@ impl ControlServer {
         let accept_task = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => {
-                        task_conns.spawn(serve_control_connection(Arc::clone(&servers), stream))
-                    }
+                    Ok((stream, _)) => task_conns.spawn(serve_control_connection(
+                        Arc::clone(&servers),
+                        proxy.clone(),
+                        stream,
+                    )),
                     Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
             }
@@ -84,7 +93,11 @@ impl Drop for ControlServer {
     }
 }
 
-async fn serve_control_connection(servers: Arc<[Server]>, stream: TcpStream) {
+async fn serve_control_connection(
+    servers: Arc<[Server]>,
+    proxy: Option<Arc<HttpProxy>>,
+    stream: TcpStream,
+) {
     let _ = stream.set_nodelay(true);
     let mut io = BufReader::new(stream);
     loop {
@@ -94,13 +107,35 @@ async fn serve_control_connection(servers: Arc<[Server]>, stream: TcpStream) {
         let Some(body) = next_body(&mut io, &head).await else {
             return;
         };
-        let response = control_route(&servers, &head, &body).await;
+        let response = match &proxy {
+            Some(p) if head.target.starts_with("/proxy/") => proxy_route(p, &head, &body),
+            _ => control_route(&servers, &head, &body).await,
+        };
         let keep_alive = head.keep_alive();
         let head_only = head.method == "HEAD";
         let written = write_response(io.get_mut(), &response, &[], head_only, !keep_alive).await;
         if written.is_err() || !keep_alive {
             return;
         }
+    }
+}
+
+/// `/proxy/...`: the [`HttpProxy`] in front of an outside server (e.g. the official tus server).
+fn proxy_route(proxy: &HttpProxy, head: &Head, body: &[u8]) -> Response {
+    let post = head.method == "POST" || head.method == "PUT";
+    match (head.target.as_str(), post) {
+        ("/proxy/cut-after", true) => match String::from_utf8_lossy(body).trim().parse::<u64>() {
+            Ok(n) => {
+                proxy.cut_after_body_bytes(n);
+                Response::text(200, "ok")
+            }
+            Err(_) => Response::text(400, "expected a byte count"),
+        },
+        ("/proxy/cuts", false) => Response::text(200, proxy.cuts().to_string()),
+        ("/proxy/body-bytes", false) => Response::text(200, proxy.body_bytes().to_string()),
+        ("/proxy/wire-bytes", false) => Response::text(200, proxy.bytes_from_clients().to_string()),
+        ("/proxy/requests", false) => Response::text(200, proxy.requests().join("\n")),
+        (other, _) => Response::text(404, format!("no proxy route {other} for {}", head.method)),
     }
 }
 

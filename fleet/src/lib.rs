@@ -94,6 +94,7 @@ mod routes;
 mod server;
 mod tasks;
 mod tls;
+mod tus;
 mod upload;
 pub mod ws;
 

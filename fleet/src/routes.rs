@@ -27,6 +27,9 @@ impl ServerInner {
                 None => Response::text(200, "ok"),
             };
         }
+        if path.starts_with("/tus/") {
+            return lock(&self.tus).route(head, body);
+        }
         if let Some(n) = path.strip_prefix("/bytes/") {
             return match n.parse::<usize>() {
                 Ok(n) => Response {

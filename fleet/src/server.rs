@@ -160,7 +160,15 @@ impl Fleet {
     /// Starts the plain-text control HTTP server (see [`ControlServer`]) for this fleet.
     /// It stops when the returned handle is dropped.
     pub async fn start_control(&self) -> io::Result<ControlServer> {
-        ControlServer::start(self.servers.clone()).await
+        ControlServer::start(self.servers.clone(), None).await
+    }
+
+    /// [`Fleet::start_control`], with `/proxy/...` routes driving `proxy` (see [`ControlServer`]).
+    pub async fn start_control_with_proxy(
+        &self,
+        proxy: Arc<crate::HttpProxy>,
+    ) -> io::Result<ControlServer> {
+        ControlServer::start(self.servers.clone(), Some(proxy)).await
     }
 
     /// Stops every server and waits until all listeners and connections are closed.
@@ -222,6 +230,8 @@ pub(crate) struct ServerInner {
     pub(crate) tokens: Arc<TokenService>,
     /// `Some(body)`: `/api/health` answers `200` `application/json` with it instead of `ok`.
     pub(crate) health_body: Mutex<Option<String>>,
+    /// The small tus server on `/tus/files` (see `tus`).
+    pub(crate) tus: Mutex<crate::tus::TusState>,
 }
 
 #[derive(Default)]
@@ -279,6 +289,7 @@ impl Server {
             upload: UploadSink::default(),
             tokens,
             health_body: Mutex::new(None),
+            tus: Mutex::default(),
         }));
         let task = tokio::spawn(accept_loop(Arc::clone(&server.0), listener));
         *lock(&server.0.listener_task) = Some(task);

@@ -78,6 +78,27 @@ pub(crate) struct UploadSink {
 }
 
 impl Server {
+    /// The next `n` `PATCH` bodies on `/tus/files/...` arrive corrupted (one byte flipped), so a
+    /// checksummed one is answered `460 Checksum Mismatch`.
+    pub fn tus_corrupt_next_patches(&self, n: u32) {
+        lock(&self.0.tus).corrupt_next(n);
+    }
+
+    /// Every `Upload-Checksum` header `/tus/files/...` received, in order.
+    pub fn tus_checksums(&self) -> Vec<String> {
+        lock(&self.0.tus).checksums()
+    }
+
+    /// `PATCH`es answered `460 Checksum Mismatch`.
+    pub fn tus_mismatches(&self) -> u64 {
+        lock(&self.0.tus).mismatches()
+    }
+
+    /// The bytes of the newest upload on `/tus/files`.
+    pub fn tus_newest_upload(&self) -> Option<Vec<u8>> {
+        lock(&self.0.tus).newest()
+    }
+
     /// Uploads accepted (stored) by the upload route, oldest first (replayed keys add nothing).
     pub fn uploads(&self) -> Vec<StoredUpload> {
         lock(&self.0.upload.stored).iter().cloned().collect()

@@ -251,8 +251,11 @@ const QUEUE_MIGRATIONS: &[&str] = &[
 /// The upload records file's migrations (same rule). One row per resumable upload: where its
 /// file is and what it looked like (the fingerprint), where it goes (backend, upload URL), how far
 /// the server confirmed it, its metadata (title, file name) and its user scope's keyed tag. No
-/// credential: the app's headers are not stored (the header provider supplies them at send time).
-const UPLOAD_MIGRATIONS: &[&str] = &["CREATE TABLE uploads (
+/// credential: the app's headers are stored without credential headers (`Authorization`, `Cookie`,
+/// `Proxy-Authorization`, `queue.sensitive_headers`); the header provider supplies those at send time.
+const UPLOAD_MIGRATIONS: &[&str] = &[
+    // 1: resumable upload records.
+    "CREATE TABLE uploads (
         id TEXT PRIMARY KEY NOT NULL,
         seq INTEGER NOT NULL,
         scope TEXT,
@@ -280,7 +283,12 @@ const UPLOAD_MIGRATIONS: &[&str] = &["CREATE TABLE uploads (
     CREATE TABLE install_key (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         key BLOB NOT NULL
-    );"];
+    );",
+    // 2: uploads marked "unmetered only" wait while the network is metered; the app's own
+    // headers of an upload, credentials removed (a resumed upload after a kill sends them).
+    "ALTER TABLE uploads ADD COLUMN unmetered_only INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE uploads ADD COLUMN headers TEXT NOT NULL DEFAULT '';",
+];
 
 /// What a database file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -89,6 +89,13 @@ pub struct UploadRequest {
     /// random UUID generated for this call.
     #[uniffi(default = None)]
     pub idempotency_key: Option<String>,
+    /// Send only over an unmetered network (`set_network_metered(false)`): while the app reports
+    /// a metered one the upload waits (no byte goes out; a transfer under way stops at once) and
+    /// it goes on by itself when the network is unmetered again — a resumable upload from the
+    /// server's offset, a multipart one from the start. `upload.unmetered_only` makes it the
+    /// default for every upload.
+    #[uniffi(default = false)]
+    pub unmetered_only: bool,
 }
 
 impl UploadRequest {
@@ -103,6 +110,7 @@ impl UploadRequest {
             fields: HashMap::new(),
             headers: HashMap::new(),
             idempotency_key: None,
+            unmetered_only: false,
         }
     }
 }
@@ -136,14 +144,21 @@ impl<T: UploadProgressListener + ?Sized> UploadProgressListener for Arc<T> {
 /// call delivers it to the listener ([`deliver_to`]).
 pub(crate) type ProgressSink = Arc<crate::runtime::Latest<(i64, i64)>>;
 
-/// The caller's side of an upload's progress: calls `listener` with each delivered value; one
-/// that panics is logged and no longer called, an error it returns is logged as a warning.
+/// The caller's side of an upload's progress: calls `listener` with each delivered value above
+/// the highest so far (a multipart upload started over after a metered spell reports from 0
+/// again; the app's progress holds until it passes); one that panics is logged and no longer
+/// called, an error it returns is logged as a warning.
 pub(crate) fn deliver_to(
     listener: Option<Arc<dyn UploadProgressListener>>,
 ) -> impl FnMut((i64, i64)) + Send + 'static {
     let mut listener = listener;
+    let mut high: Option<i64> = None;
     move |(sent, total)| {
         let Some(l) = &listener else { return };
+        if high.is_some_and(|h| sent <= h) {
+            return;
+        }
+        high = Some(sent);
         match catch_unwind(AssertUnwindSafe(|| l.on_progress(sent, total))) {
             Ok(r) => crate::error::warn_on_listener_error("upload progress listener", r),
             Err(_) => {
@@ -204,6 +219,9 @@ config_record! {
         /// been unreachable this long (across resumes), the upload is created anew on the best
         /// other backend, from byte 0. 0: wait for it however long it takes.
         pub restart_elsewhere_after_ms: i32 = 600000,
+        /// Every upload (`upload_file`, `upload_video_file`) waits for an unmetered network, as if
+        /// its request said `unmetered_only`.
+        pub unmetered_only: bool = false,
     }
 }
 
@@ -226,6 +244,8 @@ pub(crate) struct UploadSettings {
     pub max_restarts: u32,
     /// Unreachable this long → created anew elsewhere (zero: never).
     pub restart_elsewhere_after: Duration,
+    /// Every upload waits for an unmetered network.
+    pub unmetered_only: bool,
 }
 
 impl UploadSettings {
@@ -266,6 +286,7 @@ impl UploadSettings {
                 "upload.restart_elsewhere_after_ms",
                 c.restart_elsewhere_after_ms,
             )?,
+            unmetered_only: c.unmetered_only,
         })
     }
 }
@@ -746,6 +767,8 @@ pub(crate) async fn send(
         .await
         .is_ok_and(|m| m.is_file())
         && tokio::fs::File::open(&req.file_path).await.is_ok();
+    let mut req = req;
+    req.unmetered_only |= settings.unmetered_only;
     if settings.resumable != "multipart" && readable {
         if !net.is_online() {
             return Err(ApiError::Offline);
@@ -754,7 +777,47 @@ pub(crate) async fn send(
             return resumable::follow(&uploads, &net, &req, caps, sink, token.as_deref()).await;
         }
     }
-    run(net, settings, req, sink, token).await
+    if !req.unmetered_only {
+        return run(net, settings, req, sink, token).await;
+    }
+    unmetered_multipart(net, settings, req, sink, token).await
+}
+
+/// A multipart upload marked `unmetered_only`: it starts when the network is unmetered (offline
+/// is `Offline`, as for every upload), and a metered spell stops it at once and starts it over
+/// once the network is unmetered again (a multipart body cannot resume).
+async fn unmetered_multipart(
+    net: Arc<Network>,
+    settings: UploadSettings,
+    req: UploadRequest,
+    sink: Option<ProgressSink>,
+    token: Option<Arc<CancelToken>>,
+) -> Result<ApiResponse, ApiError> {
+    let mut conditions = net.conditions();
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancelled(token.as_deref()) => return Err(cancelled_error()),
+            r = conditions.wait_for(|c| !c.online || c.may_send(true)) => {
+                if r.is_err() {
+                    return Err(ApiError::Cancelled { reason: "the client was shut down".into() });
+                }
+            }
+        }
+        let attempt = run(
+            net.clone(),
+            settings.clone(),
+            req.clone(),
+            sink.clone(),
+            token.clone(),
+        );
+        tokio::select! {
+            r = attempt => return r,
+            _ = conditions.wait_for(|c| c.online && !c.may_send(true)) => {
+                log::info!("robust-api: an unmetered-only upload stopped: the network is metered; it starts over when it is not");
+            }
+        }
+    }
 }
 
 /// Uploads `req` as multipart (see [`UploadRequest`]).

@@ -6,9 +6,11 @@
 //!
 //! Stored: the file's path and fingerprint (size, modification time, SHA-256 of its first and last
 //! MiB), the endpoint, the metadata (title, file name), the creating backend and the upload URL
-//! (not a secret: it names the upload, the credentials are separate), offsets, the state, and the
-//! user scope as a keyed tag. Never stored: the app's headers (credentials come from the header
-//! provider at send time).
+//! (not a secret: it names the upload, the credentials are separate), offsets, the state, the
+//! user scope as a keyed tag, and the app's own headers of the upload without any credential
+//! header (`Authorization`, `Cookie`, `Proxy-Authorization` and `queue.sensitive_headers` are
+//! dropped before the row is written; credentials come from the header provider at send time), so
+//! an upload resumed after a kill sends the app's headers (an API version, a client id) again.
 //!
 //! Bounded: at most [`MAX_OPEN`] uploads not yet finished, and the [`MAX_FINISHED`] last finished
 //! ones (for a listener that re-attaches after the app was killed); older finished ones are deleted.
@@ -132,6 +134,10 @@ pub(crate) struct Record {
     pub result_body: Option<Vec<u8>>,
     pub last_error: Option<String>,
     pub created_at_ms: i64,
+    /// Sent only over an unmetered network.
+    pub unmetered_only: bool,
+    /// The app's own headers of the upload, without credentials (as stored).
+    pub headers: HashMap<String, String>,
 }
 
 fn to_u64(v: i64) -> u64 {
@@ -164,6 +170,8 @@ impl Record {
             result_body: r.get("result_body")?,
             last_error: r.get("last_error")?,
             created_at_ms: r.get("created_at_ms")?,
+            unmetered_only: r.get::<_, i64>("unmetered_only")? != 0,
+            headers: decode_header_lines(&r.get::<_, String>("headers")?),
         })
     }
 }
@@ -178,11 +186,13 @@ fn storage(e: rusqlite::Error) -> ApiError {
 #[derive(Debug)]
 pub(crate) struct Records {
     store: Arc<Store>,
+    /// Header names (lower-case) never written (credentials; `queue.sensitive_headers`).
+    sensitive: Vec<String>,
 }
 
 impl Records {
-    pub(crate) fn new(store: Arc<Store>) -> Records {
-        Records { store }
+    pub(crate) fn new(store: Arc<Store>, sensitive: Vec<String>) -> Records {
+        Records { store, sensitive }
     }
 
     /// How `scope` is stored.
@@ -200,8 +210,21 @@ impl Records {
         })
     }
 
+    /// `headers` without the credential and sensitive ones (what a record may hold).
+    pub(crate) fn storable_headers(
+        &self,
+        headers: &HashMap<String, String>,
+    ) -> HashMap<String, String> {
+        headers
+            .iter()
+            .filter(|(k, _)| crate::store::secrets::is_storable_header(k, &self.sensitive))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Stores a new record (`Storage` error beyond [`MAX_OPEN`] unfinished uploads).
     pub(crate) fn insert(&self, r: &Record) -> Result<(), ApiError> {
+        let storable = self.storable_headers(&r.headers);
         crate::runtime::blocking_io(|| {
             let mut c = self.store.conn();
             let tx = c.transaction().map_err(storage)?;
@@ -226,8 +249,8 @@ impl Records {
                 .map_err(storage)?;
             tx.execute(
                 "INSERT INTO uploads (id, seq, scope, file_path, size, mtime_ms, edge_hash, endpoint,
-                    metadata, state, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                    metadata, state, created_at_ms, updated_at_ms, unmetered_only, headers)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)",
                 params![
                     r.id,
                     seq,
@@ -240,6 +263,8 @@ impl Records {
                     encode_header_lines(&r.metadata),
                     r.state.as_str(),
                     r.created_at_ms,
+                    i64::from(r.unmetered_only),
+                    encode_header_lines(&storable),
                 ],
             )
             .map_err(storage)?;
@@ -422,6 +447,12 @@ mod tests {
             result_body: None,
             last_error: None,
             created_at_ms: now_ms(),
+            unmetered_only: id == "a",
+            headers: HashMap::from([
+                ("x-app-version".into(), "7".into()),
+                ("Authorization".into(), "Bearer secret-in-memory".into()),
+                ("x-api-key".into(), "configured-secret".into()),
+            ]),
         }
     }
 
@@ -429,7 +460,7 @@ mod tests {
     fn records_survive_a_reopen_and_stay_in_their_scope() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open_schema(dir.path(), Schema::UPLOADS).unwrap();
-        let r = Records::new(Arc::new(store));
+        let r = Records::new(Arc::new(store), vec!["x-api-key".into()]);
         let alice = r.scope_tag(Some("alice"));
         r.insert(&record("a", alice.clone())).unwrap();
         r.insert(&record("n", None)).unwrap();
@@ -441,13 +472,19 @@ mod tests {
         drop(r);
         let (store, rec) = Store::open_schema(dir.path(), Schema::UPLOADS).unwrap();
         assert!(rec.is_none());
-        let r = Records::new(Arc::new(store));
+        let r = Records::new(Arc::new(store), vec!["x-api-key".into()]);
         let got = r.list(alice.as_deref(), false).unwrap();
         assert_eq!(got.len(), 1);
         let a = &got[0];
         assert_eq!((a.confirmed, a.sent_high, a.expires_at_ms), (6, 8, Some(5)));
         assert_eq!(a.upload_url.as_deref(), Some("http://b/files/1"));
         assert_eq!(a.metadata["title"], "T");
+        assert!(a.unmetered_only);
+        assert_eq!(
+            a.headers,
+            HashMap::from([("x-app-version".into(), "7".into())]),
+            "credential and sensitive headers are never stored"
+        );
         assert_eq!(r.list(None, false).unwrap()[0].id, "n");
         assert!(r
             .list(r.scope_tag(Some("bob")).as_deref(), true)

@@ -56,6 +56,8 @@ pub struct PendingUpload {
     pub state: UploadState,
     /// Why it failed, or the last transient failure.
     pub last_error: Option<String>,
+    /// It goes out only over an unmetered network (it waits while the app reports a metered one).
+    pub unmetered_only: bool,
 }
 
 impl PendingUpload {
@@ -71,6 +73,7 @@ impl PendingUpload {
             total_bytes: r.size.min(i64::MAX as u64) as i64,
             state: r.state,
             last_error: r.last_error.clone(),
+            unmetered_only: r.unmetered_only,
         }
     }
 }
@@ -326,6 +329,7 @@ impl Uploads {
             stat: (0, 0),
             metadata: String::new(),
             headers: req.headers.clone(),
+            unmetered_only: false, // discovery is one small OPTIONS, even on a metered network
         };
         let records = &self.records;
         let journal = RowJournal {
@@ -409,6 +413,8 @@ impl Uploads {
             result_body: None,
             last_error: None,
             created_at_ms: now_ms(),
+            unmetered_only: req.unmetered_only || self.settings.unmetered_only,
+            headers: self.records.storable_headers(&req.headers), // never a credential
         };
         self.records.insert(&record)?;
         let phase = self.launch(record, Some(caps), req.headers.clone());
@@ -458,15 +464,8 @@ impl Uploads {
         token: &CancelToken,
         phase: &watch::Sender<Phase>,
     ) -> Result<Completed, ApiError> {
-        let _slot = tokio::select! {
-            biased;
-            _ = token.cancelled() => return Err(ApiError::Cancelled { reason: "the upload was paused or cancelled".into() }),
-            s = self.slots.clone().acquire_owned() => s.map_err(|_| ApiError::Cancelled { reason: "the client was shut down".into() })?,
-        };
         let id = record.id.clone();
-        let outcome = self
-            .session(record.clone(), caps, headers, token, phase)
-            .await;
+        let outcome = self.when_allowed(record, caps, headers, token, phase).await;
         match &outcome {
             Ok(done) => {
                 self.records.complete(&id, done.status, &done.body)?;
@@ -494,6 +493,72 @@ impl Uploads {
             }
         }
         outcome
+    }
+
+    /// Runs the session whenever the device conditions allow it, holding a concurrency slot only
+    /// while it runs: offline ends the job (`Offline`: it stays `Active` and the network's return
+    /// starts it again); an unmetered-only upload on a metered network waits here, without a
+    /// slot, and a metered spell stops its transfer at once (the next session asks the server's
+    /// offset and goes on from there).
+    async fn when_allowed(
+        &self,
+        record: Record,
+        caps: Option<(usize, policy::Capabilities)>,
+        headers: HashMap<String, String>,
+        token: &CancelToken,
+        phase: &watch::Sender<Phase>,
+    ) -> Result<Completed, ApiError> {
+        let shut = || ApiError::Cancelled {
+            reason: "the client was shut down".into(),
+        };
+        let stopped = || ApiError::Cancelled {
+            reason: "the upload was paused or cancelled".into(),
+        };
+        let (id, unmetered_only) = (record.id.clone(), record.unmetered_only);
+        drop(record);
+        let mut conditions = self.net.conditions();
+        let mut caps = caps;
+        loop {
+            let online = tokio::select! {
+                biased;
+                _ = token.cancelled() => return Err(stopped()),
+                c = conditions.wait_for(|c| !c.online || c.may_send(unmetered_only)) => c.map_err(|_| shut())?.online,
+            };
+            if !online {
+                return Err(ApiError::Offline);
+            }
+            let _slot = tokio::select! {
+                biased;
+                _ = token.cancelled() => return Err(stopped()),
+                s = self.slots.clone().acquire_owned() => s.map_err(|_| shut())?,
+            };
+            // As stored now (a stopped session may have created the upload, confirmed bytes).
+            let Some(record) = self.records.get(&id)? else {
+                return Err(stopped());
+            };
+            let outcome = tokio::select! {
+                biased;
+                c = conditions.wait_for(|c| !c.may_send(unmetered_only)) => {
+                    if c.map_err(|_| shut())?.online { None } else { return Err(ApiError::Offline) }
+                }
+                r = self.session(record.clone(), caps.take(), headers.clone(), token, phase) => Some(r),
+            };
+            match outcome {
+                // Stopped by a metered network (or it turned metered while the session ended).
+                None => {}
+                Some(Err(e)) if transient(&e) && !token.is_cancelled() => {
+                    let now = self.net.current_conditions();
+                    if !now.online {
+                        return Err(ApiError::Offline);
+                    }
+                    if now.may_send(unmetered_only) {
+                        return Err(e);
+                    }
+                }
+                Some(r) => return r,
+            }
+            log::info!("robust-api: resumable upload {id} waits for an unmetered network");
+        }
     }
 
     async fn session(
@@ -529,6 +594,7 @@ impl Uploads {
             stat: (record.size, record.mtime_ms),
             metadata: policy::encode_metadata(&record.metadata)?,
             headers,
+            unmetered_only: record.unmetered_only,
         };
         let mut resume = self.resume_of(&record);
         let scope = record.scope.clone();
@@ -558,7 +624,18 @@ impl Uploads {
             on_offset: &on_offset,
             same_scope: &same_scope,
         };
-        let mut caps = caps;
+        // A resumed upload: what its backend offers, when this process asked (checksums).
+        let mut caps = caps.or_else(|| {
+            let (i, _) = resume.target.as_ref()?;
+            let d = self
+                .discovered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            d.get(&(*i, record.endpoint.clone()))
+                .cloned()
+                .flatten()
+                .map(|c| (*i, c))
+        });
         loop {
             let result = tokio::select! {
                 biased;
@@ -612,13 +689,14 @@ impl Uploads {
 
     /// Starts every active upload of the current scope that is not running (when online).
     pub(crate) fn resume_all(self: &Arc<Self>) -> Result<(), ApiError> {
-        if !self.net.is_online() {
+        if !self.net.current_conditions().online {
             return Ok(());
         }
         let tag = self.current_tag();
         for r in self.records.list(tag.as_deref(), false)? {
             if r.state == UploadState::Active {
-                drop(self.launch(r, None, HashMap::new()));
+                let headers = r.headers.clone();
+                drop(self.launch(r, None, headers));
             }
         }
         Ok(())
@@ -643,9 +721,12 @@ impl Uploads {
         }
     }
 
-    /// The background task: resumes uploads when the network, a backend or the scope comes back.
+    /// The background task: resumes uploads when the device conditions change (online again,
+    /// unmetered again), a backend recovers or the scope changes.
     pub(crate) async fn run(self: Arc<Self>) {
-        let mut online = self.net.subscribe_online();
+        // The device conditions, not the bare online flag: a job started on a change sees the
+        // conditions that caused it (the online flag is published a moment earlier).
+        let mut conditions = self.net.conditions();
         let mut recovered = self.net.subscribe_recovered();
         let mut scope = self.identity.subscribe();
         loop {
@@ -653,7 +734,7 @@ impl Uploads {
                 log::warn!("robust-api: resuming uploads: {e}");
             }
             tokio::select! {
-                r = online.changed() => if r.is_err() { return },
+                r = conditions.changed() => if r.is_err() { return },
                 r = recovered.changed() => if r.is_err() { return },
                 r = scope.changed() => {
                     if r.is_err() { return }
@@ -715,7 +796,8 @@ impl Uploads {
                         state: UploadState::Active,
                         ..r
                     };
-                    drop(self.launch(r, None, HashMap::new()));
+                    let headers = r.headers.clone();
+                    drop(self.launch(r, None, headers));
                 }
                 Ok(true)
             }
@@ -749,7 +831,8 @@ impl Uploads {
                 size: r.size,
                 stat: (r.size, r.mtime_ms),
                 metadata: String::new(),
-                headers: HashMap::new(),
+                headers: r.headers.clone(),
+                unmetered_only: false, // a cancelled upload's DELETE goes out on any network
             };
             let journal = RowJournal {
                 records: &self.records,

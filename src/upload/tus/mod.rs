@@ -35,7 +35,7 @@ use crate::net::attempt::{self, Exchange, Health, Plan, Step, Stop, Tried};
 use crate::net::transport::{self, AttemptErrorKind};
 use crate::net::{Backend, Network};
 use crate::types::HttpMethod;
-use policy::{Answer, Capabilities, TUS_VERSION};
+use policy::{Answer, Capabilities, ChecksumAlgorithm, ChecksumVerdict, TUS_VERSION};
 
 /// Largest answer body kept (tus answers have none; a final error's body is shown to the app).
 const MAX_ANSWER_BODY: usize = 64 * 1024;
@@ -84,6 +84,8 @@ pub(crate) struct Source {
     pub metadata: String,
     /// The app's own headers.
     pub headers: HashMap<String, String>,
+    /// Nothing goes out while the network is metered.
+    pub unmetered_only: bool,
 }
 
 /// A finished session.
@@ -111,6 +113,34 @@ pub(crate) struct Reply {
 fn header_value(v: &str) -> Result<HeaderValue, ApiError> {
     HeaderValue::from_str(v)
         .map_err(|_| ApiError::invalid_request("header value not valid in HTTP"))
+}
+
+/// The digest of `len` bytes of the file at `path` from `offset` (read in 128 KiB pieces).
+fn chunk_digest(
+    path: &str,
+    offset: u64,
+    len: u64,
+    algorithm: ChecksumAlgorithm,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    let mut ctx = ring::digest::Context::new(algorithm.digest());
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = f.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file is shorter than when the upload began",
+            ));
+        }
+        ctx.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(ctx.finish().as_ref().to_vec())
 }
 
 /// `(size, mtime ms)` of a file on disk.
@@ -143,6 +173,10 @@ struct ChunkState {
     needs_head: bool,
     offset: u64,
     sent_high: u64,
+    /// Each `PATCH` carries `Upload-Checksum` with this (the server offered it).
+    checksum: Option<ChecksumAlgorithm>,
+    /// The offset of the chunk the last `460 Checksum Mismatch` was for.
+    mismatch_at: Option<u64>,
 }
 
 /// Why a chunk attempt ended the call (beyond an HTTP answer).
@@ -207,6 +241,16 @@ impl Session<'_> {
         if !(self.same_scope)() {
             return Err(ApiError::Cancelled {
                 reason: "the user scope changed; the upload waits for its own".into(),
+            });
+        }
+        // Checked before every request too (the job also stops a transfer when they change).
+        let conditions = self.net.current_conditions();
+        if !conditions.online {
+            return Err(ApiError::Offline);
+        }
+        if !conditions.may_send(self.source.unmetered_only) {
+            return Err(ApiError::Cancelled {
+                reason: "the network is metered; the upload waits for an unmetered one".into(),
             });
         }
         let mut h = self
@@ -566,6 +610,10 @@ impl Session<'_> {
         caps: Option<(usize, Capabilities)>,
     ) -> Result<Completed, ApiError> {
         let mut caps = caps;
+        // What the server offers (when known): a resumed upload's caller passes its backend's.
+        let mut checksum = caps
+            .as_ref()
+            .and_then(|(_, c)| policy::checksum_algorithm(c));
         let mut attempts = 0u32;
         loop {
             self.check_file()?;
@@ -588,6 +636,7 @@ impl Session<'_> {
                             }
                         },
                     };
+                    checksum = policy::checksum_algorithm(&c);
                     if !c.offers("creation") {
                         return Err(
                             self.violation(b, "the server does not offer the creation extension")
@@ -604,6 +653,8 @@ impl Session<'_> {
                 needs_head: offset_known.is_none(),
                 offset: offset_known.unwrap_or(0),
                 sent_high: resume.sent_high,
+                checksum,
+                mismatch_at: None,
             });
             if let Some(o) = offset_known {
                 (self.on_offset)(o);
@@ -813,10 +864,38 @@ impl TusCall<'_> {
             HeaderName::from_static("upload-offset"),
             HeaderValue::from(offset),
         );
+        let checksum = state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .checksum;
+        if let Some(algorithm) = checksum {
+            let file = &s.source.file_path;
+            let digest = crate::runtime::blocking_io(|| chunk_digest(file, offset, len, algorithm))
+                .map_err(|e| ApiError::UploadFileMissing {
+                    file_path: file.clone(),
+                    reason: e.to_string(),
+                })?;
+            h.insert(
+                HeaderName::from_static("upload-checksum"),
+                header_value(&policy::checksum_header(algorithm, &digest))?,
+            );
+        }
         let started = Instant::now();
         let r = s
             .exchange(index, Method::PATCH, url, h, Some((offset, len)))
             .await?;
+        if r.status == Some(policy::CHECKSUM_MISMATCH) {
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            match policy::on_checksum_mismatch(st.mismatch_at, offset) {
+                ChecksumVerdict::GiveUp => {
+                    return Err(ApiError::UploadChecksumMismatch {
+                        backend: s.backend_name(index),
+                        offset: offset.min(i64::MAX as u64) as i64,
+                    })
+                }
+                ChecksumVerdict::Resend => st.mismatch_at = Some(offset),
+            }
+        }
         let mut t = Self::tried(r, false, false);
         if let Health::Success(_) = t.health {
             t.health = Health::Success(started.elapsed().min(Duration::from_secs(1)));

@@ -14,8 +14,13 @@
 //!   `404`/`410` (and `403` on `HEAD`, which tusd uses for expired uploads) → the upload is gone:
 //!   create it anew (bounded by `upload.max_restarts`); an `Upload-Expires` in the past → the same
 //!   without asking;
-//! - `5xx`, `408`, `429`, `460` (checksum mismatch) and broken connections → ask with `HEAD`, then
-//!   resend from the server's offset; other `4xx` are final.
+//! - `5xx`, `408`, `429` and broken connections → ask with `HEAD`, then resend from the server's
+//!   offset; other `4xx` are final;
+//! - checksums: when the server offers the `checksum` extension with `sha1` (or, failing that,
+//!   `sha256`) in `Tus-Checksum-Algorithm`, every `PATCH` carries `Upload-Checksum: <algorithm>
+//!   <base64 digest of its body>` ([`checksum_algorithm`], [`checksum_header`]); a `460 Checksum
+//!   Mismatch` (the server discarded the chunk) → that chunk is sent once more, a second `460` for
+//!   the same chunk → `UploadChecksumMismatch` ([`on_checksum_mismatch`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -241,6 +246,78 @@ pub(crate) fn answer(status: u16, headers: &HashMap<String, String>, head: bool)
     }
 }
 
+/// A checksum algorithm both sides speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChecksumAlgorithm {
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    /// Its name in `Upload-Checksum`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Sha1 => "sha1",
+            ChecksumAlgorithm::Sha256 => "sha256",
+        }
+    }
+
+    /// The `ring` digest computing it.
+    pub(crate) fn digest(self) -> &'static ring::digest::Algorithm {
+        match self {
+            ChecksumAlgorithm::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            ChecksumAlgorithm::Sha256 => &ring::digest::SHA256,
+        }
+    }
+}
+
+/// The algorithm each `PATCH` is checksummed with: `None` unless the server offers the `checksum`
+/// extension and lists `sha1` (the common one) or `sha256` in `Tus-Checksum-Algorithm`.
+pub(crate) fn checksum_algorithm(caps: &Capabilities) -> Option<ChecksumAlgorithm> {
+    if !caps.offers("checksum") {
+        return None;
+    }
+    let listed = |name: &str| caps.checksum_algorithms.iter().any(|a| a == name);
+    if listed("sha1") {
+        Some(ChecksumAlgorithm::Sha1)
+    } else if listed("sha256") {
+        Some(ChecksumAlgorithm::Sha256)
+    } else {
+        None
+    }
+}
+
+/// `Upload-Checksum` for a body with `digest`: `<algorithm> <base64 digest>`.
+pub(crate) fn checksum_header(algorithm: ChecksumAlgorithm, digest: &[u8]) -> String {
+    format!(
+        "{} {}",
+        algorithm.name(),
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The status a tus server answers a `PATCH` whose body does not match its `Upload-Checksum`.
+pub(crate) const CHECKSUM_MISMATCH: u16 = 460;
+
+/// What a `460` for the chunk at `offset` leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChecksumVerdict {
+    /// Send the chunk once more.
+    Resend,
+    /// The same chunk failed its checksum twice: stop with `UploadChecksumMismatch`.
+    GiveUp,
+}
+
+/// A `460` for the chunk at `offset`; `last_mismatch_at` is the offset of the chunk the previous
+/// `460` was for (if any).
+pub(crate) fn on_checksum_mismatch(last_mismatch_at: Option<u64>, offset: u64) -> ChecksumVerdict {
+    if last_mismatch_at == Some(offset) {
+        ChecksumVerdict::GiveUp
+    } else {
+        ChecksumVerdict::Resend
+    }
+}
+
 /// `Upload-Expires` (an HTTP date) as Unix milliseconds.
 pub(crate) fn expires_at_ms(headers: &HashMap<String, String>) -> Option<i64> {
     let at = parse_http_date(header(headers, "upload-expires")?)?;
@@ -371,6 +448,58 @@ mod tests {
             Answer::Retry {
                 retry_after: Some(Duration::from_secs(3))
             }
+        );
+    }
+
+    #[test]
+    fn checksums_only_where_offered_sha1_first() {
+        let caps = |ext: &str, algs: &str| {
+            capabilities(
+                204,
+                &h(&[
+                    ("tus-version", "1.0.0"),
+                    ("tus-extension", ext),
+                    ("tus-checksum-algorithm", algs),
+                ]),
+            )
+            .unwrap()
+        };
+        let sha1 = Some(ChecksumAlgorithm::Sha1);
+        assert_eq!(
+            checksum_algorithm(&caps("creation,checksum", "md5,SHA1")),
+            sha1
+        );
+        assert_eq!(
+            checksum_algorithm(&caps("checksum", "sha256, sha1")),
+            sha1,
+            "sha1 when both are offered"
+        );
+        assert_eq!(
+            checksum_algorithm(&caps("checksum", "md5,sha256")),
+            Some(ChecksumAlgorithm::Sha256)
+        );
+        assert_eq!(checksum_algorithm(&caps("checksum", "md5,crc32")), None);
+        assert_eq!(
+            checksum_algorithm(&caps("creation", "sha1")),
+            None,
+            "algorithms without the extension"
+        );
+        // The digest of "hello" (RFC 3174 tools: aaf4c61d…), base64 as tus sends it.
+        let d = ring::digest::digest(ChecksumAlgorithm::Sha1.digest(), b"hello");
+        assert_eq!(
+            checksum_header(ChecksumAlgorithm::Sha1, d.as_ref()),
+            "sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00="
+        );
+    }
+
+    #[test]
+    fn a_checksum_mismatch_is_resent_once_per_chunk() {
+        assert_eq!(on_checksum_mismatch(None, 0), ChecksumVerdict::Resend);
+        assert_eq!(on_checksum_mismatch(Some(0), 0), ChecksumVerdict::GiveUp);
+        assert_eq!(
+            on_checksum_mismatch(Some(0), 65536),
+            ChecksumVerdict::Resend,
+            "a later chunk gets its own second chance"
         );
     }
 

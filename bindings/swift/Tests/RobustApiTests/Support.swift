@@ -35,6 +35,8 @@ final class TestFleet: Sendable {
     /// The WebSocket echo backends (http:// base URLs; the client maps them to ws://), if started.
     let wsBackends: [String]
     let wsControl: String?
+    /// With `proxyTo:`, the fleet's HTTP proxy in front of that port (`/proxy/...` control routes).
+    let proxy: String?
     private let process: Process
     private let stdin: Pipe
 
@@ -48,13 +50,14 @@ final class TestFleet: Sendable {
             .appendingPathComponent("../../target/debug/examples/test-fleet").standardizedFileURL.path
     }
 
-    init(backends count: Int = 3, websockets: Bool = false) throws {
+    init(backends count: Int = 3, websockets: Bool = false, proxyTo: Int? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
             throw TestFailure("no test fleet at \(Self.binary): build it (prepare.sh) or set ROBUST_API_TEST_FLEET")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["--backends", String(count)] + (websockets ? ["--websockets"] : [])
+            + (proxyTo.map { ["--proxy-to", String($0)] } ?? [])
         let stdin = Pipe(), stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
@@ -83,8 +86,9 @@ final class TestFleet: Sendable {
             let control: String
             let wsBackends: [String]?
             let wsControl: String?
+            let proxy: String?
             enum CodingKeys: String, CodingKey {
-                case backends, control
+                case backends, control, proxy
                 case wsBackends = "ws_backends"
                 case wsControl = "ws_control"
             }
@@ -96,12 +100,14 @@ final class TestFleet: Sendable {
             process.terminate()
             throw TestFailure("test fleet line \(String(decoding: json, as: UTF8.self)): \(error)")
         }
-        guard hello.backends.count == count, !websockets || hello.wsBackends?.count == count else {
+        guard hello.backends.count == count, !websockets || hello.wsBackends?.count == count,
+              proxyTo == nil || hello.proxy != nil
+        else {
             process.terminate()
             throw TestFailure("asked for \(count) backends\(websockets ? " with WebSockets" : ""), got \(hello)")
         }
-        (self.backends, self.control, self.wsBackends, self.wsControl) =
-            (hello.backends, hello.control, hello.wsBackends ?? [], hello.wsControl)
+        (self.backends, self.control, self.wsBackends, self.wsControl, self.proxy) =
+            (hello.backends, hello.control, hello.wsBackends ?? [], hello.wsControl, hello.proxy)
         (self.process, self.stdin) = (process, stdin)
     }
 

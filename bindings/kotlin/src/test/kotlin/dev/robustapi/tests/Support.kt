@@ -26,12 +26,17 @@ class Fleet private constructor(
     private val control: String,
     val wsBackends: List<String>,
     private val wsControl: String?,
+    /** With `proxyTo`: the fleet's HTTP proxy in front of that port (see [proxyCall]). */
+    val proxy: String?,
 ) : AutoCloseable {
     companion object {
-        fun start(n: Int = 3, websockets: Boolean = false): Fleet {
+        /** With [proxyTo], the fleet also relays [proxy] to `127.0.0.1:proxyTo` (cuts on request). */
+        fun start(n: Int = 3, websockets: Boolean = false, proxyTo: Int? = null): Fleet {
             val bin = System.getProperty("robustapi.fleet")
                 ?: error("system property robustapi.fleet (path of target/debug/examples/test-fleet) is not set")
-            val args = listOf(bin, "--backends", n.toString()) + if (websockets) listOf("--websockets") else emptyList()
+            val args = listOf(bin, "--backends", n.toString()) +
+                (if (websockets) listOf("--websockets") else emptyList()) +
+                (if (proxyTo != null) listOf("--proxy-to", proxyTo.toString()) else emptyList())
             val process = ProcessBuilder(args)
                 .redirectError(ProcessBuilder.Redirect.INHERIT)
                 .start()
@@ -50,13 +55,15 @@ class Fleet private constructor(
             val control = jsonString(line, "control")
             val wsBackends = jsonStrings(line, "ws_backends").orEmpty()
             val wsControl = jsonString(line, "ws_control")
+            val proxy = jsonString(line, "proxy")
             if (backends == null || control == null || backends.size != n ||
-                (websockets && (wsBackends.size != n || wsControl == null))
+                (websockets && (wsBackends.size != n || wsControl == null)) ||
+                (proxyTo != null && proxy == null)
             ) {
                 process.destroyForcibly()
                 error("unexpected test-fleet line for $n backends (websockets=$websockets): $line")
             }
-            return Fleet(process, backends, control, wsBackends, wsControl)
+            return Fleet(process, backends, control, wsBackends, wsControl, proxy)
         }
 
         private fun jsonString(line: String, key: String): String? =
@@ -127,6 +134,16 @@ class Fleet private constructor(
         val base = checkNotNull(wsControl) { "fleet started without websockets = true" }
         val (code, text) = call(base, method, path, body)
         check(code == 200) { "$method $path: HTTP $code $text" }
+        return text
+    }
+
+    /**
+     * One call to the proxy's control API (`POST /proxy/cut-after` with `<bytes>`, `GET /proxy/cuts`,
+     * `/proxy/body-bytes`, `/proxy/wire-bytes`, `/proxy/requests`); returns the body.
+     */
+    fun proxyCall(method: String, action: String, body: String? = null): String {
+        val (code, text) = call(control, method, "/proxy/$action", body)
+        check(code == 200) { "$method /proxy/$action: HTTP $code $text" }
         return text
     }
 
