@@ -795,6 +795,34 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_file_is_made_in_one_go_and_keeps_its_key_and_durability() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, rec) = Store::open_schema(dir.path(), Schema::QUEUE).unwrap();
+        assert!(rec.is_none());
+        let tag = q.tag("scope", &["alice"]);
+        let read =
+            |s: &Store, sql: &str| -> i64 { s.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            read(&q, "PRAGMA synchronous"),
+            2,
+            "FULL once the schema is made"
+        );
+        assert_eq!(
+            read(&q, "PRAGMA user_version"),
+            QUEUE_MIGRATIONS.len() as i64
+        );
+        drop(q);
+        let (q, rec) = Store::open_schema(dir.path(), Schema::QUEUE).unwrap();
+        assert!(rec.is_none());
+        assert_eq!(q.tag("scope", &["alice"]), tag, "the install key was kept");
+        assert_eq!(read(&q, "PRAGMA synchronous"), 2);
+        let (c, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(read(&c, "PRAGMA synchronous"), 1, "the cache: NORMAL");
+        assert_eq!(read(&c, "PRAGMA user_version"), MIGRATIONS.len() as i64);
+        assert_eq!(read(&c, "SELECT count(*) FROM cache_entries"), 0);
+    }
+
+    #[test]
     fn garbage_file_is_moved_aside_and_recreated() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(DB_FILE), vec![0x5a; 8192]).unwrap();

@@ -117,7 +117,7 @@ def main():
 
             def hi():
                 r = hc.get(url)
-                assert r.extensions.get("hishel_from_cache"), r.extensions
+                assert r.extensions["caching"]["from_cache"], r.extensions
 
             rows.append(("hishel (sqlite, httpx)", measure_sync(hi)))
         except ImportError:
