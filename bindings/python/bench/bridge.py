@@ -89,6 +89,15 @@ def main():
             assert r is not None and r.from_cache
 
         rows.append(("robust cached_response (sync)", measure_sync(cached)))
+
+        # The bridge's share: lowering the request record alone (the generated converter; private
+        # API, so only when present) and a trivial FFI call.
+        conv = getattr(robust_api._robust_api, "_UniffiFfiConverterTypeApiRequest", None)
+        if conv is not None:
+            req = ApiRequest(method=HttpMethod.GET, path=PATH)
+            rows.append(("  of which: lowering ApiRequest", measure_sync(lambda: conv.lower(req))))
+        rows.append(("  trivial FFI call (set_network_available)",
+                     measure_sync(lambda: client.set_network_available(True))))
         client.shutdown()
 
         try:
