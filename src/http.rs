@@ -157,12 +157,27 @@ fn backendless_url(path: &str, query: &[QueryParam]) -> Result<Url, ApiError> {
 /// The normalised `path?query` of a request, independent of any backend (cache keys): the path
 /// as [`normalise_path`] leaves it.
 pub(crate) fn request_target(path: &str, query: &[QueryParam]) -> Result<String, ApiError> {
+    if query.is_empty() && is_plain_path(path) {
+        return Ok(path.to_string());
+    }
     let url = backendless_url(path, query)?;
     let path = normalise_path(url.path());
     Ok(match url.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
     })
+}
+
+/// A path the URL parser and [`normalise_path`] leave exactly as it is, and [`join_url`] accepts:
+/// `/`, then unreserved characters and `/` only, no `//` at the start, no dot segment. (Every
+/// cache lookup computes a request target; most paths are like this and skip the parser.)
+fn is_plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && path
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/'))
+        && !path.split('/').any(|s| s == "." || s == "..")
 }
 
 /// A URL path in RFC 3986 §6.2.2 normal form: percent-encoded unreserved characters decoded
@@ -739,8 +754,22 @@ mod tests {
             )
         }
 
+        /// The parser's answer, for comparing with the plain-path shortcut.
+        fn parsed_target(path: &str) -> Result<String, ApiError> {
+            let url = backendless_url(path, &[])?;
+            Ok(normalise_path(url.path()))
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn the_plain_path_shortcut_agrees_with_the_parser(s in "/[/a-zA-Z0-9._~-]{0,24}") {
+                if is_plain_path(&s) {
+                    prop_assert_eq!(request_target(&s, &[]).ok(), parsed_target(&s).ok());
+                    prop_assert!(parsed_target(&s).is_ok());
+                }
+            }
 
             #[test]
             fn any_text_is_a_date_or_none_never_a_panic(s in ".{0,40}") {

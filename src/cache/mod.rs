@@ -318,6 +318,9 @@ pub(crate) struct HttpCache {
     /// Lower-case header names that are credentials besides [`CREDENTIAL_HEADERS`] (the queue's
     /// `sensitive_headers`): part of the key, never stored.
     sensitive: Vec<String>,
+    /// The credential headers whose values are part of a cache key: [`CREDENTIAL_HEADERS`] and
+    /// `sensitive`, sorted, each once.
+    key_headers: Vec<String>,
     counters: Counters,
     events: Arc<EventBus>,
     /// Upper estimate of the stored bytes (grows with every write; re-measured exactly whenever
@@ -344,7 +347,15 @@ impl HttpCache {
         sensitive: Vec<String>,
         events: Arc<EventBus>,
     ) -> Self {
+        let mut key_headers: Vec<String> = CREDENTIAL_HEADERS
+            .iter()
+            .map(|n| n.to_string())
+            .chain(sensitive.iter().cloned())
+            .collect();
+        key_headers.sort_unstable();
+        key_headers.dedup();
         let cache = HttpCache {
+            key_headers,
             store,
             hot: hot::Hot::new(HOT_MAX_BYTES.min(settings.max_bytes)),
             settings,
@@ -385,14 +396,7 @@ impl HttpCache {
         let headers = flatten_headers(headers);
         let scope_part = scope.map_or_else(|| "-".to_string(), |s| format!("+{s}"));
         let mut parts = vec!["GET".to_string(), target.clone(), scope_part];
-        let mut names: Vec<&str> = CREDENTIAL_HEADERS
-            .iter()
-            .copied()
-            .chain(self.sensitive.iter().map(String::as_str))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        for name in names {
+        for name in &self.key_headers {
             if let Some(v) = headers.get(name) {
                 parts.push(format!("{name}={v}"));
             }

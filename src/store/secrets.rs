@@ -163,16 +163,29 @@ impl InstallKey {
             ctx.update(&(p.len() as u64).to_be_bytes());
             ctx.update(p.as_bytes());
         }
-        ctx.sign()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(ctx.sign().as_ref())
     }
+}
+
+/// Lower-case hex of `bytes` (a tag is computed for every cache lookup: no formatter per byte).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_is_lower_case_two_digits_per_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa0, 0xff, 0x5c]), "000fa0ff5c");
+        assert_eq!(super::hex(&[]), "");
+    }
+
     use super::*;
 
     fn key() -> InstallKey {
