@@ -26,7 +26,7 @@ if [ "$(bloat --version 2>/dev/null)" != "$BLOAT_VERSION" ]; then
 fi
 command -v strip >/dev/null || apt_ensure binutils || die "apt install of binutils failed"
 
-export CARGO_TARGET_DIR="$CACHE/size-target"
+export CARGO_TARGET_DIR="${SIZE_TARGET_DIR:-$CACHE/size-target}"
 export CARGO_PROFILE_RELEASE_STRIP=false
 case "$(uname -s)" in
   Darwin) lib="$CARGO_TARGET_DIR/release/librobust_api.dylib" ;;

@@ -318,6 +318,16 @@ pub(crate) enum Durability {
     Normal,
 }
 
+impl Durability {
+    /// The value of `PRAGMA synchronous`.
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
 impl Schema {
     /// The response cache (best-effort data: `NORMAL`).
     pub(crate) const CACHE: Schema = Schema {
@@ -483,28 +493,37 @@ fn open_and_migrate(
     path: &Path,
     schema: &Schema,
     from: Option<&Path>,
-) -> rusqlite::Result<(Connection, salvage::Report)> {
+) -> rusqlite::Result<(Connection, salvage::Report, bool)> {
     precreate(path);
     restrict_permissions(path);
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // journal_mode returns a row; the first statement also detects a file that is not a database.
-    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
-    // secure_delete: deleted content is overwritten with zeros (the WAL is truncated by `wipe`).
-    let synchronous = match schema.durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
+    // The first statement also detects a file that is not a database. A file with no schema yet
+    // (just created, or left empty by a crash while it was being created) gets its schema (and,
+    // in `open_with_key`, its install key) without fsyncs, `synchronous=OFF`: a power loss can
+    // only take back an empty file, which the next open creates again, and the first commit at
+    // the file's own durability fsyncs the WAL (and, the first time, its folder), which makes
+    // every frame before it durable too. An older queue file's take-over is real data: not then.
+    let empty: bool = conn.query_row("SELECT count(*) = 0 FROM sqlite_master", [], |r| r.get(0))?;
+    let fresh = empty && (schema.kind != Kind::Queue || from.is_none_or(|f| !f.exists()));
+    let synchronous = if fresh {
+        "OFF"
+    } else {
+        schema.durability.pragma()
     };
+    // secure_delete: deleted content is overwritten with zeros (the WAL is truncated by `wipe`).
     conn.execute_batch(&format!(
         "PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"
     ))?;
+    // journal_mode returns a row.
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
     conn.set_prepared_statement_cache_capacity(32);
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let migrations = schema.migrations;
     let mut report = salvage::Report::default();
-    if version <= 0 && schema.kind == Kind::Queue {
-        // A new queue file: every migration and the take-over in one transaction, so the rows
-        // taken over land in the final shape (and a crash leaves no half-made file).
+    if version <= 0 && (schema.kind == Kind::Queue || fresh) {
+        // A new file: every migration (and, for the queue, the take-over) in one transaction, so
+        // the rows taken over land in the final shape (and a crash leaves no half-made file).
         let tx = conn.transaction()?;
         for sql in migrations {
             tx.execute_batch(sql)?;
@@ -539,12 +558,13 @@ fn open_and_migrate(
             ));
         }
     }
-    if version < migrations.len() as i64 {
-        // A migration may have deleted rows with secrets: make them unrecoverable now.
+    if version < migrations.len() as i64 && !fresh {
+        // A migration may have deleted rows with secrets: make them unrecoverable now (a fresh
+        // file had none).
         Store::wipe(&conn);
     }
     restrict_permissions(path);
-    Ok((conn, report))
+    Ok((conn, report, fresh))
 }
 
 /// Opens the database (see [`open_and_migrate`]) and its install key.
@@ -553,8 +573,15 @@ fn open_with_key(
     schema: &Schema,
     from: Option<&Path>,
 ) -> rusqlite::Result<(Connection, Result<InstallKey, String>, salvage::Report)> {
-    let (conn, report) = open_and_migrate(path, schema, from)?;
+    let (conn, report, fresh) = open_and_migrate(path, schema, from)?;
     let key = InstallKey::load_or_create(&conn);
+    if fresh {
+        // The schema and the key are written: from here on the file's own durability.
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={};",
+            schema.durability.pragma()
+        ))?;
+    }
     restrict_permissions(path);
     Ok((conn, key, report))
 }
@@ -773,6 +800,34 @@ mod tests {
         let (c, _) = Store::open(dir.path()).unwrap();
         assert_eq!(sync(&c), 1, "the cache: NORMAL");
         assert!(dir.path().join(QUEUE_FILE).exists() && dir.path().join(DB_FILE).exists());
+    }
+
+    #[test]
+    fn a_fresh_file_is_made_in_one_go_and_keeps_its_key_and_durability() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, rec) = Store::open_schema(dir.path(), Schema::QUEUE).unwrap();
+        assert!(rec.is_none());
+        let tag = q.tag("scope", &["alice"]);
+        let read =
+            |s: &Store, sql: &str| -> i64 { s.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            read(&q, "PRAGMA synchronous"),
+            2,
+            "FULL once the schema is made"
+        );
+        assert_eq!(
+            read(&q, "PRAGMA user_version"),
+            QUEUE_MIGRATIONS.len() as i64
+        );
+        drop(q);
+        let (q, rec) = Store::open_schema(dir.path(), Schema::QUEUE).unwrap();
+        assert!(rec.is_none());
+        assert_eq!(q.tag("scope", &["alice"]), tag, "the install key was kept");
+        assert_eq!(read(&q, "PRAGMA synchronous"), 2);
+        let (c, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(read(&c, "PRAGMA synchronous"), 1, "the cache: NORMAL");
+        assert_eq!(read(&c, "PRAGMA user_version"), MIGRATIONS.len() as i64);
+        assert_eq!(read(&c, "SELECT count(*) FROM cache_entries"), 0);
     }
 
     #[test]
