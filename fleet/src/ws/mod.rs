@@ -453,6 +453,11 @@ async fn run_ws(
         let deaf = *mode.borrow_and_update() == Mode::Deaf;
         tokio::select! {
             msg = ws.next(), if !deaf => {
+                // Deaf since this select began (the frame and the mode change were both ready and
+                // select picked the frame): not read, so not answered — a ping gets no pong.
+                if *mode.borrow() == Mode::Deaf {
+                    continue;
+                }
                 let reply = match msg {
                     Some(Ok(Message::Text(t))) => {
                         push_received(&inner, Received::Text(t.as_str().to_owned()));
