@@ -126,18 +126,19 @@ impl RobustClient {
         // The queue file first: on the first open of a folder written by an older version it
         // takes the queue rows over from the cache file, whose next migration drops them.
         let queue_schema = Schema::QUEUE.with_durability(settings.queue.durability);
-        let (queue_store, recovered) = Store::open_schema(storage.path(), queue_schema)
+        let (queue_store, recovered) = Store::open_schema_deferred(storage.path(), queue_schema)
             .map_err(|reason| ApiError::Storage { reason })?;
         if let Some(r) = recovered {
             events.storage_recovered(r.record());
         }
         let (store, recovered) =
-            Store::open(storage.path()).map_err(|reason| ApiError::Storage { reason })?;
+            Store::open_schema_deferred(storage.path(), Schema::CACHE)
+                .map_err(|reason| ApiError::Storage { reason })?;
         if let Some(r) = recovered {
             events.storage_recovered(r.record());
         }
         let store = Arc::new(store);
-        let (uploads_store, recovered) = Store::open_schema(storage.path(), Schema::UPLOADS)
+        let (uploads_store, recovered) = Store::open_schema_deferred(storage.path(), Schema::UPLOADS)
             .map_err(|reason| ApiError::Storage { reason })?;
         if let Some(r) = recovered {
             events.storage_recovered(r.record());

@@ -52,6 +52,38 @@ fn control_characters_in_a_backend_url_are_invalid_config_not_stripped() {
     }
 }
 
+#[test]
+fn a_non_ascii_host_is_invalid_config_naming_its_ascii_form() {
+    for (bad, ascii) in [
+        ("https://bücher.example", "xn--bcher-kva.example"),
+        ("https://API.Bücher.example:8443/v1", "api.xn--bcher-kva.example"),
+        ("http://user@münchen.example/", "xn--mnchen-3ya.example"),
+    ] {
+        let c = ClientConfig::new(vec![bad.into()]);
+        match RobustClient::new(c) {
+            Err(ApiError::InvalidConfig { reason }) => {
+                assert!(reason.contains(ascii), "{bad:?}: {reason}");
+                assert!(reason.contains("non-ASCII host"), "{bad:?}: {reason}");
+            }
+            other => panic!("{bad:?}: expected InvalidConfig, got {:?}", other.err()),
+        }
+    }
+    // The ASCII form it names is accepted.
+    let c = ClientConfig::new(vec!["https://xn--bcher-kva.example".into()]);
+    RobustClient::new(c).unwrap().shutdown();
+}
+
+/// The library links the URL parser's ASCII-only host mapping (`idna_adapter` 1.0, see Cargo.toml):
+/// a dependency update that brings back the Unicode tables (about 135 KB) makes this fail.
+#[test]
+fn the_url_parser_carries_no_unicode_host_tables() {
+    assert!(
+        reqwest::Url::parse("https://bücher.example/").is_err(),
+        "the URL parser maps Unicode host names again: idna_adapter is no longer 1.0 (Cargo.toml)"
+    );
+    assert!(reqwest::Url::parse("https://xn--bcher-kva.example/").is_ok());
+}
+
 fn probing(fleet: &Fleet) -> ClientConfig {
     let mut c = ClientConfig::new(fleet.urls());
     c.health.interval_ms = 20;

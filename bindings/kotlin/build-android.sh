@@ -91,7 +91,8 @@ log "copied the generated Kotlin and the hand-written layer into android/src/mai
 rm -rf "$MODULE/src/main/jniLibs"
 targs=()
 for abi in "${ABIS[@]}"; do targs+=(-t "$abi"); done
-(cd "$ROOT" && cargo ndk "${targs[@]}" --platform "$MIN_SDK" -o "$MODULE/src/main/jniLibs" build --release --lib)
+(cd "$ROOT" && cargo ndk "${targs[@]}" --platform "$MIN_SDK" -o "$MODULE/src/main/jniLibs" \
+  rustc --release --lib --crate-type cdylib)
 for abi in "${ABIS[@]}"; do
   so="$MODULE/src/main/jniLibs/$abi/librobust_api.so"
   [ -s "$so" ] || { log "error: $so was not produced"; exit 1; }

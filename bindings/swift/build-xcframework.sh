@@ -41,8 +41,10 @@ if command -v rustup >/dev/null; then
   rustup target add "${targets[@]}"
 fi
 for t in "${targets[@]}"; do
-  echo "build-xcframework.sh: cargo build --release --target $t" >&2
-  (cd "$ROOT" && cargo build --release --lib --target "$t")
+  # The staticlib on its own: built together with the rlib and the cdylib, fat LTO keeps every public
+  # Rust function for the other outputs (scripts/size-gate.sh).
+  echo "build-xcframework.sh: cargo rustc --release --lib --crate-type staticlib --target $t" >&2
+  (cd "$ROOT" && cargo rustc --release --lib --crate-type staticlib --target "$t")
 done
 
 # Generated Swift + header from the host build (same source, so the API checksums match).

@@ -367,7 +367,9 @@ impl HttpCache {
             deletions: AtomicU64::new(0),
             flights: coalesce::Flights::default(),
         };
-        cache.evict_to_bound();
+        if !cache.store.being_created() {
+            cache.evict_to_bound(); // a file being created is empty: nothing to wait for
+        }
         cache
     }
 

@@ -22,6 +22,10 @@
 //!   and on every open), `secure_delete` is on, and a clear ends with [`Store::wipe`] (WAL
 //!   checkpoint + truncate), so cleared rows leave no recoverable bytes in any file.
 //! - The current user scope ([`Identity`]) is stored only as a keyed tag ([`Store::scope_tag`]).
+//! - A file that does not exist yet is created on a background thread
+//!   ([`Store::open_schema_deferred`]): a client on a new folder starts without waiting for its three
+//!   files, and the first use of one waits for it. A file that exists is opened at once, so a
+//!   damaged file or an unwritable folder still fails at construction.
 
 mod identity;
 mod lock;
@@ -30,7 +34,9 @@ pub(crate) mod secrets;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode};
@@ -391,6 +397,9 @@ impl Recovery {
     }
 }
 
+/// A new file being created in the background: its connection and install key.
+type Creation = JoinHandle<Result<(Connection, InstallKey), String>>;
+
 /// One database connection.
 pub(crate) struct Store {
     schema: Schema,
@@ -398,6 +407,19 @@ pub(crate) struct Store {
     conn: Mutex<Connection>,
     /// The HMAC key of the open file (replaced with the file on recovery).
     key: RwLock<Arc<InstallKey>>,
+    /// The thread creating the file, until the first use takes its result
+    /// ([`Store::open_schema_deferred`]).
+    creating: Mutex<Option<Creation>>,
+    /// No creation is pending: `conn` and `key` are the file's (one atomic load per use).
+    created: AtomicBool,
+}
+
+impl Drop for Store {
+    /// A creation still under way finishes before the store goes (and with it, possibly, the
+    /// folder's lock or a temporary folder).
+    fn drop(&mut self) {
+        self.settle();
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -682,18 +704,99 @@ impl Store {
             path,
             conn: Mutex::new(conn),
             key: RwLock::new(Arc::new(key)),
+            creating: Mutex::new(None),
+            created: AtomicBool::new(true),
         };
         Ok((store, recovery))
     }
 
+    /// [`Store::open_schema`], except that a file which does not exist yet (nor, for the queue, the
+    /// old shared file it would take rows over from) is created on a background thread: the first
+    /// use waits for it. Creating a file takes milliseconds (the schema, WAL mode, the install
+    /// key), which a client on a new folder then does not spend in its constructor. The folder is
+    /// known to be writable (its lock file was just created). Should the creation fail all the
+    /// same (a full disk), the error is logged and every operation on the store fails (the
+    /// queue's with `ApiError::Storage`, never silently): nothing is kept anywhere else.
+    pub(crate) fn open_schema_deferred(
+        dir: &Path,
+        schema: Schema,
+    ) -> Result<(Store, Option<Recovery>), String> {
+        let path = dir.join(schema.file);
+        let takes_over = schema.kind == Kind::Queue && dir.join(DB_FILE).exists();
+        if path.exists() || takes_over || !dir.is_dir() {
+            return Store::open_schema(dir, schema);
+        }
+        let placeholder = Connection::open_in_memory().map_err(|e| e.to_string())?;
+        let creating = {
+            let path = path.clone();
+            std::thread::Builder::new()
+                .name("robust-api-store".into())
+                .spawn(move || {
+                    discard_old_copies(&path);
+                    let (conn, key, _) = open_with_key(&path, &schema, None)
+                        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+                    Ok((conn, key?))
+                })
+                .map_err(|e| format!("starting the thread that creates {}: {e}", path.display()))?
+        };
+        let store = Store {
+            schema,
+            path,
+            conn: Mutex::new(placeholder),
+            key: RwLock::new(Arc::new(InstallKey::ephemeral())),
+            creating: Mutex::new(Some(creating)),
+            created: AtomicBool::new(false),
+        };
+        Ok((store, None))
+    }
+
+    /// Is the file still being created ([`Store::open_schema_deferred`])? It is then empty.
+    pub(crate) fn being_created(&self) -> bool {
+        !self.created.load(Ordering::Acquire)
+    }
+
+    /// Waits for a creation still under way and takes its connection and key.
+    fn settle(&self) {
+        if self.created.load(Ordering::Acquire) {
+            return;
+        }
+        let mut creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(thread) = creating.take() {
+            let created = thread
+                .join()
+                .unwrap_or_else(|_| Err("the creating thread panicked".to_string()));
+            let conn = match created {
+                Ok((conn, key)) => {
+                    *self.key.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+                    Some(conn)
+                }
+                Err(e) => {
+                    log::error!("robust-api: {e}; every operation on this file fails");
+                    // Read-only and empty: every statement fails, nothing is stored.
+                    Connection::open_in_memory()
+                        .and_then(|c| c.execute_batch("PRAGMA query_only=ON;").map(|()| c))
+                        .ok()
+                }
+            };
+            if let Some(conn) = conn {
+                *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = conn;
+            } else if let Ok(c) = self.conn.lock() {
+                let _ = c.execute_batch("PRAGMA query_only=ON;");
+            }
+        }
+        self.created.store(true, Ordering::Release);
+    }
+
     /// The connection (one at a time; SQLite calls here take microseconds).
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.settle();
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Closes the file now (checkpointing the WAL) so another process or client can take it over;
     /// later operations fail harmlessly against an empty in-memory database.
     pub(crate) fn close(&self) {
+        self.settle();
         if let Ok(detached) = Connection::open_in_memory() {
             drop(std::mem::replace(&mut *self.conn(), detached));
         }
@@ -731,6 +834,7 @@ impl Store {
 
     /// Hex HMAC-SHA256 of `parts` under this install's key (see [`secrets::InstallKey::tag`]).
     pub(crate) fn tag(&self, domain: &str, parts: &[&str]) -> String {
+        self.settle();
         let key = self
             .key
             .read()

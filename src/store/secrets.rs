@@ -155,6 +155,16 @@ impl InstallKey {
         })
     }
 
+    /// A key held in memory only (a store whose file is still being created, or could not be).
+    pub(crate) fn ephemeral() -> InstallKey {
+        let mut bytes = [0u8; 32];
+        // Nothing is stored under this key; should the RNG fail, a zero key tags nothing at rest.
+        let _ = SystemRandom::new().fill(&mut bytes);
+        InstallKey {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+        }
+    }
+
     /// Hex HMAC-SHA256 of `parts` (length-prefixed, so part boundaries cannot be shifted) under
     /// `domain` (so a tag of one kind never equals a tag of another).
     pub(crate) fn tag(&self, domain: &str, parts: &[&str]) -> String {

@@ -20,7 +20,7 @@ VENV="$ROOT/target/bench/venv"
 
 log "building the release cdylib (target dir $TARGET)"
 (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" CARGO_PROFILE_RELEASE_STRIP=false nice -n 10 \
-  cargo build --quiet --release --lib) || die "release build failed"
+  cargo rustc --quiet --release --lib --crate-type cdylib) || die "release build failed"
 "$ROOT/scripts/build-bindings.sh" python
 
 if [ ! -x "$VENV/bin/python" ]; then
