@@ -41,7 +41,8 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
 
 # Per-crate breakdown of the symbols (code and data) of the unstripped build: a Rust symbol counts
 # for the crate its path starts with (`<T as Trait>::f` for T's crate; generics for the crate that
-# defines the function, as cargo bloat does); C and assembly (SQLite, ring) show as [C].
+# defines the function, as cargo bloat does); uniffi's exported functions and metadata records
+# count apart; C and assembly (SQLite, ring) show as [C].
 printf '\n%10s  %6s  %s\n' bytes share crate
 nm --print-size --size-sort --defined-only --demangle "$lib" | awk '
   function hex(s,   i, v) {
@@ -53,7 +54,9 @@ nm --print-size --size-sort --defined-only --demangle "$lib" | awk '
     size = hex(tolower($2)); name = $4
     for (i = 5; i <= NF; i++) name = name " " $i
     sub(/^</, "", name); sub(/^(impl|dyn) /, "", name); sub(/^&(mut )?/, "", name)
-    if (name ~ /^[A-Za-z_][A-Za-z0-9_]*::/) { split(name, p, "::"); crate = p[1] } else crate = "[C]"
+    if (name ~ /^(uniffi_|ffi_|UNIFFI_META_)/) crate = "[uniffi scaffolding and metadata]"
+    else if (name ~ /^[A-Za-z_][A-Za-z0-9_]*::/) { split(name, p, "::"); crate = p[1] }
+    else crate = "[C]"
     total += size; by[crate] += size
   }
   END {
