@@ -21,6 +21,7 @@ mod policy;
 mod rows;
 mod writer;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -276,14 +277,12 @@ pub(crate) struct CacheKey {
     headers: HashMap<String, String>,
     /// The normalised path (no query).
     path: String,
-    /// For messages: `GET <path>` (no query, no credential).
-    label: String,
 }
 
 impl CacheKey {
-    /// `GET <path>`, for messages (`NotCached`, logs).
-    pub(crate) fn label(&self) -> &str {
-        &self.label
+    /// `GET <path>`, for messages (`NotCached`, logs): no query, no credential.
+    pub(crate) fn label(&self) -> String {
+        format!("GET {}", self.path)
     }
 
     /// A final outgoing header (lower-case name).
@@ -396,20 +395,24 @@ impl HttpCache {
     ) -> Option<CacheKey> {
         let target = request_target(&req.path, &req.query).ok()?;
         let headers = flatten_headers(headers);
-        let scope_part = scope.map_or_else(|| "-".to_string(), |s| format!("+{s}"));
-        let mut parts = vec!["GET".to_string(), target.clone(), scope_part];
-        for name in &self.key_headers {
-            if let Some(v) = headers.get(name) {
-                parts.push(format!("{name}={v}"));
-            }
-        }
-        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let path = target.split('?').next().unwrap_or_default().to_string();
+        let scope_part = scope.map_or(Cow::Borrowed("-"), |s| Cow::Owned(format!("+{s}")));
+        // Credential headers (usually none) as `name=value` parts.
+        let credentials: Vec<String> = self
+            .key_headers
+            .iter()
+            .filter_map(|name| headers.get(name).map(|v| format!("{name}={v}")))
+            .collect();
+        let mut parts: Vec<&str> = Vec::with_capacity(3 + credentials.len());
+        parts.extend(["GET", target.as_str(), &scope_part]);
+        parts.extend(credentials.iter().map(String::as_str));
+        let path = match target.split_once('?') {
+            Some((path, _)) => path.to_string(),
+            None => target.clone(),
+        };
         Some(CacheKey {
-            id: self.store.tag("cache-key", &refs),
+            id: self.store.tag("cache-key", &parts),
             scope: self.store.scope_tag(scope),
             headers,
-            label: format!("GET {path}"),
             path,
         })
     }
@@ -759,6 +762,7 @@ impl HttpCache {
     /// Deletes everything, leaving no recoverable bytes (`secure_delete` + WAL truncation).
     pub(crate) fn clear(&self) {
         self.hot.clear();
+        self.store.forget_tags();
         self.delete(
             |_| true,
             |c| {
@@ -773,6 +777,7 @@ impl HttpCache {
     /// Deletes the entries of user `scope` (its tag), leaving no recoverable bytes.
     pub(crate) fn clear_scope(&self, scope: &str) -> Result<(), ApiError> {
         let tag = self.store.scope_tag(Some(scope));
+        self.store.forget_tags();
         self.delete(
             |e| e.scope == tag,
             |c| {

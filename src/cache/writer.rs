@@ -27,6 +27,11 @@ use super::Entry;
 pub(crate) const WRITE_QUEUE_CAPACITY: usize = 256;
 /// Most entries written in one transaction.
 pub(crate) const WRITE_BATCH: usize = 64;
+/// How long the writer lets stores gather after the first one before it writes them: one wake-up,
+/// one blocking-pool hand-off and one commit for every store of a burst (a screen's worth of
+/// GETs), instead of one each. Reads see pending stores meanwhile; a kill loses at most what
+/// was pending, as before.
+pub(crate) const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 type Slot = (String, String);
 
@@ -121,8 +126,8 @@ impl WriteBehind {
         lock(&self.pending).drain().map(|(_, e)| e).collect()
     }
 
-    /// The next batch from the channel: waits for one entry, then takes what else has gathered.
-    /// `None` once every sender is gone.
+    /// The next batch from the channel: waits for one entry, lets more gather for
+    /// [`WRITE_LINGER`], then takes up to [`WRITE_BATCH`]. `None` once every sender is gone.
     pub(crate) async fn next_batch(&self) -> Option<Vec<Arc<Entry>>> {
         let mut rx = self.rx.lock().await;
         let first = loop {
@@ -132,6 +137,7 @@ impl WriteBehind {
                 Err(TryRecvError::Disconnected) => return None,
             }
         };
+        tokio::time::sleep(WRITE_LINGER).await;
         let mut batch = vec![first];
         while batch.len() < WRITE_BATCH {
             match rx.try_recv() {

@@ -842,6 +842,15 @@ impl Store {
         key.tag(domain, parts)
     }
 
+    /// Forgets the tags remembered for hot lookups (see [`secrets::InstallKey::tag`]): their
+    /// inputs may hold a cleared user's credentials.
+    pub(crate) fn forget_tags(&self) {
+        self.key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget();
+    }
+
     /// How a user scope is stored: a keyed tag, `None` for no scope.
     pub(crate) fn scope_tag(&self, scope: Option<&str>) -> Option<String> {
         scope.map(|s| self.tag("scope", &[s]))

@@ -8,6 +8,7 @@
 //! dictionary check without the key.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -113,9 +114,17 @@ fn redact_after(text: &str, markers: &[&str], to_line_end: bool) -> String {
     out
 }
 
+/// Most tags [`InstallKey::tag`] remembers; at the bound the memo starts over.
+const TAG_MEMO_MAX: usize = 256;
+
 /// The per-install HMAC key.
 pub(crate) struct InstallKey {
     key: hmac::Key,
+    /// Recent tags by their input: a hot cache lookup tags the same request again and again, and
+    /// a map lookup costs a fraction of an HMAC. Memory only (never written anywhere), bounded by
+    /// [`TAG_MEMO_MAX`], emptied by [`InstallKey::forget`] (a cleared cache or user) and gone
+    /// with the key.
+    memo: Mutex<HashMap<Vec<u8>, String>>,
 }
 
 impl std::fmt::Debug for InstallKey {
@@ -150,9 +159,19 @@ impl InstallKey {
                     .ok_or_else(|| "the install key vanished".to_string())?
             }
         };
-        Ok(InstallKey {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
-        })
+        Ok(InstallKey::from_bytes(&bytes))
+    }
+
+    fn from_bytes(bytes: &[u8]) -> InstallKey {
+        InstallKey {
+            key: hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            memo: Mutex::default(),
+        }
+    }
+
+    /// Forgets the remembered tags (their inputs may hold a logged-out user's credentials).
+    pub(crate) fn forget(&self) {
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// A key held in memory only (a store whose file is still being created, or could not be).
@@ -160,32 +179,39 @@ impl InstallKey {
         let mut bytes = [0u8; 32];
         // Nothing is stored under this key; should the RNG fail, a zero key tags nothing at rest.
         let _ = SystemRandom::new().fill(&mut bytes);
-        InstallKey {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
-        }
+        InstallKey::from_bytes(&bytes)
     }
 
     /// Hex HMAC-SHA256 of `parts` (length-prefixed, so part boundaries cannot be shifted) under
     /// `domain` (so a tag of one kind never equals a tag of another).
     pub(crate) fn tag(&self, domain: &str, parts: &[&str]) -> String {
-        let mut ctx = hmac::Context::with_key(&self.key);
+        let len = parts.iter().map(|p| p.len() + 8).sum::<usize>() + domain.len() + 8;
+        let mut input = Vec::with_capacity(len);
         for p in std::iter::once(&domain).chain(parts) {
-            ctx.update(&(p.len() as u64).to_be_bytes());
-            ctx.update(p.as_bytes());
+            input.extend_from_slice(&(p.len() as u64).to_be_bytes());
+            input.extend_from_slice(p.as_bytes());
         }
-        hex(ctx.sign().as_ref())
+        let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tag) = memo.get(&input) {
+            return tag.clone();
+        }
+        let tag = hex(hmac::sign(&self.key, &input).as_ref());
+        if memo.len() >= TAG_MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(input, tag.clone());
+        tag
     }
 }
 
 /// Lower-case hex of `bytes` (a tag is computed for every cache lookup: no formatter per byte).
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
     }
-    out
+    String::from_utf8(out).unwrap_or_default() // ASCII digits only: always valid
 }
 
 #[cfg(test)]
