@@ -7,10 +7,11 @@
 // it never asserts on time. Both routes load the debug library, so the figures are the suite's,
 // not a release app's.
 //
-// The clock is `performance.now()`: Node's, and in Hermes the one ubrn's test-runner installs (a
-// steady clock when the runner provides one, else Date.now()). When its tick is coarser than 10 µs
-// (Date.now() underneath), a single call cannot be timed: the line reports the mean over the batch
-// instead of p50/p90. BENCH_N=… sets the number of timed calls (default 2000).
+// The clock is `performance.now()`: Node's, and in Hermes the one ubrn's test-runner installs
+// (0.31.0-5: over its host function `__performanceNow`, C++ steady_clock in fractional ms; Hermes
+// itself has none). When the tick is coarser than 10 µs (a runner whose shim falls back to
+// Date.now()), a single call cannot be timed: the line reports the mean over the batch instead of
+// p50/p90. BENCH_N=… sets the number of timed calls (default 2000).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
