@@ -131,15 +131,15 @@ impl RobustClient {
         if let Some(r) = recovered {
             events.storage_recovered(r.record());
         }
-        let (store, recovered) =
-            Store::open_schema_deferred(storage.path(), Schema::CACHE)
-                .map_err(|reason| ApiError::Storage { reason })?;
+        let (store, recovered) = Store::open_schema_deferred(storage.path(), Schema::CACHE)
+            .map_err(|reason| ApiError::Storage { reason })?;
         if let Some(r) = recovered {
             events.storage_recovered(r.record());
         }
         let store = Arc::new(store);
-        let (uploads_store, recovered) = Store::open_schema_deferred(storage.path(), Schema::UPLOADS)
-            .map_err(|reason| ApiError::Storage { reason })?;
+        let (uploads_store, recovered) =
+            Store::open_schema_deferred(storage.path(), Schema::UPLOADS)
+                .map_err(|reason| ApiError::Storage { reason })?;
         if let Some(r) = recovered {
             events.storage_recovered(r.record());
         }

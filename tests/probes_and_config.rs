@@ -56,7 +56,10 @@ fn control_characters_in_a_backend_url_are_invalid_config_not_stripped() {
 fn a_non_ascii_host_is_invalid_config_naming_its_ascii_form() {
     for (bad, ascii) in [
         ("https://bücher.example", "xn--bcher-kva.example"),
-        ("https://API.Bücher.example:8443/v1", "api.xn--bcher-kva.example"),
+        (
+            "https://API.Bücher.example:8443/v1",
+            "api.xn--bcher-kva.example",
+        ),
         ("http://user@münchen.example/", "xn--mnchen-3ya.example"),
     ] {
         let c = ClientConfig::new(vec![bad.into()]);

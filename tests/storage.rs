@@ -374,6 +374,32 @@ async fn an_unwritable_folder_is_a_storage_error_at_construction() {
     fs.remount("rw");
 }
 
+/// A new folder's files are created in the background (the constructor does not wait for them):
+/// when that fails all the same — here the disk is full once the folder and its lock exist — the
+/// client still starts, and what needs the disk fails with a typed `Storage` error instead of
+/// pretending to keep anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_folder_whose_files_cannot_be_created_fails_every_write_with_storage() {
+    let fleet = Fleet::start(1).await;
+    let Some(fs) = Tmpfs::mount("1m") else { return };
+    let dir = fs.path().join("storage");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Fill the file system to the last byte.
+    let mut filler = std::fs::File::create(fs.path().join("filler")).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write(&mut filler, &chunk).is_ok_and(|n| n > 0) {}
+    drop(filler);
+    let client = RobustClient::new(config(&fleet, &dir)).unwrap();
+    match client.enqueue(post(1, 0)) {
+        Err(ApiError::Storage { reason }) => assert!(!reason.is_empty()),
+        other => panic!("enqueue on a folder whose queue file could not be created: {other:?}"),
+    }
+    // The network still works; the cache just stores nothing.
+    let r = client.request(ApiRequest::get("/bytes/16")).await.unwrap();
+    assert_eq!(r.status, 200);
+    client.shutdown();
+}
+
 struct Holder(Child);
 
 impl Drop for Holder {

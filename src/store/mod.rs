@@ -650,6 +650,7 @@ fn move_aside(path: &Path) -> String {
 
 impl Store {
     /// Opens (creating or migrating) the cache database in `dir` (see [`Store::open_schema`]).
+    #[cfg(test)]
     pub(crate) fn open(dir: &Path) -> Result<(Store, Option<Recovery>), String> {
         Store::open_schema(dir, Schema::CACHE)
     }
@@ -727,18 +728,16 @@ impl Store {
             return Store::open_schema(dir, schema);
         }
         let placeholder = Connection::open_in_memory().map_err(|e| e.to_string())?;
-        let creating = {
-            let path = path.clone();
-            std::thread::Builder::new()
-                .name("robust-api-store".into())
-                .spawn(move || {
-                    discard_old_copies(&path);
-                    let (conn, key, _) = open_with_key(&path, &schema, None)
-                        .map_err(|e| format!("creating {}: {e}", path.display()))?;
-                    Ok((conn, key?))
-                })
-                .map_err(|e| format!("starting the thread that creates {}: {e}", path.display()))?
-        };
+        let file = path.clone();
+        let creating = std::thread::Builder::new()
+            .name("robust-api-store".into())
+            .spawn(move || {
+                discard_old_copies(&file);
+                let (conn, key, _) = open_with_key(&file, &schema, None)
+                    .map_err(|e| format!("creating {}: {e}", file.display()))?;
+                Ok((conn, key?))
+            })
+            .map_err(|e| format!("starting the thread that creates {}: {e}", path.display()))?;
         let store = Store {
             schema,
             path,
@@ -885,6 +884,45 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_new_file_is_created_in_the_background_and_its_first_use_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, rec) = Store::open_schema_deferred(dir.path(), Schema::QUEUE).unwrap();
+        assert!(rec.is_none());
+        assert!(
+            q.being_created(),
+            "a file that did not exist is created in the background"
+        );
+        // The first use waits: the schema, the file's durability and its install key are there.
+        let (v, sync): (i64, i64) = {
+            let c = q.conn();
+            let v = c
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            let sync = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+            (v, sync)
+        };
+        assert!(!q.being_created());
+        assert_eq!(v, QUEUE_MIGRATIONS.len() as i64);
+        assert_eq!(sync, 2, "FULL once created");
+        let tag = q.tag("scope", &["alice"]);
+        drop(q);
+        // An existing file is opened at once, under the same install key.
+        let (q, _) = Store::open_schema_deferred(dir.path(), Schema::QUEUE).unwrap();
+        assert!(!q.being_created());
+        assert_eq!(q.tag("scope", &["alice"]), tag);
+    }
+
+    #[test]
+    fn a_tag_taken_before_the_first_statement_is_the_files_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = Store::open_schema_deferred(dir.path(), Schema::CACHE).unwrap();
+        let tag = c.tag("cache-key", &["GET", "/a"]);
+        drop(c);
+        let (c, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(c.tag("cache-key", &["GET", "/a"]), tag);
     }
 
     #[test]
