@@ -5,12 +5,14 @@
 // It asserts correctness only (every answer a fresh hit with the stored body, no request reaches
 // the backend) and PRINTS one `bridge-timing:` line; it never asserts on time. The suite runs the
 // debug library and a debug test build, so the figures are the suite's, not a release app's.
-// BENCH_N=… (run-tests.sh passes it into the chroot) sets the number of timed calls (default 2000).
+// BENCH_N=… (run-tests.sh passes it into the chroot) sets the number of timed calls (default
+// 1000, so the slowest binding's test stays under ~2 s with the debug library; bridge.py's 2000 with
+// BENCH_N=2000).
 import Foundation
 import RobustApi
 import XCTest
 
-private let timedCalls = Int(ProcessInfo.processInfo.environment["BENCH_N"] ?? "") ?? 2000
+private let timedCalls = Int(ProcessInfo.processInfo.environment["BENCH_N"] ?? "") ?? 1000
 private let warmUpCalls = 200
 private let benchPath = "/cache/bench?cc=max-age%3D60"
 
