@@ -39,6 +39,7 @@ if [ "$(uname -s)" = Darwin ]; then
 else
   envs=()
   [ -z "${ROBUST_API_TEST_FLEET-}" ] || envs+=(-e ROBUST_API_TEST_FLEET)   # another fleet binary
+  [ -z "${BENCH_N-}" ] || envs+=(-e BENCH_N)   # timed calls of BridgeTimingTests (default 1000)
   envs+=(-e ROBUST_API_TUS_PORT -e ROBUST_API_TUS_STORE)
   # The Rust client's TLS setup (rustls-platform-verifier) refuses to start without a CA store,
   # even for http:// backends, and the minimal chroot has none: lend it the host's bundle.
