@@ -395,6 +395,7 @@ async fn clear_user_data_removes_only_that_scope() {
             r#"{"m":"BOB-QUEUED-MARKER"}"#,
         ))
         .unwrap();
+    client.service_status(); // writes the pending cache stores (write-behind) to the file
     sweep::assert_present(dir.path(), "ALICE-BODY-MARKER");
     sweep::assert_present(dir.path(), "ALICE-QUEUED-MARKER");
 
