@@ -505,6 +505,18 @@ impl RobustClient {
         CacheLayer::new(self.cache.clone(), self.net.clone()).cached(&request, scope, allow_stale)
     }
 
+    /// [`cached_response`](Self::cached_response) for a plain `GET path` (query included, the
+    /// client's default headers): the cheapest read across a binding, which hands over one string
+    /// instead of a request record (in Python, lowering an `ApiRequest` costs more than the
+    /// cache hit itself).
+    pub fn cached_get(
+        &self,
+        path: String,
+        allow_stale: bool,
+    ) -> Result<Option<ApiResponse>, ApiError> {
+        self.cached_response(ApiRequest::get(path), allow_stale)
+    }
+
     /// Empties the response cache (every scope), leaving no recoverable bytes.
     pub fn clear_cache(&self) {
         self.cache.clear();

@@ -148,4 +148,26 @@ async fn the_sync_bridge_read_serves_the_current_scope_without_the_network() {
     let mut only = fresh;
     only.cache = Some(CachePolicy::CacheOnly);
     assert!(client.cached_response(only, false).unwrap().is_some());
+    // The same read by path alone.
+    let by_path = client
+        .cached_get("/cache/bridge?cc=max-age%3D600".into(), false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_path.body, net.body);
+    assert!(by_path.from_cache && !by_path.stale);
+    assert_eq!(
+        client
+            .cached_get("/cache/bridge-stale".into(), false)
+            .unwrap(),
+        None
+    );
+    assert!(client
+        .cached_get("/cache/bridge-stale".into(), true)
+        .unwrap()
+        .is_some_and(|r| r.stale));
+    assert_eq!(
+        client.cached_get("/cache/never".into(), true).unwrap(),
+        None
+    );
+    assert_eq!(fleet.server(0).hits_for("/cache/never"), 0);
 }

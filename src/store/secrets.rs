@@ -171,7 +171,10 @@ impl InstallKey {
 
     /// Forgets the remembered tags (their inputs may hold a logged-out user's credentials).
     pub(crate) fn forget(&self) {
-        self.memo.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// A key held in memory only (a store whose file is still being created, or could not be).

@@ -8,6 +8,7 @@ Paths measured (the same URL, `Cache-Control: max-age=60`, stored once before me
   Python's event loop through uniffi's callbacks), all calls in one `asyncio.run`;
 - `robust async request`: `await client.request(ApiRequest(...))` (the full request record);
 - `robust cached_response`: the synchronous thin-bridge read (`client.cached_response(req, False)`);
+- `robust cached_get`: the same read by path (`client.cached_get(path, False)`: no request record);
 - `requests-cache`: `CachedSession(backend="sqlite").get(url)`;
 - `hishel`: `hishel.httpx.CacheClient(storage=SqliteStorage(...)).get(url)`.
 """
@@ -89,6 +90,12 @@ def main():
             assert r is not None and r.from_cache
 
         rows.append(("robust cached_response (sync)", measure_sync(cached)))
+
+        def cached_get():
+            r = client.cached_get(PATH, False)
+            assert r is not None and r.from_cache
+
+        rows.append(("robust cached_get (sync, path only)", measure_sync(cached_get)))
 
         # The bridge's share: lowering the request record alone (the generated converter; private
         # API, so only when present) and a trivial FFI call.

@@ -110,6 +110,9 @@ def test_cached_response_is_a_sync_read_without_the_network(fleet, make_client):
     hit = client.cached_response(ApiRequest(method=HttpMethod.GET, path=path), False)
     assert hit is not None and hit.from_cache is True and hit.stale is False
     assert hit.body == online.body
+    by_path = client.cached_get(path, False)
+    assert by_path is not None and by_path.from_cache is True and by_path.body == online.body
+    assert client.cached_get("/cache/never-fetched", True) is None
     assert sum(fleet.hits(i, "/cache/bridge") for i in range(len(fleet.urls))) == 1
     cache = client.service_status().cache
     assert cache.coalesced == 0 and cache.write_behind_dropped == 0
