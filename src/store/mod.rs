@@ -764,23 +764,18 @@ impl Store {
             let created = thread
                 .join()
                 .unwrap_or_else(|_| Err("the creating thread panicked".to_string()));
-            let conn = match created {
-                Ok((conn, key)) => {
+            let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            match created {
+                Ok((created, key)) => {
                     *self.key.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
-                    Some(conn)
+                    *conn = created;
                 }
                 Err(e) => {
                     log::error!("robust-api: {e}; every operation on this file fails");
-                    // Read-only and empty: every statement fails, nothing is stored.
-                    Connection::open_in_memory()
-                        .and_then(|c| c.execute_batch("PRAGMA query_only=ON;").map(|()| c))
-                        .ok()
+                    // The placeholder stays: empty and read-only, every statement fails and
+                    // nothing is stored.
+                    let _ = conn.execute_batch("PRAGMA query_only=ON;");
                 }
-            };
-            if let Some(conn) = conn {
-                *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = conn;
-            } else if let Ok(c) = self.conn.lock() {
-                let _ = c.execute_batch("PRAGMA query_only=ON;");
             }
         }
         self.created.store(true, Ordering::Release);
@@ -795,7 +790,6 @@ impl Store {
     /// Closes the file now (checkpointing the WAL) so another process or client can take it over;
     /// later operations fail harmlessly against an empty in-memory database.
     pub(crate) fn close(&self) {
-        self.settle();
         if let Ok(detached) = Connection::open_in_memory() {
             drop(std::mem::replace(&mut *self.conn(), detached));
         }
