@@ -340,6 +340,8 @@ impl RobustClient {
     /// scope's. Queued requests of another scope wait (not sent, not dead-lettered) until their
     /// scope is current again or `clear_user_data` removes them.
     pub fn set_user_scope(&self, scope: Option<String>) {
+        // The remembered cache-key tags hold the previous user's header values (memory only).
+        self.cache.forget_tags();
         self.net.identity().set(scope);
     }
 
@@ -621,5 +623,27 @@ impl RobustClient {
 impl Drop for RobustClient {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change of user forgets the cache-key tags remembered for hot lookups: their inputs hold
+    /// the previous user's header values (an `Authorization` token), in memory only.
+    #[test]
+    fn a_change_of_user_forgets_the_remembered_key_tags() {
+        let client =
+            RobustClient::new(ClientConfig::new(vec!["http://127.0.0.1:9".into()])).unwrap();
+        let mut req = ApiRequest::get("/me");
+        req.headers
+            .insert("authorization".into(), "Bearer ALICE".into());
+        // A synchronous read computes (and remembers) the request's key tag.
+        assert!(client.cached_response(req, false).unwrap().is_none());
+        assert!(client.cache.remembered_tags() > 0);
+        client.set_user_scope(Some("bob".into()));
+        assert_eq!(client.cache.remembered_tags(), 0);
+        client.shutdown();
     }
 }

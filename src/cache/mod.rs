@@ -759,6 +759,18 @@ impl HttpCache {
         self.store.close();
     }
 
+    /// Forgets the key tags remembered for hot lookups: their inputs may hold a previous user's
+    /// credentials (a change of user scope).
+    pub(crate) fn forget_tags(&self) {
+        self.store.forget_tags();
+    }
+
+    /// How many key tags are remembered (tests).
+    #[cfg(test)]
+    pub(crate) fn remembered_tags(&self) -> usize {
+        self.store.remembered_tags()
+    }
+
     /// Deletes everything, leaving no recoverable bytes (`secure_delete` + WAL truncation).
     pub(crate) fn clear(&self) {
         self.hot.clear();

@@ -42,6 +42,9 @@ pub(crate) struct WriteBehind {
     rx: tokio::sync::Mutex<mpsc::Receiver<Arc<Entry>>>,
     /// Notified after each send (a permit waits if the writer is busy).
     sent: Notify,
+    /// Notified when a send fills a batch: ends the writer's linger. A separate signal, so the
+    /// stores of a burst do not each wake the lingering writer.
+    full: Notify,
     write_lock: Mutex<()>,
 }
 
@@ -61,6 +64,7 @@ impl WriteBehind {
             tx,
             rx: tokio::sync::Mutex::new(rx),
             sent: Notify::new(),
+            full: Notify::new(),
             write_lock: Mutex::new(()),
         }
     }
@@ -71,6 +75,9 @@ impl WriteBehind {
         match self.tx.try_send(entry.clone()) {
             Ok(()) => {
                 self.sent.notify_one();
+                if self.tx.max_capacity() - self.tx.capacity() + 1 >= WRITE_BATCH {
+                    self.full.notify_one();
+                }
                 true
             }
             Err(_) => {
@@ -127,7 +134,7 @@ impl WriteBehind {
     }
 
     /// The next batch from the channel: waits for one entry, lets more gather for
-    /// [`WRITE_LINGER`], then takes up to [`WRITE_BATCH`]. `None` once every sender is gone.
+    /// [`WRITE_LINGER`] (or until a batch is full), then takes up to [`WRITE_BATCH`]. `None` once every sender is gone.
     pub(crate) async fn next_batch(&self) -> Option<Vec<Arc<Entry>>> {
         let mut rx = self.rx.lock().await;
         let first = loop {
@@ -137,7 +144,16 @@ impl WriteBehind {
                 Err(TryRecvError::Disconnected) => return None,
             }
         };
-        tokio::time::sleep(WRITE_LINGER).await;
+        // Linger, but not past a full batch: a burst larger than the channel would otherwise
+        // fill it while the writer sleeps, and its later stores would be dropped.
+        let linger = tokio::time::sleep(WRITE_LINGER);
+        tokio::pin!(linger);
+        while rx.len() + 1 < WRITE_BATCH {
+            tokio::select! {
+                _ = &mut linger => break,
+                _ = self.full.notified() => {}
+            }
+        }
         let mut batch = vec![first];
         while batch.len() < WRITE_BATCH {
             match rx.try_recv() {
@@ -146,5 +162,52 @@ impl WriteBehind {
             }
         }
         Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(i: usize) -> Arc<Entry> {
+        let mut e = Entry::blank();
+        e.key = format!("k{i}");
+        Arc::new(e)
+    }
+
+    /// The writer lingers for company after a lone store, but a full batch is taken at once: a
+    /// burst bigger than the channel would otherwise fill it during the linger (dropped stores).
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_ends_the_linger_and_a_lone_store_waits_for_it() {
+        let w = WriteBehind::new();
+        let started = tokio::time::Instant::now();
+        for i in 0..WRITE_BATCH {
+            assert!(w.push(entry(i)));
+        }
+        let batch = w.next_batch().await.unwrap();
+        assert_eq!(batch.len(), WRITE_BATCH);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+
+        // A batch filling up during the linger ends it too.
+        assert!(w.push(entry(1000)));
+        let w = Arc::new(w);
+        let filler = w.clone();
+        let started = tokio::time::Instant::now();
+        let fill = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            for i in 1..WRITE_BATCH {
+                assert!(filler.push(entry(2000 + i)));
+            }
+        });
+        let batch = w.next_batch().await.unwrap();
+        fill.await.unwrap();
+        assert_eq!(batch.len(), WRITE_BATCH);
+        assert_eq!(started.elapsed(), Duration::from_millis(2));
+
+        let started = tokio::time::Instant::now();
+        assert!(w.push(entry(3000)));
+        assert_eq!(w.next_batch().await.unwrap().len(), 1);
+        assert_eq!(started.elapsed(), WRITE_LINGER);
     }
 }

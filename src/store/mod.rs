@@ -845,6 +845,15 @@ impl Store {
             .forget();
     }
 
+    /// How many tags the key remembers (tests).
+    #[cfg(test)]
+    pub(crate) fn remembered_tags(&self) -> usize {
+        self.key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remembered()
+    }
+
     /// How a user scope is stored: a keyed tag, `None` for no scope.
     pub(crate) fn scope_tag(&self, scope: Option<&str>) -> Option<String> {
         scope.map(|s| self.tag("scope", &[s]))

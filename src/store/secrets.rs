@@ -177,6 +177,15 @@ impl InstallKey {
             .clear();
     }
 
+    /// How many tags are remembered (tests).
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// A key held in memory only (a store whose file is still being created, or could not be).
     pub(crate) fn ephemeral() -> InstallKey {
         let mut bytes = [0u8; 32];
