@@ -82,7 +82,16 @@ fn overhead(c: &mut Criterion) {
     let raw = reqwest::Client::builder().build().unwrap();
     let mut fast_config = ClientConfig::new(vec![format!("http://{fast}")]);
     fast_config.cache.max_bytes = 0;
+    let mut one_worker = fast_config.clone();
+    one_worker.worker_threads = 1;
     let fast_client = RobustClient::new(fast_config).unwrap();
+    let fast_one_worker = RobustClient::new(one_worker).unwrap();
+    // A runtime like the client's, for the bare cost of handing a call to it and back.
+    let other_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut no_cache = ClientConfig::new(fleet.urls());
     no_cache.cache.max_bytes = 0;
     let no_cache = RobustClient::new(no_cache).unwrap();
@@ -108,6 +117,29 @@ fn overhead(c: &mut Criterion) {
             let r = fast_client.get("/bytes/1024".to_string()).await.unwrap();
             assert_eq!(r.status, 200);
             r.body
+        })
+    });
+    g.bench_function("robust_no_cache_1_worker", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = fast_one_worker
+                .get("/bytes/1024".to_string())
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200);
+            r.body
+        })
+    });
+    // raw reqwest's GET, spawned on another runtime and awaited from this one: the hand-off
+    // every call through a client-owned runtime pays.
+    let hop_client = reqwest::Client::builder().build().unwrap();
+    g.bench_function("raw_reqwest_on_another_runtime", |b| {
+        b.to_async(&rt).iter(|| {
+            let (raw, url) = (hop_client.clone(), fast_url.clone());
+            let task = other_rt.spawn(async move {
+                let r = raw.get(&url).send().await.unwrap();
+                r.bytes().await.unwrap()
+            });
+            async move { task.await.unwrap() }
         })
     });
     g.finish();
@@ -167,7 +199,7 @@ fn overhead(c: &mut Criterion) {
         })
     });
     g.finish();
-    drop((no_cache, default, cached, fast_client));
+    drop((no_cache, default, cached, fast_client, fast_one_worker));
     drop(fleet);
 }
 

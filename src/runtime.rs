@@ -51,6 +51,9 @@ pub(crate) fn blocking_io<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// A call's future, boxed (see [`ClientRuntime::call`]).
+type BoxedCall<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send>>;
+
 /// A runtime owned by one client.
 ///
 /// [`shutdown`](ClientRuntime::shutdown) releases everything the runtime holds — its threads and
@@ -163,12 +166,17 @@ impl ClientRuntime {
     /// executor and only waits for that task's result (see [`Call`]). Dropping it (the foreign
     /// side cancelled) aborts the task, which drops the in-flight request; shutdown fails it with
     /// `Cancelled`; a panic inside the call becomes `ApiError::Internal`.
-    pub(crate) async fn call<T, F>(&self, fut: F) -> Result<T, ApiError>
+    ///
+    /// The call's future is boxed here, once: a request's future is several KiB, and moved by
+    /// value it was copied into every enclosing future, into the task and over again as the task
+    /// finished (a measurable share of a call's CPU, benches/overhead.rs). Boxed, the task and
+    /// everything awaiting it stay small, and one task type serves every call of a result type.
+    pub(crate) fn call<T, F>(&self, fut: F) -> impl Future<Output = Result<T, ApiError>> + '_
     where
         T: Send + 'static,
         F: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
-        self.run_call(fut, None).await
+        self.run_call(Box::pin(fut), None)
     }
 
     /// [`call`](Self::call) for a call that reports to a foreign callback as it goes (an upload's
@@ -179,11 +187,11 @@ impl ClientRuntime {
     /// Values coalesce (a slow caller gets the latest, not every one); what the task posted
     /// before it finished is delivered before the call's result, so a final report (an upload's
     /// total) always comes first.
-    pub(crate) async fn call_reporting<T, P, F>(
+    pub(crate) fn call_reporting<T, P, F>(
         &self,
         make: impl FnOnce(Arc<Latest<P>>) -> F,
         deliver: impl FnMut(P) + Send + 'static,
-    ) -> Result<T, ApiError>
+    ) -> impl Future<Output = Result<T, ApiError>> + '_
     where
         T: Send + 'static,
         P: Send + 'static,
@@ -195,13 +203,16 @@ impl ClientRuntime {
             latest,
             deliver: Box::new(deliver),
         };
-        self.run_call(fut, Some(Box::new(delivery))).await
+        self.run_call(Box::pin(fut), Some(Box::new(delivery)))
     }
 
-    async fn run_call<T, F>(&self, fut: F, delivery: Option<Box<dyn Drain>>) -> Result<T, ApiError>
+    async fn run_call<T>(
+        &self,
+        fut: BoxedCall<T>,
+        delivery: Option<Box<dyn Drain>>,
+    ) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
         // Created before the flag is checked: `notify_waiters` reaches it even if not yet polled.
         let shutdown = self.shutdown.notified();

@@ -68,14 +68,17 @@ impl Flights {
 }
 
 impl Leader {
-    /// Publishes the result to every waiter.
+    /// Publishes the result to every waiter. The flight ends first (a caller arriving from now
+    /// on starts its own), so when nobody waits nothing is copied.
     pub(crate) fn finish(self, result: &Shared) {
-        self.tx.send_replace(Some(result.clone()));
+        self.end();
+        if self.tx.receiver_count() > 0 {
+            self.tx.send_replace(Some(result.clone()));
+        }
     }
-}
 
-impl Drop for Leader {
-    fn drop(&mut self) {
+    /// Removes this flight from the map (unless a later one took its place).
+    fn end(&self) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map
             .get(&self.id)
@@ -83,6 +86,12 @@ impl Drop for Leader {
         {
             map.remove(&self.id);
         }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

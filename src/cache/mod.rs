@@ -35,7 +35,7 @@ use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::http::{flatten_headers, request_target};
 use crate::store::secrets::{is_storable_header, storable_response_headers, CREDENTIAL_HEADERS};
-use crate::store::{encode_header_lines, is_corruption, now_ms, Store};
+use crate::store::{encoded_header_lines_len, is_corruption, now_ms, Store};
 use crate::types::{ApiRequest, ApiResponse};
 use policy::Freshness;
 
@@ -574,7 +574,7 @@ impl HttpCache {
         policy::strip_hop_by_hop(&mut headers);
         headers.remove("age"); // recomputed on every use
         let size =
-            (resp.body.len() + encode_header_lines(&headers).len() + key.id.len() + vary.len())
+            (resp.body.len() + encoded_header_lines_len(&headers) + key.id.len() + vary.len())
                 as u64;
         if size > self.settings.max_bytes / 4 {
             return false; // one entry may not take over the cache
@@ -879,7 +879,7 @@ impl HttpCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::decode_header_lines;
+    use crate::store::{decode_header_lines, encode_header_lines};
 
     #[test]
     fn headers_round_trip() {
@@ -887,6 +887,11 @@ mod tests {
         h.insert("etag".to_string(), "\"a:b\"".to_string());
         h.insert("cache-control".to_string(), "max-age=5".to_string());
         assert_eq!(decode_header_lines(&encode_header_lines(&h)), h);
+        assert_eq!(
+            crate::store::encoded_header_lines_len(&h),
+            encode_header_lines(&h).len()
+        );
+        assert_eq!(crate::store::encoded_header_lines_len(&HashMap::new()), 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! [`Exchange`] that classifies each response by the rules in [`super::retry`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -18,7 +19,7 @@ use crate::defaults::{ms_i32, saturating_i32};
 use crate::error::ApiError;
 use crate::http::{header_value, idempotency_header, join_url, parse_headers};
 use crate::observe::AttemptOutcome;
-use crate::types::{ApiRequest, ApiResponse, HttpMethod};
+use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueryParam};
 
 type Outcome = Result<RawResponse, AttemptError>;
 
@@ -27,8 +28,11 @@ struct Prepared {
     method: HttpMethod,
     /// The request's path (no query), for attempt records.
     path: String,
-    /// The full URL per backend, by index.
-    urls: Vec<Url>,
+    /// The request's query parameters.
+    query: Vec<QueryParam>,
+    /// The full URL per backend, by index, joined when that backend is first tried (a call
+    /// usually tries one of them; the path was validated against the first already).
+    urls: Vec<OnceLock<Url>>,
     headers: HeaderMap,
     body: Option<Vec<u8>>,
     timeout: Duration,
@@ -89,9 +93,7 @@ async fn prepare(
     headers: Option<HeaderMap>,
 ) -> Result<Prepared, ApiError> {
     one_idempotency_key(req)?;
-    let urls = (0..net.backend_count())
-        .map(|i| join_url(&net.backend(i).url, &req.path, &req.query))
-        .collect::<Result<Vec<_>, _>>()?;
+    let urls = (0..net.backend_count()).map(|_| OnceLock::new()).collect();
     let headers = match headers {
         Some(h) => h,
         None => {
@@ -107,6 +109,7 @@ async fn prepare(
     Ok(Prepared {
         method: req.method,
         path: req.path.clone(),
+        query: req.query.clone(),
         urls,
         headers,
         body: req.body.clone(),
@@ -122,6 +125,18 @@ struct Plain<'a> {
     p: Prepared,
     /// Every attempt that reached a server timed out (so the call is a `Timeout`).
     only_timeouts: AtomicBool,
+}
+
+impl Plain<'_> {
+    /// The full URL on backend `index`.
+    fn url(&self, index: usize) -> Result<Url, ApiError> {
+        let slot = &self.p.urls[index];
+        if let Some(url) = slot.get() {
+            return Ok(url.clone());
+        }
+        let url = join_url(&self.net.backend(index).url, &self.p.path, &self.p.query)?;
+        Ok(slot.get_or_init(|| url).clone())
+    }
 }
 
 impl Exchange for Plain<'_> {
@@ -169,7 +184,7 @@ impl Exchange for Plain<'_> {
         let started = self.net.now();
         let out = Outgoing {
             method: self.p.method,
-            url: self.p.urls[index].clone(),
+            url: self.url(index)?,
             headers: &self.p.headers,
             body: self.p.body.as_deref(),
             timeout: self.p.timeout,

@@ -445,6 +445,11 @@ pub(crate) fn encode_header_lines(h: &HashMap<String, String>) -> String {
     lines.join("\n")
 }
 
+/// The length of [`encode_header_lines`]`(h)`, without building it.
+pub(crate) fn encoded_header_lines_len(h: &HashMap<String, String>) -> usize {
+    h.iter().map(|(k, v)| k.len() + 1 + v.len()).sum::<usize>() + h.len().saturating_sub(1)
+}
+
 /// The inverse of [`encode_header_lines`].
 pub(crate) fn decode_header_lines(s: &str) -> HashMap<String, String> {
     s.lines()

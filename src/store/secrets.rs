@@ -52,10 +52,10 @@ pub(crate) fn storable_response_headers(
 
 /// May a header with this name be written to disk?
 pub(crate) fn is_storable_header(name: &str, sensitive: &[String]) -> bool {
-    let n = name.to_ascii_lowercase();
-    !CREDENTIAL_RESPONSE_HEADERS.contains(&n.as_str())
-        && !CREDENTIAL_HEADERS.contains(&n.as_str())
-        && !sensitive.contains(&n)
+    let named = |n: &str| n.eq_ignore_ascii_case(name);
+    !CREDENTIAL_RESPONSE_HEADERS.iter().copied().any(named)
+        && !CREDENTIAL_HEADERS.iter().copied().any(named)
+        && !sensitive.iter().map(String::as_str).any(named)
 }
 
 /// A text on its way out of the process (a log record for the app's listener) with what looks
