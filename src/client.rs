@@ -503,8 +503,7 @@ impl RobustClient {
         request: ApiRequest,
         allow_stale: bool,
     ) -> Result<Option<ApiResponse>, ApiError> {
-        let scope = self.net.identity().current();
-        CacheLayer::new(self.cache.clone(), self.net.clone()).cached(&request, scope, allow_stale)
+        self.cached(&request, allow_stale)
     }
 
     /// [`cached_response`](Self::cached_response) for a plain `GET path` (query included, the
@@ -517,6 +516,18 @@ impl RobustClient {
         allow_stale: bool,
     ) -> Result<Option<ApiResponse>, ApiError> {
         self.cached_response(ApiRequest::get(path), allow_stale)
+    }
+
+    /// A prepared [`cached_get`](Self::cached_get) of `path`, for a screen that reads the same
+    /// entry on every frame: its `read` hands nothing across the bridge but a flag (in Python,
+    /// lowering the path string costs more than the hit itself). `InvalidRequest` for a path
+    /// that can form no request. The reader keeps the client alive.
+    pub fn cached_reader(self: Arc<Self>, path: String) -> Result<Arc<CachedReader>, ApiError> {
+        crate::http::request_target(&path, &[])?;
+        Ok(Arc::new(CachedReader {
+            client: self,
+            request: ApiRequest::get(path),
+        }))
     }
 
     /// Empties the response cache (every scope), leaving no recoverable bytes.
@@ -596,6 +607,16 @@ impl RobustClient {
 }
 
 impl RobustClient {
+    /// The thin-bridge read of GET `request` in the current user scope (see `cached_response`).
+    fn cached(
+        &self,
+        request: &ApiRequest,
+        allow_stale: bool,
+    ) -> Result<Option<ApiResponse>, ApiError> {
+        let scope = self.net.identity().current();
+        CacheLayer::new(self.cache.clone(), self.net.clone()).cached(request, scope, allow_stale)
+    }
+
     /// An upload as a task on the client's runtime; `listener` hears its progress on the caller's
     /// side (the thread awaiting this call), never on the runtime's threads.
     async fn upload_reporting(
@@ -617,6 +638,26 @@ impl RobustClient {
                 upload::deliver_to(listener),
             )
             .await
+    }
+}
+
+/// A prepared cache read of one path ([`RobustClient::cached_reader`]).
+#[derive(uniffi::Object)]
+pub struct CachedReader {
+    client: Arc<RobustClient>,
+    request: ApiRequest,
+}
+
+#[uniffi::export]
+impl CachedReader {
+    /// [`RobustClient::cached_get`] of the reader's path, for the user scope current now.
+    pub fn read(&self, allow_stale: bool) -> Result<Option<ApiResponse>, ApiError> {
+        self.client.cached(&self.request, allow_stale)
+    }
+
+    /// The path this reader reads.
+    pub fn path(&self) -> String {
+        self.request.path.clone()
     }
 }
 

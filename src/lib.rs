@@ -43,7 +43,7 @@ mod ws;
 
 pub use cache::{CacheConfig, CacheStatus};
 pub use cancel::CancelToken;
-pub use client::RobustClient;
+pub use client::{CachedReader, RobustClient};
 pub use config::{default_client_config, ClientConfig};
 pub use error::ApiError;
 pub use events::{

@@ -171,3 +171,37 @@ async fn the_sync_bridge_read_serves_the_current_scope_without_the_network() {
     );
     assert_eq!(fleet.server(0).hits_for("/cache/never"), 0);
 }
+
+/// A prepared reader reads like `cached_get` of its path, in the user scope current at each read
+/// (a logout between two frames hides the previous user's entry), and never asks the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_reader_reads_its_path_in_the_scope_current_at_each_read() {
+    let (fleet, dir) = (Fleet::start(1).await, tempfile::tempdir().unwrap());
+    let client = RobustClient::new(config(&fleet, dir.path())).unwrap();
+    let path = "/cache/reader?cc=max-age%3D600";
+    let reader = client.clone().cached_reader(path.into()).unwrap();
+    assert_eq!(reader.path(), path);
+    assert_eq!(reader.read(true).unwrap(), None);
+    client.set_user_scope(Some("alice".into()));
+    let net = client.get(path.into()).await.unwrap();
+    let hit = reader.read(false).unwrap().unwrap();
+    assert!(hit.from_cache && !hit.stale);
+    assert_eq!(hit.body, net.body);
+    assert_eq!(
+        Some(hit.body.clone()),
+        client
+            .cached_get(path.into(), false)
+            .unwrap()
+            .map(|r| r.body)
+    );
+    client.set_user_scope(Some("bob".into()));
+    assert_eq!(reader.read(true).unwrap(), None, "another user's entry");
+    client.set_user_scope(Some("alice".into()));
+    assert!(reader.read(false).unwrap().is_some());
+    assert_eq!(fleet.server(0).hits_for("/cache/reader"), 1);
+    // A path that can form no request is refused when the reader is made.
+    assert!(matches!(
+        client.clone().cached_reader("/a b".into()),
+        Err(ApiError::InvalidRequest { .. })
+    ));
+}

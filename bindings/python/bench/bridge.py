@@ -9,6 +9,8 @@ Paths measured (the same URL, `Cache-Control: max-age=60`, stored once before me
 - `robust async request`: `await client.request(ApiRequest(...))` (the full request record);
 - `robust cached_response`: the synchronous thin-bridge read (`client.cached_response(req, False)`);
 - `robust cached_get`: the same read by path (`client.cached_get(path, False)`: no request record);
+- `robust cached_reader().read`: a reader prepared once for the path (`reader.read(False)`: only a
+  flag crosses the bridge);
 - `requests-cache`: `CachedSession(backend="sqlite").get(url)`;
 - `hishel`: `hishel.httpx.CacheClient(storage=SqliteStorage(...)).get(url)`.
 """
@@ -96,6 +98,14 @@ def main():
             assert r is not None and r.from_cache
 
         rows.append(("robust cached_get (sync, path only)", measure_sync(cached_get)))
+
+        reader = client.cached_reader(PATH)
+
+        def prepared_read():
+            r = reader.read(False)
+            assert r is not None and r.from_cache
+
+        rows.append(("robust cached_reader().read (sync, prepared)", measure_sync(prepared_read)))
 
         # The bridge's share: lowering the request record alone (the generated converter; private
         # API, so only when present) and a trivial FFI call.

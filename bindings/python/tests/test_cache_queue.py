@@ -113,6 +113,11 @@ def test_cached_response_is_a_sync_read_without_the_network(fleet, make_client):
     by_path = client.cached_get(path, False)
     assert by_path is not None and by_path.from_cache is True and by_path.body == online.body
     assert client.cached_get("/cache/never-fetched", True) is None
+    reader = client.cached_reader(path)
+    assert reader.path() == path
+    prepared = reader.read(False)
+    assert prepared is not None and prepared.from_cache is True and prepared.body == online.body
+    assert client.cached_reader("/cache/never-fetched").read(True) is None
     assert sum(fleet.hits(i, "/cache/bridge") for i in range(len(fleet.urls))) == 1
     cache = client.service_status().cache
     assert cache.coalesced == 0 and cache.write_behind_dropped == 0
