@@ -22,6 +22,8 @@ budget=$(grep -v '^#' scripts/size-budget | tr -d '[:space:]')
 command -v strip >/dev/null || apt_ensure binutils || die "apt install of binutils failed"
 
 export CARGO_TARGET_DIR="${SIZE_TARGET_DIR:-$CACHE/size-target}"
+ROOT="$PWD"
+. scripts/release-flags.sh
 export CARGO_PROFILE_RELEASE_STRIP=false
 case "$(uname -s)" in
   Darwin) lib="$CARGO_TARGET_DIR/release/librobust_api.dylib" ;;
@@ -32,6 +34,12 @@ t0=$SECONDS
 log "building the release cdylib (target dir $CARGO_TARGET_DIR)"
 nice -n 10 cargo rustc --quiet --release --lib --crate-type cdylib || die "release build failed"
 log "built in $((SECONDS - t0)) s"
+
+# The bundled SQLite is built with OMIT options (.cargo/config.toml); one that changes the grammar
+# leaves the pre-generated parser calling functions that do not exist, which a shared library only
+# notices when the statement runs. None may be left undefined.
+undefined=$(nm -D --undefined-only "$lib" | awk '$2 ~ /^sqlite3/ { print $2 }' | tr '\n' ' ')
+[ -z "$undefined" ] || die "SQLite functions left undefined by its compile options: $undefined"
 
 stripped=$(mktemp)
 trap 'rm -f "$stripped"' EXIT

@@ -91,6 +91,7 @@ log "copied the generated Kotlin and the hand-written layer into android/src/mai
 rm -rf "$MODULE/src/main/jniLibs"
 targs=()
 for abi in "${ABIS[@]}"; do targs+=(-t "$abi"); done
+. "$ROOT/scripts/release-flags.sh"   # no build-machine paths in the shipped library
 (cd "$ROOT" && cargo ndk "${targs[@]}" --platform "$MIN_SDK" -o "$MODULE/src/main/jniLibs" \
   rustc --release --lib --crate-type cdylib)
 for abi in "${ABIS[@]}"; do

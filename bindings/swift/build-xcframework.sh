@@ -40,6 +40,7 @@ $with_macos && targets+=("${mac_targets[@]}")
 if command -v rustup >/dev/null; then
   rustup target add "${targets[@]}"
 fi
+. "$ROOT/scripts/release-flags.sh"   # no build-machine paths in the shipped library
 for t in "${targets[@]}"; do
   # The staticlib on its own: built together with the rlib and the cdylib, fat LTO keeps every public
   # Rust function for the other outputs (scripts/size-gate.sh).

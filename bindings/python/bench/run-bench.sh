@@ -18,6 +18,7 @@ LIB="$TARGET/release/librobust_api.so"
 MODULE="$ROOT/target/bindings/python/robust_api.py"
 VENV="$ROOT/target/bench/venv"
 
+. "$ROOT/scripts/release-flags.sh"   # the shipped library's flags (and the size gate's target dir)
 log "building the release cdylib (target dir $TARGET)"
 (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" CARGO_PROFILE_RELEASE_STRIP=false nice -n 10 \
   cargo rustc --quiet --release --lib --crate-type cdylib) || die "release build failed"
