@@ -173,6 +173,17 @@ pub(crate) fn join_url(base: &Url, path: &str, query: &[QueryParam]) -> Result<U
     Ok(url)
 }
 
+/// Whether [`join_url`] accepts `path?query` on `base`, without building the URL when it
+/// certainly does: a plain path ([`is_plain_path`]) stays under any base, and query pairs are
+/// encoded, never rejected. (A request is checked before it is queued or sent, and joined again
+/// for the backend that gets it; most paths are plain and skip the first parse.)
+pub(crate) fn check_path(base: &Url, path: &str, query: &[QueryParam]) -> Result<(), ApiError> {
+    if is_plain_path(path) {
+        return Ok(());
+    }
+    join_url(base, path, query).map(drop)
+}
+
 /// A request's path and query joined against a placeholder origin: the URL of the request
 /// independent of any backend.
 fn backendless_url(path: &str, query: &[QueryParam]) -> Result<Url, ApiError> {
@@ -801,6 +812,22 @@ mod tests {
                     prop_assert_eq!(request_target(&s, &[]).ok(), parsed_target(&s).ok());
                     prop_assert!(parsed_target(&s).is_ok());
                 }
+            }
+
+            #[test]
+            fn the_path_check_accepts_exactly_what_joins(
+                s in "/?[/a-zA-Z0-9._~%?#: -]{0,24}",
+                base in prop::sample::select(vec!["http://h:1", "http://h:1/", "https://h/api/v1", "https://h/api/v1/"]),
+                q in prop::option::of("[a-z&= ]{0,6}"),
+            ) {
+                let base = Url::parse(base).unwrap();
+                let query: Vec<QueryParam> = q
+                    .map(|v| vec![QueryParam { name: "k".into(), value: v }])
+                    .unwrap_or_default();
+                prop_assert_eq!(
+                    check_path(&base, &s, &query).is_ok(),
+                    join_url(&base, &s, &query).is_ok()
+                );
             }
 
             #[test]

@@ -17,7 +17,7 @@ use super::transport::{AttemptError, AttemptErrorKind, Outgoing, RawResponse};
 use super::{Network, Rounds};
 use crate::defaults::{ms_i32, saturating_i32};
 use crate::error::ApiError;
-use crate::http::{header_value, idempotency_header, join_url, parse_headers};
+use crate::http::{check_path, header_value, idempotency_header, join_url, parse_headers};
 use crate::observe::AttemptOutcome;
 use crate::types::{ApiRequest, ApiResponse, HttpMethod, QueryParam};
 
@@ -63,7 +63,7 @@ fn attempt_timeout(net: &Network, req: &ApiRequest) -> Result<Duration, ApiError
 }
 
 pub(super) fn validate(net: &Network, req: &ApiRequest) -> Result<(), ApiError> {
-    join_url(&net.backend(0).url, &req.path, &req.query)?;
+    check_path(&net.backend(0).url, &req.path, &req.query)?;
     parse_headers(&req.headers, ApiError::invalid_request)?;
     if let Some(key) = &req.idempotency_key {
         idempotency_header(key)?;
